@@ -1,0 +1,121 @@
+"""The one exception tree of modelkeep.
+
+    ModelkeepError
+    ├── UsageError (ValueError)              bad input from the caller
+    │   ├── InvalidNameError                 a model/branch/alias name with bad characters
+    │   ├── RevisionSyntaxError              a revision that does not parse
+    │   ├── EmptyCommitError                 nothing to commit
+    │   └── UnsafePathError                  a path that escapes its destination
+    ├── NotFoundError (LookupError)          something named does not exist
+    │   ├── RepositoryNotFoundError
+    │   ├── ModelNotFoundError
+    │   ├── VersionNotFoundError
+    │   ├── RefNotFoundError                 branch, alias or tag
+    │   └── PathNotFoundError                an input path that is not there
+    ├── ConflictError                        the state is not what the operation needs
+    │   ├── RefExistsError
+    │   ├── RefMovedError                    a compare-and-swap lost the race
+    │   ├── WorkingTreeConflictError         checkout would overwrite changed files
+    │   ├── RepositoryExistsError
+    │   └── RegistryBusyError                the database stayed locked too long
+    ├── RepositoryFormatError                the repository needs a newer modelkeep
+    └── StoreError
+        ├── ObjectMissingError (LookupError) a referenced object is not in the store
+        └── CorruptObjectError (ValueError)  stored bytes do not match their hash
+
+Every message says what was wrong and what to do; faces print it on one line.
+"""
+
+from __future__ import annotations
+
+
+class ModelkeepError(Exception):
+    """Root of every error modelkeep raises on purpose."""
+
+
+class UsageError(ModelkeepError, ValueError):
+    """The caller asked for something malformed."""
+
+
+class InvalidNameError(UsageError):
+    """A model, branch, alias or tag name uses characters that are not allowed."""
+
+
+class RevisionSyntaxError(UsageError):
+    """A revision string does not follow the revision syntax."""
+
+
+class EmptyCommitError(UsageError):
+    """A commit was asked for with no files in it."""
+
+
+class UnsafePathError(UsageError):
+    """A path would escape the folder it must stay in."""
+
+
+class NotFoundError(ModelkeepError, LookupError):
+    """Something named by the caller does not exist."""
+
+
+class RepositoryNotFoundError(NotFoundError):
+    """No modelkeep repository at or above the given folder."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """No model of that name."""
+
+
+class VersionNotFoundError(NotFoundError):
+    """The model has no such version."""
+
+
+class RefNotFoundError(NotFoundError):
+    """No branch, alias or tag of that name."""
+
+
+class PathNotFoundError(NotFoundError):
+    """An input path does not exist."""
+
+
+class ConflictError(ModelkeepError):
+    """The repository is not in the state the operation requires."""
+
+
+class RefExistsError(ConflictError):
+    """A branch, alias or tag of that name already exists."""
+
+
+class RefMovedError(ConflictError):
+    """A ref moved under us: another process changed it first."""
+
+
+class WorkingTreeConflictError(ConflictError):
+    """Checkout would overwrite files that differ from the version."""
+
+    def __init__(self, message: str, paths: list[str]) -> None:
+        super().__init__(message)
+        self.paths = paths
+
+
+class RepositoryExistsError(ConflictError):
+    """A repository already exists there."""
+
+
+class RegistryBusyError(ConflictError):
+    """The registry database stayed locked by another process for too long."""
+
+
+class RepositoryFormatError(ModelkeepError):
+    """The repository was written by a newer modelkeep, or is not one."""
+
+
+class StoreError(ModelkeepError):
+    """The object store cannot give back what was asked."""
+
+
+class ObjectMissingError(StoreError, LookupError):
+    """A referenced object is not in the store."""
+
+
+class CorruptObjectError(StoreError, ValueError):
+    """Stored bytes do not hash to their id: the object is corrupted."""

@@ -1,0 +1,578 @@
+"""The registry: models, versions, refs and the event log, in SQL.
+
+Every ref move goes through ``_move_ref``: a compare-and-swap that also appends
+the event. That single choke point is what makes history and rollback trustworthy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.pool import StaticPool
+
+from modelkeep.errors import (
+    ModelNotFoundError,
+    RefExistsError,
+    RefMovedError,
+    RefNotFoundError,
+    RegistryBusyError,
+    RepositoryFormatError,
+    VersionNotFoundError,
+)
+from modelkeep.registry import schema as t
+from modelkeep.registry.records import CodeRef, DatasetRef, Event, ModelInfo, Ref, Version
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from sqlalchemy import Connection, Engine, Row
+
+REF_KINDS = ("branch", "alias", "tag")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    if ":memory:" in url:
+        # One connection shared by all, or every connection would see its own database.
+        engine = create_engine(url, poolclass=StaticPool)
+    else:
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event issue BEGIN itself (see below).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front: a deferred transaction that later
+        # upgrades can deadlock against another writer and fail instead of waiting.
+        write = conn.get_execution_options().get("modelkeep_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class Registry:
+    """Metadata of one repository, behind SQLAlchemy."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _sqlite_engine(url) if url.startswith("sqlite") else create_engine(url)
+
+    # -- transactions -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(modelkeep_write=True)
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            if "locked" in str(exc):
+                raise RegistryBusyError(
+                    "the registry database stayed locked by another process for a minute; "
+                    "retry when it has finished"
+                ) from None
+            raise
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # -- schema -------------------------------------------------------------------
+
+    def create(self) -> None:
+        t.metadata.create_all(self.engine)
+        with self._write() as conn:
+            if self.engine.dialect.name == "sqlite":
+                for ddl in t.APPEND_ONLY_TRIGGERS:
+                    conn.exec_driver_sql(ddl)
+            conn.execute(insert(t.meta).values(key="schema_version", value=str(t.SCHEMA_VERSION)))
+
+    def check_schema(self) -> None:
+        try:
+            with self._read() as conn:
+                row = conn.execute(
+                    select(t.meta.c.value).where(t.meta.c.key == "schema_version")
+                ).first()
+        except OperationalError:
+            raise RepositoryFormatError(
+                "the registry database is missing or damaged; restore .modelkeep/registry.db "
+                "from a backup or re-create the repository with `modelkeep init`"
+            ) from None
+        found = int(row[0]) if row else 0
+        if found > t.SCHEMA_VERSION:
+            raise RepositoryFormatError(
+                f"this repository uses registry schema {found}, newer than this modelkeep "
+                f"understands ({t.SCHEMA_VERSION}); upgrade with `pip install -U modelkeep`"
+            )
+
+    # -- models -------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        with self._read() as conn:
+            return list(conn.scalars(select(t.models.c.name).order_by(t.models.c.name)))
+
+    def models(self) -> list[ModelInfo]:
+        q = (
+            select(
+                t.models.c.name,
+                t.models.c.default_branch,
+                t.models.c.created_at,
+                func.count(t.versions.c.id),
+                func.max(t.versions.c.number),
+            )
+            .select_from(t.models.outerjoin(t.versions))
+            .group_by(t.models.c.id)
+            .order_by(t.models.c.name)
+        )
+        with self._read() as conn:
+            return [
+                ModelInfo(name, branch, _utc(created), count, latest)
+                for name, branch, created, count, latest in conn.execute(q)
+            ]
+
+    def _model_row(self, conn: Connection, name: str) -> Row[Any]:
+        row = conn.execute(select(t.models).where(t.models.c.name == name)).first()
+        if row is None:
+            names = list(conn.scalars(select(t.models.c.name).order_by(t.models.c.name)))
+            have = f"models here: {', '.join(names)}" if names else "the repository has no models yet"
+            raise ModelNotFoundError(
+                f"no model named {name!r} ({have}); `modelkeep commit {name} PATH` creates it"
+            )
+        return row
+
+    def default_branch(self, model: str) -> str:
+        with self._read() as conn:
+            return str(self._model_row(conn, model).default_branch)
+
+    # -- versions -----------------------------------------------------------------
+
+    def _version(self, conn: Connection, model: str, row: Row[Any]) -> Version:
+        parents = tuple(
+            conn.scalars(
+                select(t.versions.c.number)
+                .select_from(
+                    t.version_parents.join(
+                        t.versions, t.versions.c.id == t.version_parents.c.parent_id
+                    )
+                )
+                .where(t.version_parents.c.version_id == row.id)
+                .order_by(t.version_parents.c.position)
+            )
+        )
+        ds = tuple(
+            DatasetRef(d.path, d.content_id, d.size)
+            for d in conn.execute(
+                select(t.datasets).where(t.datasets.c.version_id == row.id).order_by(t.datasets.c.id)
+            )
+        )
+        lineage = row.lineage or {}
+        code = lineage.get("code")
+        return Version(
+            model=model,
+            number=row.number,
+            branch=row.branch,
+            parents=parents,
+            message=row.message,
+            author=row.author,
+            created_at=_utc(row.created_at),
+            params=row.params,
+            metrics=row.metrics,
+            datasets=ds,
+            code=CodeRef(**code) if code else None,
+            environment=lineage.get("environment", {}),
+            tree_id=row.tree_id,
+            size=row.size,
+            file_count=row.file_count,
+            kind=row.kind,
+            status=row.status,
+        )
+
+    def _version_row(self, conn: Connection, model_id: int, model: str, number: int) -> Row[Any]:
+        row = conn.execute(
+            select(t.versions).where(
+                t.versions.c.model_id == model_id, t.versions.c.number == number
+            )
+        ).first()
+        if row is None:
+            latest = conn.scalar(
+                select(func.max(t.versions.c.number)).where(t.versions.c.model_id == model_id)
+            )
+            raise VersionNotFoundError(
+                f"{model} has no version {number} (it has versions 1..{latest})"
+                if latest
+                else f"{model} has no versions yet"
+            )
+        return row
+
+    def version(self, model: str, number: int) -> Version:
+        with self._read() as conn:
+            m = self._model_row(conn, model)
+            return self._version(conn, model, self._version_row(conn, m.id, model, number))
+
+    def versions(self, model: str) -> list[Version]:
+        """Every version of ``model``, newest first."""
+        with self._read() as conn:
+            m = self._model_row(conn, model)
+            rows = conn.execute(
+                select(t.versions)
+                .where(t.versions.c.model_id == m.id)
+                .order_by(t.versions.c.number.desc())
+            ).all()
+            return [self._version(conn, model, r) for r in rows]
+
+    def parents_map(self, model: str) -> dict[int, tuple[int, ...]]:
+        """version number → parent numbers, for ancestry walks in one query."""
+        child = t.versions.alias("child")
+        parent = t.versions.alias("parent")
+        with self._read() as conn:
+            m = self._model_row(conn, model)
+            out: dict[int, list[int]] = {
+                n: [] for n in conn.scalars(
+                    select(t.versions.c.number).where(t.versions.c.model_id == m.id)
+                )
+            }
+            q = (
+                select(child.c.number, parent.c.number)
+                .select_from(
+                    t.version_parents.join(child, child.c.id == t.version_parents.c.version_id)
+                    .join(parent, parent.c.id == t.version_parents.c.parent_id)
+                )
+                .where(child.c.model_id == m.id)
+                .order_by(child.c.number, t.version_parents.c.position)
+            )
+            for c, p in conn.execute(q):
+                out[c].append(p)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def add_version(
+        self,
+        *,
+        model: str,
+        branch: str | None,
+        tree_id: str,
+        size: int,
+        file_count: int,
+        message: str,
+        author: str,
+        params: dict[str, Any],
+        metrics: dict[str, Any],
+        lineage: dict[str, Any],
+        datasets: Sequence[DatasetRef],
+        parents: Sequence[int] | None = None,
+        kind: str = "commit",
+        status: str = "ok",
+        default_branch: str = "main",
+    ) -> Version:
+        """Append the next version of ``model`` and advance its branch, atomically.
+
+        The model is created on its first commit. ``parents`` defaults to the
+        branch head; the number is the model's highest plus one.
+        """
+        for _attempt in range(20):
+            try:
+                with self._write() as conn:
+                    return self._add_version(
+                        conn, model, branch, tree_id, size, file_count, message, author,
+                        params, metrics, lineage, datasets, parents, kind, status, default_branch,
+                    )
+            except IntegrityError:
+                # Lost a race for the number (possible on engines without BEGIN
+                # IMMEDIATE): the transaction rolled back, so try again.
+                continue
+        raise RegistryBusyError("could not allocate a version number after 20 attempts; retry")
+
+    def _add_version(
+        self,
+        conn: Connection,
+        model: str,
+        branch: str | None,
+        tree_id: str,
+        size: int,
+        file_count: int,
+        message: str,
+        author: str,
+        params: dict[str, Any],
+        metrics: dict[str, Any],
+        lineage: dict[str, Any],
+        datasets: Sequence[DatasetRef],
+        parents: Sequence[int] | None,
+        kind: str,
+        status: str,
+        default_branch: str,
+    ) -> Version:
+        now = _now()
+        m = conn.execute(select(t.models).where(t.models.c.name == model)).first()
+        if m is None:
+            if branch not in (None, default_branch):
+                raise RefNotFoundError(
+                    f"{model} is a new model: its first version goes on {default_branch!r}; "
+                    f"commit without --branch, then `modelkeep branch {model} {branch}`"
+                )
+            model_id = conn.execute(
+                insert(t.models).values(name=model, default_branch=default_branch, created_at=now)
+            ).inserted_primary_key[0]
+            branch = default_branch
+            head = None
+        else:
+            model_id = m.id
+            branch = branch or m.default_branch
+            head = self._ref_row(conn, model_id, model, branch, kinds=("branch",))
+        head_number = (
+            conn.scalar(select(t.versions.c.number).where(t.versions.c.id == head.version_id))
+            if head is not None
+            else None
+        )
+        parent_numbers = list(parents) if parents is not None else (
+            [head_number] if head_number is not None else []
+        )
+        number = (
+            conn.scalar(
+                select(func.max(t.versions.c.number)).where(t.versions.c.model_id == model_id)
+            )
+            or 0
+        ) + 1
+        version_id = conn.execute(
+            insert(t.versions).values(
+                model_id=model_id, number=number, branch=branch, tree_id=tree_id, size=size,
+                file_count=file_count, message=message, author=author, created_at=now,
+                kind=kind, status=status, params=params, metrics=metrics, lineage=lineage,
+            )
+        ).inserted_primary_key[0]
+        for pos, pnum in enumerate(parent_numbers):
+            prow = self._version_row(conn, model_id, model, pnum)
+            conn.execute(
+                insert(t.version_parents).values(
+                    version_id=version_id, position=pos, parent_id=prow.id
+                )
+            )
+        for d in datasets:
+            conn.execute(
+                insert(t.datasets).values(
+                    version_id=version_id, path=d.path, content_id=d.content_id, size=d.size
+                )
+            )
+        if head is None:
+            conn.execute(
+                insert(t.refs).values(
+                    model_id=model_id, kind="branch", name=branch,
+                    version_id=version_id, updated_at=now,
+                )
+            )
+        else:
+            self._cas(conn, head.id, head.version_id, version_id, now)
+        self._append_event(
+            conn, actor=author, action=kind, model=model, ref_kind="branch", ref_name=branch,
+            before=head_number, after=number, message=message,
+            details={"tree": tree_id, "size": size, "files": file_count},
+        )
+        row = conn.execute(select(t.versions).where(t.versions.c.id == version_id)).one()
+        return self._version(conn, model, row)
+
+    def tree_ids(self) -> list[tuple[str, int, str]]:
+        """(model, number, tree id) of every version."""
+        q = select(t.models.c.name, t.versions.c.number, t.versions.c.tree_id).select_from(
+            t.versions.join(t.models)
+        ).order_by(t.models.c.name, t.versions.c.number)
+        with self._read() as conn:
+            return [(m, n, tid) for m, n, tid in conn.execute(q)]
+
+    # -- refs ---------------------------------------------------------------------
+
+    def _ref_row(
+        self, conn: Connection, model_id: int, model: str, name: str,
+        kinds: Sequence[str] = REF_KINDS,
+    ) -> Row[Any]:
+        row = conn.execute(
+            select(t.refs).where(t.refs.c.model_id == model_id, t.refs.c.name == name)
+        ).first()
+        if row is None or row.kind not in kinds:
+            have = conn.execute(
+                select(t.refs.c.kind, t.refs.c.name)
+                .where(t.refs.c.model_id == model_id, t.refs.c.kind.in_(kinds))
+                .order_by(t.refs.c.kind, t.refs.c.name)
+            ).all()
+            what = " or ".join(kinds) if len(kinds) < len(REF_KINDS) else "branch, alias or tag"
+            listing = ", ".join(f"{k} {n}" for k, n in have) or "none"
+            hint = f"; it is a {row.kind}" if row is not None else ""
+            raise RefNotFoundError(f"{model} has no {what} named {name!r}{hint} (has: {listing})")
+        return row
+
+    def _ref(self, conn: Connection, model: str, row: Row[Any]) -> Ref:
+        number = conn.scalar(select(t.versions.c.number).where(t.versions.c.id == row.version_id))
+        return Ref(model, row.kind, row.name, int(number or 0), _utc(row.updated_at))
+
+    def ref(self, model: str, name: str, kinds: Sequence[str] = REF_KINDS) -> Ref:
+        with self._read() as conn:
+            m = self._model_row(conn, model)
+            return self._ref(conn, model, self._ref_row(conn, m.id, model, name, kinds))
+
+    def refs(self, model: str, kind: str | None = None) -> list[Ref]:
+        with self._read() as conn:
+            m = self._model_row(conn, model)
+            q = select(t.refs).where(t.refs.c.model_id == m.id)
+            if kind:
+                q = q.where(t.refs.c.kind == kind)
+            rows = conn.execute(q.order_by(t.refs.c.kind, t.refs.c.name)).all()
+            return [self._ref(conn, model, r) for r in rows]
+
+    def _cas(
+        self, conn: Connection, ref_id: int, expected: int, new: int, now: datetime
+    ) -> None:
+        done = conn.execute(
+            update(t.refs)
+            .where(t.refs.c.id == ref_id, t.refs.c.version_id == expected)
+            .values(version_id=new, updated_at=now)
+        ).rowcount
+        if done != 1:
+            raise RefMovedError("the ref was moved by another process meanwhile; run the command again")
+
+    def move_ref(
+        self,
+        *,
+        model: str,
+        name: str,
+        kind: str,
+        to: int,
+        actor: str,
+        action: str,
+        message: str = "",
+        expected: int | None = None,
+        create: bool = True,
+        exclusive: bool = False,
+        details: dict[str, Any] | None = None,
+    ) -> tuple[int | None, Ref]:
+        """Point ref ``name`` at version ``to`` (creating it if allowed); logs the event.
+
+        ``expected`` makes it a compare-and-swap on the version the caller saw;
+        ``exclusive`` refuses to touch a ref that exists. Returns the previous target (None if created) and the ref now.
+        """
+        with self._write() as conn:
+            m = self._model_row(conn, model)
+            target = self._version_row(conn, m.id, model, to)
+            row = conn.execute(
+                select(t.refs).where(t.refs.c.model_id == m.id, t.refs.c.name == name)
+            ).first()
+            now = _now()
+            if row is None:
+                if not create:
+                    self._ref_row(conn, m.id, model, name, (kind,))  # raises with a listing
+                conn.execute(
+                    insert(t.refs).values(
+                        model_id=m.id, kind=kind, name=name, version_id=target.id, updated_at=now
+                    )
+                )
+                before = None
+            else:
+                if exclusive:
+                    raise RefExistsError(
+                        f"{model} already has a {row.kind} named {name!r}; choose another name"
+                    )
+                if row.kind != kind:
+                    raise RefExistsError(
+                        f"{model}@{name} is a {row.kind}, not a {kind}; choose another name"
+                    )
+                if kind == "tag":
+                    raise RefExistsError(
+                        f"tag {name!r} of {model} already exists; tags never move — "
+                        "delete it first or choose another name"
+                    )
+                before = conn.scalar(
+                    select(t.versions.c.number).where(t.versions.c.id == row.version_id)
+                )
+                if expected is not None and before != expected:
+                    raise RefMovedError(
+                        f"{model}@{name} points at {before}, not {expected}: another change came "
+                        "first; look at `modelkeep history` and run the command again"
+                    )
+                self._cas(conn, row.id, row.version_id, target.id, now)
+            self._append_event(
+                conn, actor=actor, action=action, model=model, ref_kind=kind, ref_name=name,
+                before=before, after=to, message=message, details=details or {},
+            )
+            new = conn.execute(
+                select(t.refs).where(t.refs.c.model_id == m.id, t.refs.c.name == name)
+            ).one()
+            return before, self._ref(conn, model, new)
+
+    def delete_ref(self, *, model: str, name: str, kind: str, actor: str, message: str = "") -> Ref:
+        with self._write() as conn:
+            m = self._model_row(conn, model)
+            row = self._ref_row(conn, m.id, model, name, (kind,))
+            ref = self._ref(conn, model, row)
+            if kind == "branch" and name == m.default_branch:
+                raise RefExistsError(
+                    f"{name!r} is the default branch of {model} and cannot be deleted"
+                )
+            conn.execute(t.refs.delete().where(t.refs.c.id == row.id))
+            self._append_event(
+                conn, actor=actor, action=f"{kind}.delete", model=model, ref_kind=kind,
+                ref_name=name, before=ref.version, after=None, message=message, details={},
+            )
+            return ref
+
+    # -- events -------------------------------------------------------------------
+
+    def _append_event(
+        self, conn: Connection, *, actor: str, action: str, model: str | None,
+        ref_kind: str | None, ref_name: str | None, before: int | None, after: int | None,
+        message: str, details: dict[str, Any],
+    ) -> None:
+        conn.execute(
+            insert(t.events).values(
+                at=_now(), actor=actor, action=action, model=model, ref_kind=ref_kind,
+                ref_name=ref_name, before_version=before, after_version=after,
+                message=message, details=details,
+            )
+        )
+
+    def events(
+        self, model: str | None = None, ref_name: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        """Events newest first, optionally only one model's or one ref's."""
+        q = select(t.events).order_by(t.events.c.id.desc())
+        if model is not None:
+            q = q.where(t.events.c.model == model)
+        if ref_name is not None:
+            q = q.where(t.events.c.ref_name == ref_name)
+        if limit:
+            q = q.limit(limit)
+        with self._read() as conn:
+            if model is not None:
+                self._model_row(conn, model)
+            return [
+                Event(
+                    r.id, _utc(r.at), r.actor, r.action, r.model, r.ref_kind, r.ref_name,
+                    r.before_version, r.after_version, r.message, r.details,
+                )
+                for r in conn.execute(q)
+            ]
+
+    def ref_moves(self, model: str, name: str) -> list[Event]:
+        """Moves of one ref, newest first (creation included, deletions excluded)."""
+        return [e for e in self.events(model, name) if e.after is not None]
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,122 @@
+"""Registry tables (SQLAlchemy Core). Object ids are stored as hex text: the registry
+never reads bytes from the store, it only remembers which tree a version names."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("default_branch", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+versions = Table(
+    "versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", ForeignKey("models.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("branch", String(128), nullable=False),
+    Column("tree_id", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("file_count", Integer, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("author", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("lineage", JSON, nullable=False),
+    # Version numbers are unique per model: the constraint is what makes
+    # concurrent commits safe, whatever the engine.
+    UniqueConstraint("model_id", "number", name="uq_versions_model_number"),
+)
+
+version_parents = Table(
+    "version_parents",
+    metadata,
+    Column("version_id", ForeignKey("versions.id"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("parent_id", ForeignKey("versions.id"), nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version_id", ForeignKey("versions.id"), nullable=False, index=True),
+    Column("path", Text, nullable=False),
+    Column("content_id", String(64), nullable=False, index=True),
+    Column("size", BigInteger, nullable=False),
+)
+
+refs = Table(
+    "refs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", ForeignKey("models.id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # branch | alias | tag
+    Column("name", String(128), nullable=False),
+    Column("version_id", ForeignKey("versions.id"), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # One namespace per model, so `churn@x` is never ambiguous.
+    UniqueConstraint("model_id", "name", name="uq_refs_model_name"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("model", String(128)),
+    Column("ref_kind", String(16)),
+    Column("ref_name", String(128)),
+    Column("before_version", Integer),
+    Column("after_version", Integer),
+    Column("message", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+    Index("ix_events_model_ref", "model", "ref_name"),
+)
+
+# The event log is append-only: the database refuses to change the past.
+APPEND_ONLY_TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events "
+    "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events "
+    "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS versions_no_update BEFORE UPDATE ON versions "
+    "BEGIN SELECT RAISE(ABORT, 'versions are immutable'); END",
+    "CREATE TRIGGER IF NOT EXISTS versions_no_delete BEFORE DELETE ON versions "
+    "BEGIN SELECT RAISE(ABORT, 'versions are immutable'); END",
+)

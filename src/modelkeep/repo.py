@@ -1,0 +1,706 @@
+"""``Repo``: the one public facade. The only place a version row meets its stored tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from modelkeep import lineage
+from modelkeep.errors import (
+    EmptyCommitError,
+    ModelkeepError,
+    PathNotFoundError,
+    RepositoryExistsError,
+    RepositoryFormatError,
+    RepositoryNotFoundError,
+    RevisionSyntaxError,
+    StoreError,
+    UnsafePathError,
+    UsageError,
+    VersionNotFoundError,
+    WorkingTreeConflictError,
+)
+from modelkeep.registry import DatasetRef, Event, ModelInfo, Ref, Registry, Version
+from modelkeep.results import (
+    CheckoutResult,
+    DiffResult,
+    FileChange,
+    FileInfo,
+    FsckReport,
+    GcReport,
+    StatusResult,
+)
+from modelkeep.revision import Revision, check_name, parse_alias
+from modelkeep.store import (
+    ChunkParams,
+    LocalBackend,
+    MemoryBackend,
+    ObjectId,
+    ObjectStore,
+    TreeEntry,
+    hash_file,
+)
+from modelkeep.store import locks
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+    from modelkeep.store import Backend, Tree
+
+    Progress = Callable[[int], None]
+    ProgressStart = Callable[[str, int], Progress | None]
+
+REPO_DIR = ".modelkeep"
+FORMAT = 1
+ENV_REPO = "MODELKEEP_REPO"
+DEFAULT_BRANCH = "main"
+
+
+def _no_progress(_label: str, _total: int) -> None:
+    return None
+
+
+class Repo:
+    """A modelkeep repository: versions of models, their refs, lineage and events.
+
+    Open one with ``Repo(path)`` (walks up from ``path`` or the current folder, like
+    git; ``MODELKEEP_REPO`` overrides) or create one with ``Repo.init(path)``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        root = self.find(Path(path) if path is not None else None)
+        control = root / REPO_DIR
+        config = self._read_config(control)
+        self.root = root
+        self._control: Path | None = control
+        self._lock_path: Path | None = control / "lock"
+        params = ChunkParams.from_json(config["chunking"])
+        self._setup(LocalBackend(control / "store"), params, f"sqlite:///{control / 'registry.db'}")
+
+    def _setup(self, backend: Backend, params: ChunkParams, url: str) -> None:
+        self.store = ObjectStore(backend, params)
+        self.registry = Registry(url)
+        self.registry.check_schema()
+
+    # -- opening --------------------------------------------------------------------
+
+    @staticmethod
+    def find(start: Path | None = None) -> Path:
+        """The folder holding ``.modelkeep``: ``start`` or MODELKEEP_REPO or the cwd, upwards."""
+        if start is None and os.environ.get(ENV_REPO):
+            start = Path(os.environ[ENV_REPO])
+        origin = (start or Path.cwd()).resolve()
+        if origin.name == REPO_DIR:
+            origin = origin.parent
+        for folder in (origin, *origin.parents):
+            if (folder / REPO_DIR / "config.json").is_file():
+                return folder
+        raise RepositoryNotFoundError(
+            f"no modelkeep repository at {origin} or any folder above it; "
+            "create one with `modelkeep init` (or pass --repo PATH / set MODELKEEP_REPO)"
+        )
+
+    @staticmethod
+    def _read_config(control: Path) -> dict[str, Any]:
+        try:
+            config: dict[str, Any] = json.loads((control / "config.json").read_text())
+            fmt = int(config["format"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise RepositoryFormatError(
+                f"{control / 'config.json'} is unreadable; it is not a modelkeep repository "
+                "or it was damaged"
+            ) from None
+        if fmt > FORMAT:
+            raise RepositoryFormatError(
+                f"this repository has format {fmt}, newer than this modelkeep understands "
+                f"({FORMAT}); upgrade with `pip install -U modelkeep`"
+            )
+        return config
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str] = ".", params: ChunkParams | None = None) -> Repo:
+        """Create a repository in ``path`` (made if missing) and open it."""
+        root = Path(path).resolve()
+        control = root / REPO_DIR
+        if (control / "config.json").exists():
+            raise RepositoryExistsError(f"{root} already holds a modelkeep repository")
+        (control / "store").mkdir(parents=True, exist_ok=True)
+        Registry(f"sqlite:///{control / 'registry.db'}").create()
+        config = {
+            "format": FORMAT,
+            "chunking": (params or ChunkParams()).to_json(),
+            "default_branch": DEFAULT_BRANCH,
+        }
+        # The config is written last: until it exists, this is not a repository.
+        tmp = control / f"config.json.{uuid.uuid4().hex}.tmp"
+        tmp.write_text(json.dumps(config, indent=2) + "\n")
+        os.replace(tmp, control / "config.json")
+        return cls(root)
+
+    @classmethod
+    def memory(cls, params: ChunkParams | None = None) -> Repo:
+        """A throw-away repository in memory, for tests and experiments."""
+        repo = cls.__new__(cls)
+        repo.root = Path.cwd()
+        repo._control = None
+        repo._lock_path = None
+        repo._setup(MemoryBackend(), params or ChunkParams(), "sqlite+pysqlite:///:memory:")
+        repo.registry.create()
+        return repo
+
+    def close(self) -> None:
+        self.registry.dispose()
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Repo({str(self.root)!r})"
+
+    # -- revisions ------------------------------------------------------------------
+
+    def resolve(self, rev: str | Revision) -> Version:
+        """The version a revision names (see ``modelkeep.revision``)."""
+        r = rev if isinstance(rev, Revision) else Revision.parse(rev)
+        if r.number is not None:
+            number = r.number
+        elif r.ref is not None:
+            number = self.registry.ref(r.model, r.ref).version
+            if r.back:
+                number = self._before_moves(r.model, r.ref, r.back)
+        else:
+            number = self.registry.ref(
+                r.model, self.registry.default_branch(r.model), ("branch",)
+            ).version
+        if r.ancestry:
+            parents = self.registry.parents_map(r.model)
+            for step in range(r.ancestry):
+                up = parents.get(number, ())
+                if not up:
+                    raise VersionNotFoundError(
+                        f"{r} goes back {r.ancestry} steps but {r.model}:{number} has no "
+                        f"parent (after {step} steps)"
+                    )
+                number = up[0]
+        return self.registry.version(r.model, number)
+
+    def _before_moves(self, model: str, ref: str, back: int) -> int:
+        moves = self.registry.ref_moves(model, ref)
+        if len(moves) < back or moves[back - 1].before is None:
+            raise VersionNotFoundError(
+                f"{model}@{ref}{'^' * back}: the ref has moved only "
+                f"{max(0, len(moves) - 1)} time(s) since it was created; no earlier target"
+            )
+        before = moves[back - 1].before
+        assert before is not None
+        return before
+
+    # -- commit ---------------------------------------------------------------------
+
+    @staticmethod
+    def _gather(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
+        """Relative POSIX path in the version → file on disk.
+
+        One folder alone commits its contents; otherwise each argument keeps its
+        own name (a folder as a prefix).
+        """
+        if not paths:
+            raise EmptyCommitError("nothing to commit: give one or more files or folders")
+        sources = [Path(p) for p in paths]
+        for src in sources:
+            if not src.exists():
+                raise PathNotFoundError(f"{src}: no such file or folder")
+        files: dict[str, Path] = {}
+
+        def add(rel: str, real: Path) -> None:
+            if rel in files:
+                raise UsageError(f"two inputs both give {rel!r}; commit them from one folder")
+            files[rel] = real
+
+        single_dir = len(sources) == 1 and sources[0].is_dir()
+        for src in sources:
+            if src.is_dir():
+                prefix = PurePosixPath() if single_dir else PurePosixPath(src.resolve().name)
+                for dirpath, dirs, names in os.walk(src):
+                    dirs[:] = sorted(d for d in dirs if d != REPO_DIR)
+                    for name in sorted(names):
+                        full = Path(dirpath, name)
+                        if not full.is_file():
+                            continue  # sockets, fifos, dangling links
+                        add((prefix / full.relative_to(src).as_posix()).as_posix(), full)
+            elif src.is_file():
+                add(src.name, src)
+            else:
+                raise UsageError(f"{src}: not a regular file or folder")
+        if not files:
+            raise EmptyCommitError(
+                f"nothing to commit: {', '.join(map(str, sources))} holds no files"
+            )
+        return files
+
+    @staticmethod
+    def _kv(values: Mapping[str, Any] | None) -> dict[str, Any]:
+        return dict(values or {})
+
+    def commit(
+        self,
+        name: str,
+        paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        message: str = "",
+        *,
+        branch: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        data: Iterable[str | os.PathLike[str]] = (),
+        author: str | None = None,
+        progress: ProgressStart = _no_progress,
+    ) -> Version:
+        """Store files or a folder as the next version of model ``name``.
+
+        Objects are written and made durable first; the version row and the branch
+        move come last, in one transaction, so a crash leaves no half version.
+        """
+        check_name(name)
+        if branch is not None:
+            check_name(branch, "branch name")
+        path_list = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+        files = self._gather(path_list)
+        datasets = []
+        for d in data:
+            dpath = Path(d)
+            if not dpath.is_file():
+                raise PathNotFoundError(f"dataset {dpath}: no such file")
+            datasets.append(
+                DatasetRef(str(dpath.resolve()), hash_file(str(dpath)).hex, dpath.stat().st_size)
+            )
+        code = lineage.code_ref()
+        lineage_doc = {
+            "code": None if code is None else {
+                "commit": code.commit, "dirty": code.dirty,
+                "repository": code.repository, "branch": code.branch,
+            },
+            "environment": lineage.environment(),
+        }
+        who = author or lineage.author()
+        total = sum(p.stat().st_size for p in files.values())
+        tick = progress(f"commit {name}", total)
+        with locks.shared(self._lock_path):
+            with self.store.writer() as writer:
+                entries = {}
+                for rel, real in files.items():
+                    manifest = self.store.store_file(real, writer, tick)
+                    entries[rel] = TreeEntry(
+                        manifest.id, manifest.size, stat.S_IMODE(real.stat().st_mode)
+                    )
+                tree = self.store.put_tree(entries, writer)
+            return self.registry.add_version(
+                model=name, branch=branch, tree_id=tree.id.hex, size=tree.size,
+                file_count=len(entries), message=message, author=who,
+                params=self._kv(params), metrics=self._kv(metrics), lineage=lineage_doc,
+                datasets=datasets, default_branch=DEFAULT_BRANCH,
+            )
+
+    # -- reading --------------------------------------------------------------------
+
+    def models(self) -> list[ModelInfo]:
+        return self.registry.models()
+
+    def log(self, name: str, branch: str | None = None) -> list[Version]:
+        """Versions of ``name`` newest first; with ``branch``, only its ancestry."""
+        check_name(name)
+        everything = self.registry.versions(name)
+        if branch is None:
+            return everything
+        head = self.registry.ref(name, branch, ("branch",)).version
+        parents = self.registry.parents_map(name)
+        seen: set[int] = set()
+        todo = [head]
+        while todo:
+            n = todo.pop()
+            if n not in seen:
+                seen.add(n)
+                todo.extend(parents.get(n, ()))
+        return [v for v in everything if v.number in seen]
+
+    def show(self, rev: str) -> Version:
+        return self.resolve(rev)
+
+    def tree(self, version: Version) -> Tree:
+        try:
+            return self.store.tree(ObjectId(version.tree_id))
+        except StoreError as exc:
+            raise type(exc)(f"{exc} — the tree of {version.rev}; run `modelkeep fsck`") from None
+
+    def files(self, rev: str | Version) -> list[FileInfo]:
+        version = rev if isinstance(rev, Version) else self.resolve(rev)
+        out = []
+        for path, entry in self.tree(version).entries.items():
+            manifest = self._manifest(version, path, entry.file)
+            out.append(FileInfo(path, entry.size, entry.mode, entry.file.hex, len(manifest.chunks)))
+        return out
+
+    def _manifest(self, version: Version, path: str, oid: ObjectId) -> Any:
+        try:
+            return self.store.file_manifest(oid)
+        except StoreError as exc:
+            raise type(exc)(f"{exc} — file {path} of {version.rev}; run `modelkeep fsck`") from None
+
+    def refs(self, name: str, kind: str | None = None) -> list[Ref]:
+        return self.registry.refs(name, kind)
+
+    def history(self, rev: str) -> list[Event]:
+        """Every move of a ref (``churn@production``), or every event of a model (``churn``)."""
+        r = Revision.parse(rev)
+        if r.number is not None or r.back or r.ancestry:
+            raise RevisionSyntaxError(f"history takes MODEL or MODEL@REF, not {rev!r}")
+        if r.ref is None:
+            return self.registry.events(r.model)
+        events = self.registry.events(r.model, r.ref)
+        if not events:
+            self.registry.ref(r.model, r.ref)  # raises with what exists
+        return events
+
+    def events(self, model: str | None = None, limit: int | None = None) -> list[Event]:
+        return self.registry.events(model, limit=limit)
+
+    # -- refs -----------------------------------------------------------------------
+
+    def branch(self, name: str, new: str, start: str | None = None) -> Ref:
+        """Create branch ``new`` of model ``name`` at ``start`` (default: the default head)."""
+        check_name(new, "branch name")
+        version = self.resolve(start or name)
+        if version.model != name:
+            raise UsageError(f"--from {start} names model {version.model}, not {name}")
+        _, ref = self.registry.move_ref(
+            model=name, name=new, kind="branch", to=version.number, actor=lineage.author(),
+            action="branch.create", exclusive=True, message=f"from {version.rev}",
+        )
+        return ref
+
+    def delete_branch(self, name: str, branch: str) -> Ref:
+        return self.registry.delete_ref(
+            model=name, name=branch, kind="branch", actor=lineage.author()
+        )
+
+    def set_alias(self, alias: str, rev: str, message: str = "") -> Ref:
+        """Point ``churn@production`` at the version ``rev`` names."""
+        model, name = parse_alias(alias)
+        check_name(name, "alias name")
+        version = self._version_of(model, rev)
+        _, ref = self.registry.move_ref(
+            model=model, name=name, kind="alias", to=version.number,
+            actor=lineage.author(), action="alias.set", message=message,
+        )
+        return ref
+
+    def delete_alias(self, alias: str, message: str = "") -> Ref:
+        model, name = parse_alias(alias)
+        return self.registry.delete_ref(
+            model=model, name=name, kind="alias", actor=lineage.author(), message=message
+        )
+
+    def tag(self, rev: str, tag: str, message: str = "") -> Ref:
+        """Name a version for good: tags never move."""
+        check_name(tag, "tag name")
+        version = self.resolve(rev)
+        _, ref = self.registry.move_ref(
+            model=version.model, name=tag, kind="tag", to=version.number,
+            actor=lineage.author(), action="tag", message=message,
+        )
+        return ref
+
+    def _version_of(self, model: str, rev: str) -> Version:
+        """``rev`` may be a bare number ("3") meaning that version of ``model``."""
+        version = self.resolve(f"{model}:{rev}" if rev.isdigit() else rev)
+        if version.model != model:
+            raise UsageError(f"{rev} is a version of {version.model}, not of {model}")
+        return version
+
+    def promote(self, rev: str, alias: str, message: str = "") -> tuple[int | None, Ref]:
+        """Move alias ``alias`` of the model to the version ``rev`` names."""
+        check_name(alias, "alias name")
+        version = self.resolve(rev)
+        return self.registry.move_ref(
+            model=version.model, name=alias, kind="alias", to=version.number,
+            actor=lineage.author(), action="promote", message=message,
+        )
+
+    def rollback(
+        self, alias: str, to: str | None = None, message: str = ""
+    ) -> tuple[int | None, Ref]:
+        """Move ``churn@production`` back: to ``to``, or to where it pointed before its
+        last move. Rolling back a rollback undoes it."""
+        model, name = parse_alias(alias)
+        current = self.registry.ref(model, name, ("alias",))
+        if to is None:
+            target = self._before_moves(model, name, 1)
+        else:
+            target = self._version_of(model, to).number
+        if target == current.version:
+            raise UsageError(f"{model}@{name} already points at {model}:{target}")
+        return self.registry.move_ref(
+            model=model, name=name, kind="alias", to=target, actor=lineage.author(),
+            action="rollback", message=message, expected=current.version, create=False,
+        )
+
+    # -- working folders ------------------------------------------------------------
+
+    @staticmethod
+    def _target(dest_real: Path, rel: str) -> Path:
+        """The file ``rel`` inside ``dest``, refusing anything that could escape it."""
+        pure = PurePosixPath(rel)
+        if pure.is_absolute() or not rel or any(p in ("..", "") for p in pure.parts):
+            raise UnsafePathError(f"refusing path {rel!r}: it would escape the destination")
+        target = dest_real.joinpath(*pure.parts)
+        # An existing symlinked folder on the way could lead outside.
+        parent = target.parent
+        while not parent.exists() and parent != dest_real:
+            parent = parent.parent
+        real_parent = parent.resolve()
+        if real_parent != dest_real and dest_real not in real_parent.parents:
+            raise UnsafePathError(
+                f"refusing to write {rel!r}: {parent} leads outside {dest_real} (a symlink?)"
+            )
+        return target
+
+    def _matches(self, target: Path, entry: TreeEntry) -> bool:
+        if target.is_symlink() or not target.is_file():
+            return False
+        if target.stat().st_size != entry.size:
+            return False
+        return self.store.manifest_of_file(target) == entry.file
+
+    def checkout(
+        self,
+        rev: str,
+        dest: str | os.PathLike[str] | None = None,
+        *,
+        force: bool = False,
+        progress: ProgressStart = _no_progress,
+    ) -> CheckoutResult:
+        """Write a version's files into ``dest`` (default: ./MODEL), byte-identical.
+
+        Plans first: files that exist and differ stop the checkout (nothing is
+        written) unless ``force``. Each file is written to a temp file and renamed.
+        """
+        version = self.resolve(rev)
+        tree = self.tree(version)
+        dest_path = Path(dest) if dest is not None else Path.cwd() / version.model
+        if dest_path.exists() and not dest_path.is_dir():
+            raise UsageError(f"{dest_path} exists and is not a folder")
+        dest_path.mkdir(parents=True, exist_ok=True)
+        dest_real = dest_path.resolve()
+        plan: list[tuple[str, Path, TreeEntry]] = []
+        unchanged: list[str] = []
+        conflicts: list[str] = []
+        for rel, entry in tree.entries.items():
+            target = self._target(dest_real, rel)
+            if target.is_symlink() or target.exists():
+                if self._matches(target, entry):
+                    unchanged.append(rel)
+                    if stat.S_IMODE(target.stat().st_mode) != entry.mode:
+                        target.chmod(entry.mode)
+                    continue
+                if target.is_dir() and not target.is_symlink():
+                    raise WorkingTreeConflictError(
+                        f"{target} is a folder where {version.rev} has a file; move it away",
+                        [rel],
+                    )
+                conflicts.append(rel)
+            plan.append((rel, target, entry))
+        if conflicts and not force:
+            shown = ", ".join(conflicts[:5]) + (" …" if len(conflicts) > 5 else "")
+            raise WorkingTreeConflictError(
+                f"checkout would overwrite {len(conflicts)} file(s) that differ from "
+                f"{version.rev}: {shown}; commit them first or use --force",
+                conflicts,
+            )
+        total = sum(e.size for _, _, e in plan)
+        tick = progress(f"checkout {version.rev}", total)
+        written: list[str] = []
+        failures: list[str] = []
+        for rel, target, entry in plan:
+            try:
+                self._write_file(version, rel, target, entry, tick)
+                written.append(rel)
+            except StoreError:
+                raise
+            except OSError as exc:
+                failures.append(f"{rel}: {exc.strerror or exc}")
+        if failures:
+            raise ModelkeepError(
+                f"checkout of {version.rev} could not write {len(failures)} file(s): "
+                + "; ".join(failures)
+            )
+        return CheckoutResult(version.rev, str(dest_real), written, unchanged, total)
+
+    def _write_file(
+        self, version: Version, rel: str, target: Path, entry: TreeEntry, tick: Progress | None
+    ) -> None:
+        manifest = self._manifest(version, rel, entry.file)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.mk-tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                for data in self.store.iter_chunks(manifest):
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    if tick:
+                        tick(len(data))
+            except StoreError as exc:
+                raise type(exc)(
+                    f"{exc} — file {rel} of {version.rev}; nothing wrong was written; "
+                    "run `modelkeep fsck`"
+                ) from None
+            os.fchmod(fd, entry.mode)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.replace(tmp, target)
+
+    def status(self, rev: str, path: str | os.PathLike[str] | None = None) -> StatusResult:
+        """Compare folder ``path`` (default ./MODEL) with the version ``rev`` names."""
+        version = self.resolve(rev)
+        tree = self.tree(version)
+        folder = Path(path) if path is not None else Path.cwd() / version.model
+        if not folder.is_dir():
+            raise PathNotFoundError(f"{folder}: no such folder")
+        real = folder.resolve()
+        modified, missing = [], []
+        unchanged = 0
+        for rel, entry in tree.entries.items():
+            target = self._target(real, rel)
+            if not target.exists() and not target.is_symlink():
+                missing.append(rel)
+            elif self._matches(target, entry):
+                unchanged += 1
+            else:
+                modified.append(rel)
+        untracked = []
+        for dirpath, dirs, names in os.walk(real):
+            dirs[:] = sorted(d for d in dirs if d != REPO_DIR)
+            for name in sorted(names):
+                rel = Path(dirpath, name).relative_to(real).as_posix()
+                if rel not in tree.entries and not name.endswith(".mk-tmp"):
+                    untracked.append(rel)
+        return StatusResult(version.rev, str(real), modified, missing, untracked, unchanged)
+
+    # -- comparing ------------------------------------------------------------------
+
+    def diff(self, rev_a: str, rev_b: str) -> DiffResult:
+        """Files added, removed and changed (with the bytes that differ as stored
+        chunks), and params and metrics before → after."""
+        va, vb = self.resolve(rev_a), self.resolve(rev_b)
+        ta, tb = self.tree(va), self.tree(vb)
+        added, removed, changed = [], [], []
+        for rel in sorted(set(ta.entries) | set(tb.entries)):
+            ea, eb = ta.entries.get(rel), tb.entries.get(rel)
+            if ea is not None and eb is not None and ea.file == eb.file and ea.mode == eb.mode:
+                continue
+            chunks_a = (
+                {c.id for c in self._manifest(va, rel, ea.file).chunks} if ea else set()
+            )
+            chunks_b = self._manifest(vb, rel, eb.file).chunks if eb else ()
+            new = [c for c in chunks_b if c.id not in chunks_a]
+            change = FileChange(
+                path=rel,
+                size_before=ea.size if ea else None,
+                size_after=eb.size if eb else None,
+                bytes_changed=sum(c.size for c in new),
+                chunks_changed=len(new),
+                chunks_total=len(chunks_b),
+                mode_before=ea.mode if ea else None,
+                mode_after=eb.mode if eb else None,
+            )
+            (added if ea is None else removed if eb is None else changed).append(change)
+        return DiffResult(
+            va.rev, vb.rev, added, removed, changed,
+            params=_delta(va.params, vb.params), metrics=_delta(va.metrics, vb.metrics),
+        )
+
+    # -- maintenance ----------------------------------------------------------------
+
+    def fsck(self, progress: ProgressStart = _no_progress) -> FsckReport:
+        """Verify every stored object against its hash and every version against its tree."""
+        ids = set(self.store.iter_ids())
+        tick = progress("verify objects", len(ids))
+        bad: dict[ObjectId, str] = {}
+        for oid in sorted(ids):
+            try:
+                self.store.get(oid)
+            except StoreError as exc:
+                bad[oid] = str(exc)
+            if tick:
+                tick(1)
+        problems: list[str] = []
+        seen_bad: set[ObjectId] = set()
+        rows = self.registry.tree_ids()
+        live: set[ObjectId] = set()
+        for model, number, tree_hex in rows:
+            rev = f"{model}:{number}"
+            tid = ObjectId(tree_hex)
+            live.add(tid)
+            try:
+                tree = self.store.tree(tid)
+            except StoreError as exc:
+                problems.append(f"{rev}: its tree: {exc}")
+                seen_bad.add(tid)
+                continue
+            for rel, entry in tree.entries.items():
+                live.add(entry.file)
+                try:
+                    manifest = self.store.file_manifest(entry.file)
+                except StoreError as exc:
+                    problems.append(f"{rev}: file {rel}: {exc}")
+                    seen_bad.add(entry.file)
+                    continue
+                if sum(c.size for c in manifest.chunks) != entry.size:
+                    problems.append(f"{rev}: file {rel}: chunk sizes do not add up to its size")
+                for chunk in manifest.chunks:
+                    live.add(chunk.id)
+                    if chunk.id in bad:
+                        problems.append(f"{rev}: file {rel}: {bad[chunk.id]}")
+                        seen_bad.add(chunk.id)
+                    elif chunk.id not in ids:
+                        problems.append(
+                            f"{rev}: file {rel}: object {chunk.id.short} is missing from the store"
+                        )
+        problems.extend(
+            f"unreferenced {msg}" for oid, msg in sorted(bad.items()) if oid not in seen_bad
+            and oid not in live
+        )
+        return FsckReport(len(ids), len(rows), problems, len(ids - live))
+
+    def gc(self) -> GcReport:
+        """Delete objects no version references. Safe beside running commits: it holds
+        the store lock exclusively, so no commit is between writing and publishing."""
+        with locks.exclusive(self._lock_path):
+            trees = [ObjectId(tid) for _, _, tid in self.registry.tree_ids()]
+            try:
+                live = self.store.referenced_by(trees)
+            except StoreError as exc:
+                raise type(exc)(
+                    f"{exc}; gc cannot tell what is in use and removed nothing — "
+                    "run `modelkeep fsck`"
+                ) from None
+            removed, freed = self.store.collect_garbage(live)
+            temp = 0
+            if isinstance(self.store.backend, LocalBackend):
+                temp = self.store.backend.clean_temp(older_than=0)
+        return GcReport(removed, freed, temp)
+
+
+def _delta(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+

@@ -1,0 +1,131 @@
+"""Typed results of repository operations (what faces render)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+def _dict(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = asdict(obj)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """One file of a version."""
+
+    path: str
+    size: int
+    mode: int
+    content_id: str
+    chunks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return _dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutResult:
+    """What checkout did: files written and files already right."""
+
+    rev: str
+    dest: str
+    written: list[str]
+    unchanged: list[str]
+    bytes_written: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return _dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusResult:
+    """How a folder compares with a version."""
+
+    rev: str
+    path: str
+    modified: list[str]
+    missing: list[str]
+    untracked: list[str]
+    unchanged: int
+
+    @property
+    def clean(self) -> bool:
+        """True when every file of the version is there, unchanged (untracked files allowed)."""
+        return not self.modified and not self.missing
+
+    def to_dict(self) -> dict[str, Any]:
+        out = _dict(self)
+        out["clean"] = self.clean
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    """A file that differs between two versions."""
+
+    path: str
+    size_before: int | None
+    size_after: int | None
+    # Bytes of the new file held in chunks the old one does not have: what the
+    # change costs in storage.
+    bytes_changed: int
+    chunks_changed: int
+    chunks_total: int
+    mode_before: int | None = None
+    mode_after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DiffResult:
+    """Two versions compared: files, params and metrics."""
+
+    a: str
+    b: str
+    added: list[FileChange]
+    removed: list[FileChange]
+    changed: list[FileChange]
+    params: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    metrics: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def identical(self) -> bool:
+        return not (self.added or self.removed or self.changed or self.params or self.metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = _dict(self)
+        out["params"] = {k: {"before": a, "after": b} for k, (a, b) in self.params.items()}
+        out["metrics"] = {k: {"before": a, "after": b} for k, (a, b) in self.metrics.items()}
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FsckReport:
+    """What fsck verified and what it found wrong."""
+
+    objects_checked: int
+    versions_checked: int
+    problems: list[str]
+    unreferenced: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        out = _dict(self)
+        out["ok"] = self.ok
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class GcReport:
+    """What gc removed."""
+
+    objects_removed: int
+    bytes_freed: int
+    temp_files_removed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return _dict(self)

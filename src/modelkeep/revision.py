@@ -1,0 +1,78 @@
+"""Names and revisions: one parser for every face.
+
+    churn              head of the default branch
+    churn:3            version 3
+    churn@production   alias, branch or tag
+    churn@main~2       two first-parent steps back from the branch head
+    churn@production^  what the alias pointed to before its last move (^^: the move before)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from modelkeep.errors import InvalidNameError, RevisionSyntaxError
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+_NAME_RE = re.compile(_NAME)
+_REV_RE = re.compile(
+    rf"(?P<model>{_NAME})"
+    rf"(?:(?::(?P<number>\d+))|(?:@(?P<ref>{_NAME})(?P<back>\^*)))?"
+    rf"(?P<ancestry>(?:~\d*)*)"
+)
+ALLOWED = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128"
+
+
+def check_name(name: str, what: str = "model name") -> str:
+    """Return ``name`` if it is a valid model/branch/alias/tag name, else raise."""
+    if not _NAME_RE.fullmatch(name) or name.endswith(".") or ".." in name:
+        bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "._-"))})
+        detail = f" (not allowed: {' '.join(repr(c) for c in bad)})" if bad else ""
+        raise InvalidNameError(f"invalid {what} {name!r}{detail}: use {ALLOWED} characters")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """A parsed revision; resolve it with ``Repo.resolve``."""
+
+    model: str
+    number: int | None = None
+    ref: str | None = None
+    back: int = 0  # how many ref moves to step back through (^)
+    ancestry: int = 0  # how many first-parent steps (~N)
+
+    @classmethod
+    def parse(cls, text: str) -> Revision:
+        m = _REV_RE.fullmatch(text.strip())
+        if not m:
+            raise RevisionSyntaxError(
+                f"cannot parse revision {text!r}: use NAME, NAME:N, NAME@REF, NAME@REF^ or "
+                "NAME@REF~N (e.g. churn:3, churn@production, churn@main~2)"
+            )
+        ancestry = 0
+        for step in m["ancestry"].split("~")[1:]:
+            ancestry += int(step) if step else 1
+        number = int(m["number"]) if m["number"] is not None else None
+        if number is not None and number < 1:
+            raise RevisionSyntaxError(f"version numbers start at 1, not {number} in {text!r}")
+        return cls(m["model"], number, m["ref"], len(m["back"] or ""), ancestry)
+
+    def __str__(self) -> str:
+        out = self.model
+        if self.number is not None:
+            out += f":{self.number}"
+        elif self.ref is not None:
+            out += f"@{self.ref}" + "^" * self.back
+        if self.ancestry:
+            out += f"~{self.ancestry}"
+        return out
+
+
+def parse_alias(text: str) -> tuple[str, str]:
+    """``churn@production`` → (model, alias); nothing else is accepted."""
+    rev = Revision.parse(text)
+    if rev.ref is None or rev.back or rev.ancestry:
+        raise RevisionSyntaxError(f"expected MODEL@ALIAS (e.g. churn@production), got {text!r}")
+    return rev.model, rev.ref

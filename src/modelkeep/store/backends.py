@@ -1,0 +1,174 @@
+"""Where bytes live: one small protocol, several backends.
+
+A backend stores opaque blobs under slash-separated keys. Everything richer
+(chunking, packing, verification) is written once, above, in ``objects.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+class Backend(Protocol):
+    """The primitives every backend implements."""
+
+    def get(self, key: str) -> bytes:
+        """The whole blob; ``FileNotFoundError`` when absent."""
+        ...
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """``length`` bytes from ``offset``; ``FileNotFoundError`` when absent."""
+        ...
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        """Store atomically: readers see the old blob, or none, or the new one whole."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None:
+        """Remove; absent keys are not an error."""
+        ...
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Keys starting with ``prefix``, in no particular order."""
+        ...
+
+    def age_seconds(self, key: str) -> float:
+        """Seconds since the blob was written (gc keeps young blobs)."""
+        ...
+
+    def sync(self) -> None:
+        """Make every completed ``put`` durable (survive power loss)."""
+        ...
+
+
+class LocalBackend:
+    """A folder on a local disk; atomic by temp file + fsync + rename."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._tmp = root / "tmp"
+        self._dirty_dirs: set[Path] = set()
+        self._lock = threading.Lock()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        with open(self._path(key), "rb") as f:
+            data = os.pread(f.fileno(), length, offset)
+        if len(data) != length:
+            raise EOFError(f"{key}: wanted {length} bytes at {offset}, got {len(data)}")
+        return data
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp / f"{uuid.uuid4().hex}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        with self._lock:
+            self._dirty_dirs.add(final.parent)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self._path(prefix) if prefix.endswith("/") else self._path(prefix).parent
+        if not base.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                key = Path(dirpath, name).relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    yield key
+
+    def age_seconds(self, key: str) -> float:
+        return time.time() - self._path(key).stat().st_mtime
+
+    def sync(self) -> None:
+        with self._lock:
+            dirs, self._dirty_dirs = self._dirty_dirs, set()
+        for d in dirs:
+            fd = os.open(d, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def clean_temp(self, older_than: float) -> int:
+        """Remove temp files left by crashed writers; returns how many."""
+        removed = 0
+        if self._tmp.is_dir():
+            now = time.time()
+            for tmp in self._tmp.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    if now - tmp.stat().st_mtime > older_than:
+                        tmp.unlink()
+                        removed += 1
+        return removed
+
+
+class MemoryBackend:
+    """A dict; for fast unit tests."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, tuple[bytes, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.blobs[key][0]
+        except KeyError:
+            raise FileNotFoundError(key) from None
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        data = self.get(key)[offset : offset + length]
+        if len(data) != length:
+            raise EOFError(f"{key}: wanted {length} bytes at {offset}, got {len(data)}")
+        return data
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        with self._lock:
+            self.blobs[key] = (bytes(data), time.time())
+
+    def exists(self, key: str) -> bool:
+        return key in self.blobs
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self.blobs.pop(key, None)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        return iter([k for k in list(self.blobs) if k.startswith(prefix)])
+
+    def age_seconds(self, key: str) -> float:
+        return time.time() - self.blobs[key][1]
+
+    def sync(self) -> None:
+        pass

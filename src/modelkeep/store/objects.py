@@ -1,0 +1,458 @@
+"""The object store: content-addressed, chunked, compressed when it pays, packed when small.
+
+Layout above a backend:
+
+- ``objects/ab/cdef…``  a loose object: one codec byte, then the payload.
+- ``packs/<name>.pack`` many small objects written together, with an index at the end.
+
+Object kinds share one id space: chunks (raw file bytes), file manifests
+(ordered chunk ids + sizes) and trees (path → manifest, size, mode). Every read is
+verified against the id before a byte is returned.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import zstandard
+
+from modelkeep.errors import CorruptObjectError, ObjectMissingError
+from modelkeep.store.chunking import Chunker, ChunkParams
+from modelkeep.store.ids import ObjectId
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from pathlib import Path
+
+    from modelkeep.store.backends import Backend
+
+    Progress = Callable[[int], None]
+
+RAW, ZSTD = 0, 1
+# Objects smaller than this go into the batch's pack instead of a file of their own.
+PACK_LIMIT = 256 << 10
+_SAMPLE = 64 << 10
+# Compress only when it saves at least this share.
+_MIN_SAVING = 0.05
+_PACK_MAGIC = b"MKPACK1\n"
+_IDX_MAGIC = b"MKPIDX1\n"
+_IDX_ENTRY = struct.Struct("<32sQIB")  # id, offset, stored length, codec
+_IDX_FOOTER = struct.Struct("<QI8s")  # index offset, count, magic
+_WORKERS = max(2, min(8, os.cpu_count() or 2))
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRef:
+    id: ObjectId
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileManifest:
+    """A file's content: its chunks in order. Its own id names the content."""
+
+    id: ObjectId
+    size: int
+    chunks: tuple[ChunkRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    file: ObjectId
+    size: int
+    mode: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """A version's content: relative POSIX path → file manifest, size and mode."""
+
+    id: ObjectId
+    entries: dict[str, TreeEntry] = field(hash=False)
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self.entries.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _PackedAt:
+    pack: str
+    offset: int
+    length: int
+    codec: int
+
+
+def _encode_manifest(size: int, chunks: Iterable[ChunkRef]) -> bytes:
+    body = {"type": "file", "size": size, "chunks": [[c.id.hex, c.size] for c in chunks]}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _encode_tree(entries: dict[str, TreeEntry]) -> bytes:
+    body = {
+        "type": "tree",
+        "entries": {
+            p: {"file": e.file.hex, "size": e.size, "mode": e.mode}
+            for p, e in sorted(entries.items())
+        },
+    }
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+class _Compressor:
+    """zstd, only when a sample of the input says it will pay."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _zc(self) -> zstandard.ZstdCompressor:
+        zc: zstandard.ZstdCompressor | None = getattr(self._local, "zc", None)
+        if zc is None:
+            zc = self._local.zc = zstandard.ZstdCompressor(level=3)
+        return zc
+
+    def encode(self, data: bytes | memoryview) -> tuple[int, bytes | memoryview]:
+        if len(data) < 64:
+            return RAW, data
+        zc = self._zc()
+        if len(data) > _SAMPLE:
+            sample = data[:_SAMPLE]
+            if len(zc.compress(sample)) > len(sample) * (1 - _MIN_SAVING):
+                return RAW, data
+        packed = zc.compress(data)
+        if len(packed) > len(data) * (1 - _MIN_SAVING):
+            return RAW, data
+        return ZSTD, packed
+
+
+def _decode(codec: int, payload: bytes | memoryview) -> bytes | memoryview:
+    if codec == RAW:
+        return payload
+    if codec == ZSTD:
+        return zstandard.ZstdDecompressor().decompress(payload)
+    raise ValueError(f"unknown codec {codec}")
+
+
+class ObjectWriter:
+    """A batch of writes: large objects land at once, small ones in one pack on close.
+
+    Nothing written through a batch may be referenced by a published version until
+    ``close()`` has returned: that is when the pack exists and every write is durable.
+    """
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self._pending: dict[ObjectId, tuple[int, bytes]] = {}
+        self._lock = threading.Lock()
+        self.bytes_written = 0
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+
+    def add(self, data: bytes | memoryview, oid: ObjectId | None = None) -> ObjectId:
+        """Store ``data`` unless an object with its id exists; returns the id."""
+        oid = oid or ObjectId.of(data)
+        with self._lock:
+            if oid in self._pending:
+                return oid
+        if self._store.has(oid, refresh=False):
+            return oid
+        codec, payload = self._store.compressor.encode(data)
+        if len(data) < PACK_LIMIT:
+            with self._lock:
+                self._pending[oid] = (codec, bytes(payload))
+        else:
+            self._store.backend.put(_loose_key(oid), bytes([codec]) + bytes(payload))
+            with self._lock:
+                self.bytes_written += len(payload) + 1
+        return oid
+
+    def close(self) -> None:
+        if self._pending:
+            self.bytes_written += self._store.write_pack(self._pending)
+            self._pending = {}
+        self._store.backend.sync()
+
+
+def _loose_key(oid: ObjectId) -> str:
+    return f"objects/{oid.fanout()}"
+
+
+class ObjectStore:
+    """Chunking, packing and verification, written once above any ``Backend``."""
+
+    def __init__(self, backend: Backend, params: ChunkParams | None = None) -> None:
+        self.backend = backend
+        self.params = params or ChunkParams()
+        self.chunker = Chunker(self.params)
+        self.compressor = _Compressor()
+        self._packed: dict[ObjectId, _PackedAt] = {}
+        self._known_packs: set[str] = set()
+        self._index_lock = threading.Lock()
+
+    # -- primitives -------------------------------------------------------------
+
+    def _refresh_packs(self) -> None:
+        with self._index_lock:
+            for key in self.backend.list("packs/"):
+                if key.endswith(".pack") and key not in self._known_packs:
+                    self._load_pack_index(key)
+
+    def _load_pack_index(self, key: str) -> None:
+        blob = self.backend.get(key)
+        if len(blob) < len(_PACK_MAGIC) + _IDX_FOOTER.size or not blob.startswith(_PACK_MAGIC):
+            raise CorruptObjectError(f"pack {key} is truncated or not a pack; run `modelkeep fsck`")
+        idx_off, count, magic = _IDX_FOOTER.unpack_from(blob, len(blob) - _IDX_FOOTER.size)
+        if magic != _IDX_MAGIC or idx_off + count * _IDX_ENTRY.size > len(blob):
+            raise CorruptObjectError(f"pack {key} has a damaged index; run `modelkeep fsck`")
+        for i in range(count):
+            raw, off, length, codec = _IDX_ENTRY.unpack_from(blob, idx_off + i * _IDX_ENTRY.size)
+            self._packed[ObjectId.from_bytes(raw)] = _PackedAt(key, off, length, codec)
+        self._known_packs.add(key)
+
+    def write_pack(self, objects: dict[ObjectId, tuple[int, bytes]]) -> int:
+        """Write ``objects`` (id → codec, payload) as one pack; returns its size."""
+        parts = [_PACK_MAGIC]
+        index = []
+        offset = len(_PACK_MAGIC)
+        for oid, (codec, payload) in sorted(objects.items()):
+            parts.append(payload)
+            index.append(_IDX_ENTRY.pack(oid.raw, offset, len(payload), codec))
+            offset += len(payload)
+        parts.extend(index)
+        parts.append(_IDX_FOOTER.pack(offset, len(index), _IDX_MAGIC))
+        blob = b"".join(parts)
+        key = f"packs/{uuid.uuid4().hex}.pack"
+        self.backend.put(key, blob)
+        with self._index_lock:
+            self._known_packs.add(key)
+            off = len(_PACK_MAGIC)
+            for oid, (codec, payload) in sorted(objects.items()):
+                self._packed[oid] = _PackedAt(key, off, len(payload), codec)
+                off += len(payload)
+        return len(blob)
+
+    def has(self, oid: ObjectId, *, refresh: bool = True) -> bool:
+        if oid in self._packed or self.backend.exists(_loose_key(oid)):
+            return True
+        if refresh:
+            self._refresh_packs()
+        return oid in self._packed
+
+    def _locate(self, oid: ObjectId) -> tuple[int, bytes | memoryview] | None:
+        at = self._packed.get(oid)
+        if at is None:
+            try:
+                blob = self.backend.get(_loose_key(oid))
+            except FileNotFoundError:
+                self._refresh_packs()
+                at = self._packed.get(oid)
+                if at is None:
+                    return None
+            else:
+                if not blob:
+                    return (RAW, b"\xff")  # an empty loose file can never verify
+                return blob[0], memoryview(blob)[1:]
+        try:
+            return at.codec, self.backend.get_range(at.pack, at.offset, at.length)
+        except (FileNotFoundError, EOFError):
+            return None
+
+    def get(self, oid: ObjectId) -> bytes | memoryview:
+        """The object's bytes, verified; raises ObjectMissing/CorruptObject otherwise."""
+        found = self._locate(oid)
+        if found is None:
+            raise ObjectMissingError(f"object {oid.short} is missing from the store")
+        codec, payload = found
+        try:
+            data = _decode(codec, payload)
+        except (zstandard.ZstdError, ValueError):
+            raise CorruptObjectError(f"object {oid.short} is corrupted (cannot decode)") from None
+        if ObjectId.of(data) != oid:
+            raise CorruptObjectError(f"object {oid.short} is corrupted (content does not match)")
+        return data
+
+    def iter_ids(self) -> Iterator[ObjectId]:
+        """Every object in the store, loose and packed (duplicates possible)."""
+        self._refresh_packs()
+        yield from list(self._packed)
+        for key in self.backend.list("objects/"):
+            name = key[len("objects/") :].replace("/", "")
+            try:
+                yield ObjectId(name)
+            except ValueError:
+                continue
+
+    def writer(self) -> ObjectWriter:
+        self._refresh_packs()  # once per batch, not once per chunk
+        return ObjectWriter(self)
+
+    # -- files and trees --------------------------------------------------------
+
+    def store_buffer(
+        self, buf: memoryview, writer: ObjectWriter, progress: Progress | None = None
+    ) -> FileManifest:
+        """Chunk, hash and store ``buf``; only chunks not already stored are written."""
+        spans = self.chunker.spans(buf)
+
+        def put(span: tuple[int, int]) -> ChunkRef:
+            off, length = span
+            piece = buf[off : off + length]
+            ref = ChunkRef(writer.add(piece), length)
+            if progress:
+                progress(length)
+            return ref
+
+        if len(spans) > 1:
+            with ThreadPoolExecutor(_WORKERS) as pool:
+                chunks = tuple(pool.map(put, spans))
+        else:
+            chunks = tuple(put(s) for s in spans)
+        body = _encode_manifest(len(buf), chunks)
+        return FileManifest(writer.add(body), len(buf), chunks)
+
+    def store_file(
+        self, path: Path, writer: ObjectWriter, progress: Progress | None = None
+    ) -> FileManifest:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return self.store_buffer(memoryview(b""), writer, progress)
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                view = memoryview(mm)
+                try:
+                    return self.store_buffer(view, writer, progress)
+                finally:
+                    view.release()
+
+    def manifest_of(self, buf: memoryview) -> ObjectId:
+        """The id a buffer would have as a file, without storing anything."""
+        chunks = [
+            ChunkRef(ObjectId.of(buf[o : o + n]), n) for o, n in self.chunker.spans(buf)
+        ]
+        return ObjectId.of(_encode_manifest(len(buf), chunks))
+
+    def manifest_of_file(self, path: Path) -> ObjectId:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return self.manifest_of(memoryview(b""))
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                view = memoryview(mm)
+                try:
+                    return self.manifest_of(view)
+                finally:
+                    view.release()
+
+    def _json(self, oid: ObjectId, kind: str) -> dict[str, Any]:
+        try:
+            body = json.loads(bytes(self.get(oid)))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise CorruptObjectError(f"object {oid.short} is not a {kind}") from None
+        if not isinstance(body, dict) or body.get("type") != kind:
+            raise CorruptObjectError(f"object {oid.short} is not a {kind}")
+        return body
+
+    def file_manifest(self, oid: ObjectId) -> FileManifest:
+        body = self._json(oid, "file")
+        chunks = tuple(ChunkRef(ObjectId(h), n) for h, n in body["chunks"])
+        return FileManifest(oid, int(body["size"]), chunks)
+
+    def put_tree(self, entries: dict[str, TreeEntry], writer: ObjectWriter) -> Tree:
+        return Tree(writer.add(_encode_tree(entries)), dict(sorted(entries.items())))
+
+    def tree(self, oid: ObjectId) -> Tree:
+        body = self._json(oid, "tree")
+        entries = {
+            p: TreeEntry(ObjectId(e["file"]), int(e["size"]), int(e["mode"]))
+            for p, e in body["entries"].items()
+        }
+        return Tree(oid, entries)
+
+    def iter_chunks(self, manifest: FileManifest) -> Iterator[bytes | memoryview]:
+        """The file's chunks in order, verified, read ahead on a thread pool."""
+        if len(manifest.chunks) <= 1:
+            yield from (self.get(c.id) for c in manifest.chunks)
+            return
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            window = _WORKERS * 2
+            futures = [pool.submit(self.get, c.id) for c in manifest.chunks[:window]]
+            nxt = window
+            while futures:
+                data = futures.pop(0).result()
+                if nxt < len(manifest.chunks):
+                    futures.append(pool.submit(self.get, manifest.chunks[nxt].id))
+                    nxt += 1
+                yield data
+
+    # -- maintenance ------------------------------------------------------------
+
+    def referenced_by(self, tree_ids: Iterable[ObjectId]) -> set[ObjectId]:
+        """Every object reachable from the given trees."""
+        live: set[ObjectId] = set()
+        for tid in tree_ids:
+            if tid in live:
+                continue
+            live.add(tid)
+            for entry in self.tree(tid).entries.values():
+                if entry.file in live:
+                    continue
+                live.add(entry.file)
+                live.update(c.id for c in self.file_manifest(entry.file).chunks)
+        return live
+
+    def collect_garbage(self, live: set[ObjectId], min_age: float = 0.0) -> tuple[int, int]:
+        """Delete objects not in ``live``; returns (objects removed, bytes freed).
+
+        The caller must hold the store's exclusive lock so no writer is mid-batch.
+        Packs holding garbage are rewritten into one pack of the live objects.
+        """
+        removed = freed = 0
+        for key in list(self.backend.list("objects/")):
+            oid = ObjectId(key[len("objects/") :].replace("/", ""))
+            if oid not in live and self.backend.age_seconds(key) >= min_age:
+                freed += len(self.backend.get(key))
+                self.backend.delete(key)
+                removed += 1
+        self._refresh_packs()
+        packs: dict[str, list[ObjectId]] = {}
+        for oid, at in self._packed.items():
+            packs.setdefault(at.pack, []).append(oid)
+        dead = {
+            p for p, ids in packs.items()
+            if any(o not in live for o in ids) and self.backend.age_seconds(p) >= min_age
+        }
+        if not dead:
+            return removed, freed
+        keep: dict[ObjectId, tuple[int, bytes]] = {}
+        for p in dead:
+            for oid in packs[p]:
+                at = self._packed[oid]
+                if oid in live:
+                    keep[oid] = (at.codec, self.backend.get_range(p, at.offset, at.length))
+                else:
+                    removed += 1
+                    freed += at.length
+        if keep:
+            self.write_pack(keep)
+            self.backend.sync()
+        with self._index_lock:
+            for p in dead:
+                for oid in packs[p]:
+                    if self._packed.get(oid, None) is not None and self._packed[oid].pack == p:
+                        del self._packed[oid]
+                self._known_packs.discard(p)
+        for p in dead:
+            self.backend.delete(p)
+        return removed, freed
