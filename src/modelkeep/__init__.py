@@ -1,9 +1,9 @@
 """modelkeep: version control and change management for machine-learning models.
 
-    >>> import modelkeep
-    >>> repo = modelkeep.Repo.init("work")
-    >>> v = repo.commit("churn", "model.skops", "first model", metrics={"f1": 0.81})
-    >>> repo.promote(v.rev, "production")
+>>> import modelkeep
+>>> repo = modelkeep.Repo.init("work")
+>>> v = repo.commit("churn", "model.skops", "first model", metrics={"f1": 0.81})
+>>> repo.promote(v.rev, "production")
 """
 
 from modelkeep.errors import (

@@ -16,9 +16,25 @@ from modelkeep.registry.records import CodeRef
 
 # Packages whose versions decide whether a model loads and behaves the same.
 ML_PACKAGES = (
-    "numpy", "scipy", "pandas", "pyarrow", "scikit-learn", "skops", "joblib", "torch",
-    "safetensors", "onnx", "onnxruntime", "xgboost", "lightgbm", "catboost", "tensorflow",
-    "keras", "jax", "transformers", "modelkeep",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "skops",
+    "joblib",
+    "torch",
+    "safetensors",
+    "onnx",
+    "onnxruntime",
+    "xgboost",
+    "lightgbm",
+    "catboost",
+    "tensorflow",
+    "keras",
+    "jax",
+    "transformers",
+    "modelkeep",
 )
 
 

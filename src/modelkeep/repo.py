@@ -43,8 +43,8 @@ from modelkeep.store import (
     ObjectStore,
     TreeEntry,
     hash_file,
+    locks,
 )
-from modelkeep.store import locks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -282,9 +282,13 @@ class Repo:
             )
         code = lineage.code_ref()
         lineage_doc = {
-            "code": None if code is None else {
-                "commit": code.commit, "dirty": code.dirty,
-                "repository": code.repository, "branch": code.branch,
+            "code": None
+            if code is None
+            else {
+                "commit": code.commit,
+                "dirty": code.dirty,
+                "repository": code.repository,
+                "branch": code.branch,
             },
             "environment": lineage.environment(),
         }
@@ -301,10 +305,18 @@ class Repo:
                     )
                 tree = self.store.put_tree(entries, writer)
             return self.registry.add_version(
-                model=name, branch=branch, tree_id=tree.id.hex, size=tree.size,
-                file_count=len(entries), message=message, author=who,
-                params=self._kv(params), metrics=self._kv(metrics), lineage=lineage_doc,
-                datasets=datasets, default_branch=DEFAULT_BRANCH,
+                model=name,
+                branch=branch,
+                tree_id=tree.id.hex,
+                size=tree.size,
+                file_count=len(entries),
+                message=message,
+                author=who,
+                params=self._kv(params),
+                metrics=self._kv(metrics),
+                lineage=lineage_doc,
+                datasets=datasets,
+                default_branch=DEFAULT_BRANCH,
             )
 
     # -- reading --------------------------------------------------------------------
@@ -379,8 +391,14 @@ class Repo:
         if version.model != name:
             raise UsageError(f"--from {start} names model {version.model}, not {name}")
         _, ref = self.registry.move_ref(
-            model=name, name=new, kind="branch", to=version.number, actor=lineage.author(),
-            action="branch.create", exclusive=True, message=f"from {version.rev}",
+            model=name,
+            name=new,
+            kind="branch",
+            to=version.number,
+            actor=lineage.author(),
+            action="branch.create",
+            exclusive=True,
+            message=f"from {version.rev}",
         )
         return ref
 
@@ -395,8 +413,13 @@ class Repo:
         check_name(name, "alias name")
         version = self._version_of(model, rev)
         _, ref = self.registry.move_ref(
-            model=model, name=name, kind="alias", to=version.number,
-            actor=lineage.author(), action="alias.set", message=message,
+            model=model,
+            name=name,
+            kind="alias",
+            to=version.number,
+            actor=lineage.author(),
+            action="alias.set",
+            message=message,
         )
         return ref
 
@@ -411,8 +434,13 @@ class Repo:
         check_name(tag, "tag name")
         version = self.resolve(rev)
         _, ref = self.registry.move_ref(
-            model=version.model, name=tag, kind="tag", to=version.number,
-            actor=lineage.author(), action="tag", message=message,
+            model=version.model,
+            name=tag,
+            kind="tag",
+            to=version.number,
+            actor=lineage.author(),
+            action="tag",
+            message=message,
         )
         return ref
 
@@ -428,8 +456,13 @@ class Repo:
         check_name(alias, "alias name")
         version = self.resolve(rev)
         return self.registry.move_ref(
-            model=version.model, name=alias, kind="alias", to=version.number,
-            actor=lineage.author(), action="promote", message=message,
+            model=version.model,
+            name=alias,
+            kind="alias",
+            to=version.number,
+            actor=lineage.author(),
+            action="promote",
+            message=message,
         )
 
     def rollback(
@@ -446,8 +479,15 @@ class Repo:
         if target == current.version:
             raise UsageError(f"{model}@{name} already points at {model}:{target}")
         return self.registry.move_ref(
-            model=model, name=name, kind="alias", to=target, actor=lineage.author(),
-            action="rollback", message=message, expected=current.version, create=False,
+            model=model,
+            name=name,
+            kind="alias",
+            to=target,
+            actor=lineage.author(),
+            action="rollback",
+            message=message,
+            expected=current.version,
+            create=False,
         )
 
     # -- working folders ------------------------------------------------------------
@@ -603,14 +643,14 @@ class Repo:
         chunks), and params and metrics before → after."""
         va, vb = self.resolve(rev_a), self.resolve(rev_b)
         ta, tb = self.tree(va), self.tree(vb)
-        added, removed, changed = [], [], []
+        added: list[FileChange] = []
+        removed: list[FileChange] = []
+        changed: list[FileChange] = []
         for rel in sorted(set(ta.entries) | set(tb.entries)):
             ea, eb = ta.entries.get(rel), tb.entries.get(rel)
             if ea is not None and eb is not None and ea.file == eb.file and ea.mode == eb.mode:
                 continue
-            chunks_a = (
-                {c.id for c in self._manifest(va, rel, ea.file).chunks} if ea else set()
-            )
+            chunks_a = {c.id for c in self._manifest(va, rel, ea.file).chunks} if ea else set()
             chunks_b = self._manifest(vb, rel, eb.file).chunks if eb else ()
             new = [c for c in chunks_b if c.id not in chunks_a]
             change = FileChange(
@@ -625,8 +665,13 @@ class Repo:
             )
             (added if ea is None else removed if eb is None else changed).append(change)
         return DiffResult(
-            va.rev, vb.rev, added, removed, changed,
-            params=_delta(va.params, vb.params), metrics=_delta(va.metrics, vb.metrics),
+            va.rev,
+            vb.rev,
+            added,
+            removed,
+            changed,
+            params=_delta(va.params, vb.params),
+            metrics=_delta(va.metrics, vb.metrics),
         )
 
     # -- maintenance ----------------------------------------------------------------
@@ -677,8 +722,9 @@ class Repo:
                             f"{rev}: file {rel}: object {chunk.id.short} is missing from the store"
                         )
         problems.extend(
-            f"unreferenced {msg}" for oid, msg in sorted(bad.items()) if oid not in seen_bad
-            and oid not in live
+            f"unreferenced {msg}"
+            for oid, msg in sorted(bad.items())
+            if oid not in seen_bad and oid not in live
         )
         return FsckReport(len(ids), len(rows), problems, len(ids - live))
 
@@ -703,4 +749,3 @@ class Repo:
 
 def _delta(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
-

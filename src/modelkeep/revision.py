@@ -1,10 +1,10 @@
 """Names and revisions: one parser for every face.
 
-    churn              head of the default branch
-    churn:3            version 3
-    churn@production   alias, branch or tag
-    churn@main~2       two first-parent steps back from the branch head
-    churn@production^  what the alias pointed to before its last move (^^: the move before)
+churn              head of the default branch
+churn:3            version 3
+churn@production   alias, branch or tag
+churn@main~2       two first-parent steps back from the branch head
+churn@production^  what the alias pointed to before its last move (^^: the move before)
 """
 
 from __future__ import annotations

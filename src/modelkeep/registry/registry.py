@@ -29,13 +29,19 @@ from modelkeep.registry.records import CodeRef, DatasetRef, Event, ModelInfo, Re
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from sqlalchemy import Connection, Engine, Row
+    from sqlalchemy import Connection, CursorResult, Engine, Row
 
 REF_KINDS = ("branch", "alias", "tag")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _new_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _utc(value: datetime) -> datetime:
@@ -157,7 +163,9 @@ class Registry:
         row = conn.execute(select(t.models).where(t.models.c.name == name)).first()
         if row is None:
             names = list(conn.scalars(select(t.models.c.name).order_by(t.models.c.name)))
-            have = f"models here: {', '.join(names)}" if names else "the repository has no models yet"
+            have = (
+                f"models here: {', '.join(names)}" if names else "the repository has no models yet"
+            )
             raise ModelNotFoundError(
                 f"no model named {name!r} ({have}); `modelkeep commit {name} PATH` creates it"
             )
@@ -185,7 +193,9 @@ class Registry:
         ds = tuple(
             DatasetRef(d.path, d.content_id, d.size)
             for d in conn.execute(
-                select(t.datasets).where(t.datasets.c.version_id == row.id).order_by(t.datasets.c.id)
+                select(t.datasets)
+                .where(t.datasets.c.version_id == row.id)
+                .order_by(t.datasets.c.id)
             )
         )
         lineage = row.lineage or {}
@@ -250,15 +260,17 @@ class Registry:
         with self._read() as conn:
             m = self._model_row(conn, model)
             out: dict[int, list[int]] = {
-                n: [] for n in conn.scalars(
+                n: []
+                for n in conn.scalars(
                     select(t.versions.c.number).where(t.versions.c.model_id == m.id)
                 )
             }
             q = (
                 select(child.c.number, parent.c.number)
                 .select_from(
-                    t.version_parents.join(child, child.c.id == t.version_parents.c.version_id)
-                    .join(parent, parent.c.id == t.version_parents.c.parent_id)
+                    t.version_parents.join(
+                        child, child.c.id == t.version_parents.c.version_id
+                    ).join(parent, parent.c.id == t.version_parents.c.parent_id)
                 )
                 .where(child.c.model_id == m.id)
                 .order_by(child.c.number, t.version_parents.c.position)
@@ -295,8 +307,22 @@ class Registry:
             try:
                 with self._write() as conn:
                     return self._add_version(
-                        conn, model, branch, tree_id, size, file_count, message, author,
-                        params, metrics, lineage, datasets, parents, kind, status, default_branch,
+                        conn,
+                        model,
+                        branch,
+                        tree_id,
+                        size,
+                        file_count,
+                        message,
+                        author,
+                        params,
+                        metrics,
+                        lineage,
+                        datasets,
+                        parents,
+                        kind,
+                        status,
+                        default_branch,
                     )
             except IntegrityError:
                 # Lost a race for the number (possible on engines without BEGIN
@@ -331,9 +357,13 @@ class Registry:
                     f"{model} is a new model: its first version goes on {default_branch!r}; "
                     f"commit without --branch, then `modelkeep branch {model} {branch}`"
                 )
-            model_id = conn.execute(
-                insert(t.models).values(name=model, default_branch=default_branch, created_at=now)
-            ).inserted_primary_key[0]
+            model_id = _new_id(
+                conn.execute(
+                    insert(t.models).values(
+                        name=model, default_branch=default_branch, created_at=now
+                    )
+                )
+            )
             branch = default_branch
             head = None
         else:
@@ -345,8 +375,10 @@ class Registry:
             if head is not None
             else None
         )
-        parent_numbers = list(parents) if parents is not None else (
-            [head_number] if head_number is not None else []
+        parent_numbers = (
+            list(parents)
+            if parents is not None
+            else ([head_number] if head_number is not None else [])
         )
         number = (
             conn.scalar(
@@ -354,13 +386,26 @@ class Registry:
             )
             or 0
         ) + 1
-        version_id = conn.execute(
-            insert(t.versions).values(
-                model_id=model_id, number=number, branch=branch, tree_id=tree_id, size=size,
-                file_count=file_count, message=message, author=author, created_at=now,
-                kind=kind, status=status, params=params, metrics=metrics, lineage=lineage,
+        version_id = _new_id(
+            conn.execute(
+                insert(t.versions).values(
+                    model_id=model_id,
+                    number=number,
+                    branch=branch,
+                    tree_id=tree_id,
+                    size=size,
+                    file_count=file_count,
+                    message=message,
+                    author=author,
+                    created_at=now,
+                    kind=kind,
+                    status=status,
+                    params=params,
+                    metrics=metrics,
+                    lineage=lineage,
+                )
             )
-        ).inserted_primary_key[0]
+        )
         for pos, pnum in enumerate(parent_numbers):
             prow = self._version_row(conn, model_id, model, pnum)
             conn.execute(
@@ -377,15 +422,25 @@ class Registry:
         if head is None:
             conn.execute(
                 insert(t.refs).values(
-                    model_id=model_id, kind="branch", name=branch,
-                    version_id=version_id, updated_at=now,
+                    model_id=model_id,
+                    kind="branch",
+                    name=branch,
+                    version_id=version_id,
+                    updated_at=now,
                 )
             )
         else:
             self._cas(conn, head.id, head.version_id, version_id, now)
         self._append_event(
-            conn, actor=author, action=kind, model=model, ref_kind="branch", ref_name=branch,
-            before=head_number, after=number, message=message,
+            conn,
+            actor=author,
+            action=kind,
+            model=model,
+            ref_kind="branch",
+            ref_name=branch,
+            before=head_number,
+            after=number,
+            message=message,
             details={"tree": tree_id, "size": size, "files": file_count},
         )
         row = conn.execute(select(t.versions).where(t.versions.c.id == version_id)).one()
@@ -393,16 +448,22 @@ class Registry:
 
     def tree_ids(self) -> list[tuple[str, int, str]]:
         """(model, number, tree id) of every version."""
-        q = select(t.models.c.name, t.versions.c.number, t.versions.c.tree_id).select_from(
-            t.versions.join(t.models)
-        ).order_by(t.models.c.name, t.versions.c.number)
+        q = (
+            select(t.models.c.name, t.versions.c.number, t.versions.c.tree_id)
+            .select_from(t.versions.join(t.models))
+            .order_by(t.models.c.name, t.versions.c.number)
+        )
         with self._read() as conn:
             return [(m, n, tid) for m, n, tid in conn.execute(q)]
 
     # -- refs ---------------------------------------------------------------------
 
     def _ref_row(
-        self, conn: Connection, model_id: int, model: str, name: str,
+        self,
+        conn: Connection,
+        model_id: int,
+        model: str,
+        name: str,
         kinds: Sequence[str] = REF_KINDS,
     ) -> Row[Any]:
         row = conn.execute(
@@ -438,16 +499,16 @@ class Registry:
             rows = conn.execute(q.order_by(t.refs.c.kind, t.refs.c.name)).all()
             return [self._ref(conn, model, r) for r in rows]
 
-    def _cas(
-        self, conn: Connection, ref_id: int, expected: int, new: int, now: datetime
-    ) -> None:
+    def _cas(self, conn: Connection, ref_id: int, expected: int, new: int, now: datetime) -> None:
         done = conn.execute(
             update(t.refs)
             .where(t.refs.c.id == ref_id, t.refs.c.version_id == expected)
             .values(version_id=new, updated_at=now)
         ).rowcount
         if done != 1:
-            raise RefMovedError("the ref was moved by another process meanwhile; run the command again")
+            raise RefMovedError(
+                "the ref was moved by another process meanwhile; run the command again"
+            )
 
     def move_ref(
         self,
@@ -467,7 +528,8 @@ class Registry:
         """Point ref ``name`` at version ``to`` (creating it if allowed); logs the event.
 
         ``expected`` makes it a compare-and-swap on the version the caller saw;
-        ``exclusive`` refuses to touch a ref that exists. Returns the previous target (None if created) and the ref now.
+        ``exclusive`` refuses to touch a ref that exists. Returns the previous
+        target (None if created) and the ref now.
         """
         with self._write() as conn:
             m = self._model_row(conn, model)
@@ -509,8 +571,16 @@ class Registry:
                     )
                 self._cas(conn, row.id, row.version_id, target.id, now)
             self._append_event(
-                conn, actor=actor, action=action, model=model, ref_kind=kind, ref_name=name,
-                before=before, after=to, message=message, details=details or {},
+                conn,
+                actor=actor,
+                action=action,
+                model=model,
+                ref_kind=kind,
+                ref_name=name,
+                before=before,
+                after=to,
+                message=message,
+                details=details or {},
             )
             new = conn.execute(
                 select(t.refs).where(t.refs.c.model_id == m.id, t.refs.c.name == name)
@@ -528,23 +598,47 @@ class Registry:
                 )
             conn.execute(t.refs.delete().where(t.refs.c.id == row.id))
             self._append_event(
-                conn, actor=actor, action=f"{kind}.delete", model=model, ref_kind=kind,
-                ref_name=name, before=ref.version, after=None, message=message, details={},
+                conn,
+                actor=actor,
+                action=f"{kind}.delete",
+                model=model,
+                ref_kind=kind,
+                ref_name=name,
+                before=ref.version,
+                after=None,
+                message=message,
+                details={},
             )
             return ref
 
     # -- events -------------------------------------------------------------------
 
     def _append_event(
-        self, conn: Connection, *, actor: str, action: str, model: str | None,
-        ref_kind: str | None, ref_name: str | None, before: int | None, after: int | None,
-        message: str, details: dict[str, Any],
+        self,
+        conn: Connection,
+        *,
+        actor: str,
+        action: str,
+        model: str | None,
+        ref_kind: str | None,
+        ref_name: str | None,
+        before: int | None,
+        after: int | None,
+        message: str,
+        details: dict[str, Any],
     ) -> None:
         conn.execute(
             insert(t.events).values(
-                at=_now(), actor=actor, action=action, model=model, ref_kind=ref_kind,
-                ref_name=ref_name, before_version=before, after_version=after,
-                message=message, details=details,
+                at=_now(),
+                actor=actor,
+                action=action,
+                model=model,
+                ref_kind=ref_kind,
+                ref_name=ref_name,
+                before_version=before,
+                after_version=after,
+                message=message,
+                details=details,
             )
         )
 
@@ -564,8 +658,17 @@ class Registry:
                 self._model_row(conn, model)
             return [
                 Event(
-                    r.id, _utc(r.at), r.actor, r.action, r.model, r.ref_kind, r.ref_name,
-                    r.before_version, r.after_version, r.message, r.details,
+                    r.id,
+                    _utc(r.at),
+                    r.actor,
+                    r.action,
+                    r.model,
+                    r.ref_kind,
+                    r.ref_name,
+                    r.before_version,
+                    r.after_version,
+                    r.message,
+                    r.details,
                 )
                 for r in conn.execute(q)
             ]

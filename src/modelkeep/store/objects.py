@@ -339,9 +339,7 @@ class ObjectStore:
 
     def manifest_of(self, buf: memoryview) -> ObjectId:
         """The id a buffer would have as a file, without storing anything."""
-        chunks = [
-            ChunkRef(ObjectId.of(buf[o : o + n]), n) for o, n in self.chunker.spans(buf)
-        ]
+        chunks = [ChunkRef(ObjectId.of(buf[o : o + n]), n) for o, n in self.chunker.spans(buf)]
         return ObjectId.of(_encode_manifest(len(buf), chunks))
 
     def manifest_of_file(self, path: Path) -> ObjectId:
@@ -430,7 +428,8 @@ class ObjectStore:
         for oid, at in self._packed.items():
             packs.setdefault(at.pack, []).append(oid)
         dead = {
-            p for p, ids in packs.items()
+            p
+            for p, ids in packs.items()
             if any(o not in live for o in ids) and self.backend.age_seconds(p) >= min_age
         }
         if not dead:

@@ -1,0 +1,3 @@
+from modelkeep.cli.app import main
+
+main()

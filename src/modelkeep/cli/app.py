@@ -1,0 +1,590 @@
+"""The `modelkeep` command. Each command parses, calls one Repo method, and prints.
+
+Heavy modules (the registry, SQLAlchemy, the store) are imported inside commands so
+that `modelkeep --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from modelkeep.cli import render
+from modelkeep.cli.render import emit_json, out
+from modelkeep.graph import graph_lines, labels_by_version
+
+if TYPE_CHECKING:
+    from modelkeep.repo import Repo
+
+app = typer.Typer(
+    name="modelkeep",
+    help=(
+        "Version control and change management for machine-learning models.\n\n"
+        "Revisions: NAME (head of the default branch), NAME:3 (version 3), NAME@production "
+        "(alias, branch or tag), NAME@main~2 (two versions back), NAME@production^ (where "
+        "the alias pointed before its last move)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+alias_app = typer.Typer(help="Set, list and delete aliases (movable names such as production).")
+app.add_typer(alias_app, name="alias")
+
+_state: dict[str, Any] = {"repo": None}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+MessageOpt = Annotated[str, typer.Option("-m", "--message", help="Why: kept in the event log.")]
+
+
+@app.callback()
+def _global(
+    repo: Annotated[
+        Path | None,
+        typer.Option(
+            "--repo",
+            envvar="MODELKEEP_REPO",
+            help="Repository folder (default: found by walking up from the current folder).",
+        ),
+    ] = None,
+) -> None:
+    _state["repo"] = repo
+
+
+# Exit codes by error class, most specific first; looked up once, at the boundary.
+def _exit_code(exc: Exception) -> int:
+    from modelkeep import errors as e
+
+    table: list[tuple[type[Exception], int]] = [
+        (e.UsageError, 2),
+        (e.NotFoundError, 3),
+        (e.ConflictError, 4),
+        (e.RepositoryFormatError, 5),
+        (e.StoreError, 6),
+    ]
+    return next((code for cls, code in table if isinstance(exc, cls)), 1)
+
+
+def fail(exc: Exception) -> NoReturn:
+    render.err.print(f"error: {exc}", markup=False)
+    raise typer.Exit(_exit_code(exc))
+
+
+def open_repo() -> Repo:
+    from modelkeep.repo import Repo
+
+    return Repo(_state["repo"])
+
+
+def _progress() -> Any:
+    return render.progress_factory(sys.stderr.isatty())
+
+
+def _pairs(items: list[str] | None, option: str, numeric: bool = False) -> dict[str, Any]:
+    """KEY=VALUE options; values are JSON when they parse (numbers, booleans)."""
+    from modelkeep.errors import UsageError
+
+    values: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} expects KEY=VALUE, got {item!r} (e.g. {option} lr=0.01)")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise UsageError(f"{option} {key}: {raw!r} is not a number (e.g. {option} f1=0.91)")
+        values[key] = value
+    return values
+
+
+# -- repository ---------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Folder to create the repository in.")] = Path("."),
+) -> None:
+    """Create a repository: a .modelkeep/ folder with the object store and the registry."""
+    from modelkeep.errors import ModelkeepError
+    from modelkeep.repo import Repo
+
+    try:
+        repo = Repo.init(path)
+    except ModelkeepError as exc:
+        fail(exc)
+    out.print(f"Initialized empty modelkeep repository in {repo.root / '.modelkeep'}")
+
+
+@app.command()
+def commit(
+    name: Annotated[str, typer.Argument(help="Model name (created on its first commit).")],
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to store.")],
+    message: Annotated[str, typer.Option("-m", "--message", help="What changed and why.")] = "",
+    branch: Annotated[
+        str | None, typer.Option("--branch", "-b", help="Branch to commit on (default: main).")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE hyper-parameter.")
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="KEY=NUMBER evaluation metric.")
+    ] = None,
+    data: Annotated[
+        list[Path] | None, typer.Option("--data", "-d", help="Dataset file used (hashed).")
+    ] = None,
+    author: Annotated[str | None, typer.Option(help="Override the author.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store files or a folder as the next version of model NAME."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        repo = open_repo()
+        v = repo.commit(
+            name,
+            paths,
+            message,
+            branch=branch,
+            params=_pairs(param, "--param"),
+            metrics=_pairs(metric, "--metric", numeric=True),
+            data=data or [],
+            author=author,
+            progress=_progress(),
+        )
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(v.to_dict())
+    else:
+        out.print(
+            f"[{v.branch} {v.rev}] {v.message}  ({v.file_count} file(s), {render.size(v.size)})"
+        )
+
+
+@app.command()
+def log(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    branch: Annotated[str | None, typer.Option("--branch", "-b", help="Only this branch.")] = None,
+    graph: Annotated[bool, typer.Option("--graph", help="Draw the branch structure.")] = False,
+    limit: Annotated[int | None, typer.Option("-n", help="At most N versions.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List versions newest first, with message, author, time and metrics."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        repo = open_repo()
+        versions = repo.log(name, branch=branch)[:limit]
+        labels = labels_by_version(repo.refs(name))
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json([v.to_dict() for v in versions])
+    elif graph:
+        for line in graph_lines(versions, labels):
+            out.print(line, markup=False)
+    else:
+        out.print(render.version_table(versions, labels))
+
+
+@app.command()
+def show(
+    rev: Annotated[str, typer.Argument(help="Revision, e.g. churn:3 or churn@production.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a version with its full lineage and files."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        repo = open_repo()
+        v = repo.show(rev)
+        files = repo.files(v)
+        labels = labels_by_version(repo.refs(v.model)).get(v.number, [])
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        doc = v.to_dict()
+        doc["refs"] = labels
+        doc["files"] = [f.to_dict() for f in files]
+        emit_json(doc)
+    else:
+        render.show_version(v, files, labels)
+
+
+@app.command()
+def models(as_json: JsonOpt = False) -> None:
+    """List the models in the repository."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        infos = open_repo().models()
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json([m.to_dict() for m in infos])
+        return
+    if not infos:
+        out.print("no models yet: `modelkeep commit NAME PATH -m MESSAGE` creates one")
+    for m in infos:
+        out.print(
+            f"{m.name}  {m.versions} version(s), latest {m.latest}, branch {m.default_branch}"
+        )
+
+
+@app.command()
+def checkout(
+    rev: Annotated[str, typer.Argument(help="Revision to materialize.")],
+    dest: Annotated[
+        Path | None, typer.Argument(help="Folder to write into (default: ./MODEL).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Overwrite files that differ.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a version's files into a folder, byte-identical, with their modes."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        result = open_repo().checkout(rev, dest, force=force, progress=_progress())
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        out.print(
+            f"checked out {result.rev} into {result.dest}: {len(result.written)} written, "
+            f"{len(result.unchanged)} already up to date"
+        )
+
+
+@app.command()
+def status(
+    rev: Annotated[str, typer.Argument(help="Model or revision to compare with.")],
+    path: Annotated[Path | None, typer.Argument(help="Folder (default: ./MODEL).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tell whether a folder matches a version, and which files changed."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        st = open_repo().status(rev, path)
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(st.to_dict())
+    else:
+        head = "matches" if st.clean else "differs from"
+        out.print(f"{st.path} {head} {st.rev}", markup=False)
+        for label, items in (
+            ("modified", st.modified),
+            ("missing", st.missing),
+            ("untracked", st.untracked),
+        ):
+            for p in items:
+                out.print(f"  {label}: {p}", markup=False)
+    if not st.clean:
+        raise typer.Exit(1)
+
+
+@app.command()
+def diff(
+    rev_a: Annotated[str, typer.Argument(help="Older revision.")],
+    rev_b: Annotated[str, typer.Argument(help="Newer revision.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare two versions: files added, removed, changed; params and metrics."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        d = open_repo().diff(rev_a, rev_b)
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(d.to_dict())
+        return
+    out.print(f"{d.a} → {d.b}", markup=False)
+    if d.identical:
+        out.print("  identical")
+    for f in d.added:
+        out.print(f"  added    {f.path}  {render.size(f.size_after)}", markup=False)
+    for f in d.removed:
+        out.print(f"  removed  {f.path}  {render.size(f.size_before)}", markup=False)
+    for f in d.changed:
+        mode = (
+            ""
+            if f.mode_before == f.mode_after
+            else (f"  mode {oct(f.mode_before or 0)} → {oct(f.mode_after or 0)}")
+        )
+        out.print(
+            f"  changed  {f.path}  {render.size(f.size_before)} → {render.size(f.size_after)}, "
+            f"{render.size(f.bytes_changed)} in {f.chunks_changed} of {f.chunks_total} "
+            f"chunks differ{mode}",
+            markup=False,
+        )
+    for title, delta in (("param", d.params), ("metric", d.metrics)):
+        for k, (a, b) in delta.items():
+            was, now = ("-" if x is None else x for x in (a, b))
+            out.print(f"  {title:<7}  {k}: {was} → {now}", markup=False)
+
+
+# -- refs ---------------------------------------------------------------------------
+
+
+@app.command()
+def branch(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    new: Annotated[str | None, typer.Argument(help="Branch to create.")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Revision to start from (default: head).")
+    ] = None,
+    list_: Annotated[bool, typer.Option("--list", "-l", help="List branches.")] = False,
+    delete: Annotated[str | None, typer.Option("--delete", "-d", help="Delete a branch.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create (NAME NEW [--from REV]), list (--list) or delete (--delete B) branches."""
+    from modelkeep.errors import ModelkeepError, UsageError
+
+    try:
+        repo = open_repo()
+        if delete:
+            ref = repo.delete_branch(name, delete)
+            out.print(f"deleted branch {delete} of {name} (was at {name}:{ref.version})")
+        elif new and not list_:
+            ref = repo.branch(name, new, start)
+            out.print(f"created branch {new} of {name} at {name}:{ref.version}")
+        elif new is None:
+            refs = repo.refs(name, "branch")
+            if as_json:
+                emit_json([r.to_dict() for r in refs])
+            else:
+                default = repo.registry.default_branch(name)
+                for r in refs:
+                    mark = "*" if r.name == default else " "
+                    out.print(f"{mark} {r.name}  {name}:{r.version}", markup=False)
+        else:
+            raise UsageError("give either NEW to create a branch or --list, not both")
+    except ModelkeepError as exc:
+        fail(exc)
+
+
+@alias_app.command("set")
+def alias_set(
+    alias: Annotated[str, typer.Argument(help="MODEL@ALIAS, e.g. churn@production.")],
+    rev: Annotated[str, typer.Argument(help="Version number or revision.")],
+    message: MessageOpt = "",
+) -> None:
+    """Point an alias at a version (creating it if needed)."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        ref = open_repo().set_alias(alias, rev, message)
+    except ModelkeepError as exc:
+        fail(exc)
+    out.print(f"{ref.model}@{ref.name} → {ref.model}:{ref.version}", markup=False)
+
+
+@alias_app.command("list")
+def alias_list(
+    name: Annotated[str, typer.Argument(help="Model name.")], as_json: JsonOpt = False
+) -> None:
+    """List a model's aliases."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        refs = open_repo().refs(name, "alias")
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json([r.to_dict() for r in refs])
+    for r in [] if as_json else refs:
+        out.print(f"{r.model}@{r.name} → {r.model}:{r.version}", markup=False)
+
+
+@alias_app.command("delete")
+def alias_delete(
+    alias: Annotated[str, typer.Argument(help="MODEL@ALIAS.")], message: MessageOpt = ""
+) -> None:
+    """Delete an alias (its history stays in the event log)."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        ref = open_repo().delete_alias(alias, message)
+    except ModelkeepError as exc:
+        fail(exc)
+    out.print(f"deleted {ref.model}@{ref.name} (was {ref.model}:{ref.version})", markup=False)
+
+
+@app.command()
+def tag(
+    rev: Annotated[str, typer.Argument(help="Revision to tag, e.g. churn:3.")],
+    name: Annotated[str, typer.Argument(help="Tag name; tags never move.")],
+    message: MessageOpt = "",
+) -> None:
+    """Name a version for good (e.g. validated)."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        ref = open_repo().tag(rev, name, message)
+    except ModelkeepError as exc:
+        fail(exc)
+    out.print(f"tagged {ref.model}:{ref.version} as {ref.name}", markup=False)
+
+
+@app.command()
+def promote(
+    rev: Annotated[str, typer.Argument(help="Revision to promote, e.g. churn:4.")],
+    alias: Annotated[str, typer.Argument(help="Alias to move, e.g. production.")],
+    message: MessageOpt = "",
+) -> None:
+    """Move an alias to a version (recorded in the event log)."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        before, ref = open_repo().promote(rev, alias, message)
+    except ModelkeepError as exc:
+        fail(exc)
+    was = f"{ref.model}:{before}" if before is not None else "new"
+    out.print(f"{ref.model}@{ref.name}: {was} → {ref.model}:{ref.version}", markup=False)
+
+
+@app.command()
+def rollback(
+    alias: Annotated[str, typer.Argument(help="MODEL@ALIAS to move back.")],
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Version or revision (default: where it pointed before)."),
+    ] = None,
+    message: MessageOpt = "",
+) -> None:
+    """Move an alias back. Rolling back a rollback undoes it."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        before, ref = open_repo().rollback(alias, to, message)
+    except ModelkeepError as exc:
+        fail(exc)
+    out.print(
+        f"{ref.model}@{ref.name}: {ref.model}:{before} → {ref.model}:{ref.version}", markup=False
+    )
+
+
+@app.command()
+def history(
+    rev: Annotated[str, typer.Argument(help="MODEL@REF (one ref's moves) or MODEL.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Every move of an alias or branch (or every event of a model), newest first."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        events = open_repo().history(rev)
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json([e.to_dict() for e in events])
+    else:
+        out.print(render.event_table(events))
+
+
+@app.command()
+def events(
+    model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+    limit: Annotated[int | None, typer.Option("-n", help="At most N events.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The repository's append-only event log, newest first."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        found = open_repo().events(model, limit)
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json([e.to_dict() for e in found])
+    else:
+        out.print(render.event_table(found))
+
+
+# -- maintenance --------------------------------------------------------------------
+
+
+@app.command()
+def fsck(as_json: JsonOpt = False) -> None:
+    """Verify every object against its hash and every version against its tree."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        report = open_repo().fsck(progress=_progress())
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        for p in report.problems:
+            out.print(f"problem: {p}", markup=False)
+        verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        out.print(
+            f"{verdict}: {report.objects_checked} objects verified, "
+            f"{report.versions_checked} versions checked, "
+            f"{report.unreferenced} unreferenced (removed by `modelkeep gc`)"
+        )
+    if not report.ok:
+        raise typer.Exit(6)
+
+
+@app.command()
+def gc(as_json: JsonOpt = False) -> None:
+    """Delete objects no version references (safe while others commit)."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        report = open_repo().gc()
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        out.print(
+            f"removed {report.objects_removed} object(s), freed "
+            f"{render.size(report.bytes_freed)}, {report.temp_files_removed} temp file(s)"
+        )
+
+
+@app.command()
+def demo(
+    keep: Annotated[
+        Path | None, typer.Option(help="Keep the demo repository in this folder.")
+    ] = None,
+) -> None:
+    """Run a realistic session on a throw-away repository and print what it did."""
+    from modelkeep.demo import run_demo
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        run_demo(keep, lambda line: out.print(line, markup=False))
+    except ModelkeepError as exc:
+        fail(exc)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        render.err.print("interrupted")
+        sys.exit(130)
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            # Output piped into `head` and the like: not an error.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+        render.err.print(f"error: {exc}", markup=False)
+        sys.exit(1)

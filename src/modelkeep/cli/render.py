@@ -1,0 +1,168 @@
+"""How the CLI prints things: tables for people, JSON for programs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from datetime import datetime
+
+    from modelkeep.registry.records import Event, Version
+
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def when(ts: datetime) -> str:
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def who(author: str) -> str:
+    """The name part of ``Name <email>``: tables have no room for addresses."""
+    name = author.split(" <", 1)[0].strip()
+    return name or author
+
+
+def fmt_values(values: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_short(v)}" for k, v in values.items())
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(n)
+
+
+def version_table(versions: Sequence[Version], labels: dict[int, list[str]]) -> Table:
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+    for col in ("version", "branch", "refs", "created", "author", "message", "metrics"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("version", "created"))
+    for v in versions:
+        table.add_row(
+            v.rev,
+            v.branch,
+            ", ".join(labels.get(v.number, [])),
+            when(v.created_at),
+            who(v.author),
+            v.message,
+            fmt_values(v.metrics),
+        )
+    return table
+
+
+def show_version(v: Version, files: Sequence[Any], refs: list[str]) -> None:
+    rows: list[tuple[str, str]] = [
+        ("version", v.rev + (f"  ({', '.join(refs)})" if refs else "")),
+        ("branch", v.branch),
+        ("parents", ", ".join(f"{v.model}:{p}" for p in v.parents) or "-"),
+        ("kind", f"{v.kind} ({v.status})"),
+        ("author", v.author),
+        ("created", when(v.created_at)),
+        ("message", v.message or "-"),
+        ("params", fmt_values(v.params) or "-"),
+        ("metrics", fmt_values(v.metrics) or "-"),
+    ]
+    if v.code:
+        dirty = " (dirty)" if v.code.dirty else ""
+        rows.append(("code", f"{v.code.commit[:12]}{dirty} in {v.code.repository}"))
+    else:
+        rows.append(("code", "- (not in a git work tree)"))
+    env = v.environment
+    if env:
+        pk = " ".join(f"{k}=={ver}" for k, ver in env.get("packages", {}).items())
+        rows.append(("python", f"{env.get('python')} on {env.get('platform')}"))
+        rows.append(("packages", pk or "-"))
+    for d in v.datasets:
+        rows.append(("dataset", f"{d.path}  {size(d.size)}  blake3:{d.content_id[:16]}"))
+    rows.append(("content", f"{v.file_count} file(s), {size(v.size)}, tree {v.tree_id[:16]}"))
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for k, val in rows:
+        table.add_row(k, val)
+    out.print(table)
+    files_table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("path", "size", "mode", "chunks", "content"):
+        files_table.add_column(col)
+    for f in files:
+        files_table.add_row(f.path, size(f.size), oct(f.mode), str(f.chunks), f.content_id[:16])
+    out.print()
+    out.print(files_table)
+
+
+def event_table(events: Sequence[Event]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("#", "when", "who", "action", "what", "before → after", "why"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("#", "when", "action", "what"))
+    for e in events:
+        what = f"{e.model or ''}" + (f"@{e.ref_name}" if e.ref_name else "")
+        ba = f"{_v(e.before)} → {_v(e.after)}"
+        table.add_row(str(e.id), when(e.at), who(e.actor), e.action, what, ba, e.message)
+    return table
+
+
+def _v(n: int | None) -> str:
+    return "-" if n is None else str(n)
+
+
+def progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], None] | None]:
+    """Progress bars on a terminal; nothing when output is piped."""
+
+    def start(label: str, total: int) -> Callable[[int], None] | None:
+        if not enabled or total < (8 << 20):
+            return None
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        task = bar.add_task(label, total=total)
+        bar.start()
+        # Chunks are stored on a thread pool, so ticks come from several threads.
+        lock = threading.Lock()
+        done = [0]
+
+        def tick(n: int) -> None:
+            with lock:
+                done[0] += n
+                bar.update(task, completed=done[0])
+                if done[0] >= total:
+                    bar.stop()
+
+        return tick
+
+    return start
