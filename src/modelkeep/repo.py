@@ -81,9 +81,11 @@ class Repo:
         params = ChunkParams.from_json(config["chunking"])
         self._setup(LocalBackend(control / "store"), params, f"sqlite:///{control / 'registry.db'}")
 
-    def _setup(self, backend: Backend, params: ChunkParams, url: str) -> None:
+    def _setup(self, backend: Backend, params: ChunkParams, url: str, new: bool = False) -> None:
         self.store = ObjectStore(backend, params)
         self.registry = Registry(url)
+        if new:
+            self.registry.create()
         self.registry.check_schema()
 
     # -- opening --------------------------------------------------------------------
@@ -148,8 +150,9 @@ class Repo:
         repo.root = Path.cwd()
         repo._control = None
         repo._lock_path = None
-        repo._setup(MemoryBackend(), params or ChunkParams(), "sqlite+pysqlite:///:memory:")
-        repo.registry.create()
+        repo._setup(
+            MemoryBackend(), params or ChunkParams(), "sqlite+pysqlite:///:memory:", new=True
+        )
         return repo
 
     def close(self) -> None:

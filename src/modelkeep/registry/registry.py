@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, func, insert, select, update
@@ -109,12 +110,19 @@ class Registry:
     # -- schema -------------------------------------------------------------------
 
     def create(self) -> None:
-        t.metadata.create_all(self.engine)
+        """Create the schema in an empty database (through the migrations)."""
+        self.migrate()
+
+    def migrate(self) -> None:
+        """Bring the schema up to date with Alembic (imported only when needed)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         with self._write() as conn:
-            if self.engine.dialect.name == "sqlite":
-                for ddl in t.APPEND_ONLY_TRIGGERS:
-                    conn.exec_driver_sql(ddl)
-            conn.execute(insert(t.meta).values(key="schema_version", value=str(t.SCHEMA_VERSION)))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
 
     def check_schema(self) -> None:
         try:
@@ -128,7 +136,9 @@ class Registry:
                 "from a backup or re-create the repository with `modelkeep init`"
             ) from None
         found = int(row[0]) if row else 0
-        if found > t.SCHEMA_VERSION:
+        if found < t.SCHEMA_VERSION:
+            self.migrate()
+        elif found > t.SCHEMA_VERSION:
             raise RepositoryFormatError(
                 f"this repository uses registry schema {found}, newer than this modelkeep "
                 f"understands ({t.SCHEMA_VERSION}); upgrade with `pip install -U modelkeep`"

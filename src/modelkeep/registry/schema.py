@@ -1,5 +1,7 @@
-"""Registry tables (SQLAlchemy Core). Object ids are stored as hex text: the registry
-never reads bytes from the store, it only remembers which tree a version names."""
+"""Registry tables (SQLAlchemy Core), as of the newest migration in ``migrations/``.
+
+Object ids are stored as hex text: the registry never reads bytes from the store, it
+only remembers which tree a version names."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+# Bumped by every migration (which also writes it to the meta table), so an open can
+# tell "needs upgrading" or "too new" without loading Alembic.
 SCHEMA_VERSION = 1
 
 metadata = MetaData()
@@ -107,16 +111,4 @@ events = Table(
     Column("message", Text, nullable=False),
     Column("details", JSON, nullable=False),
     Index("ix_events_model_ref", "model", "ref_name"),
-)
-
-# The event log is append-only: the database refuses to change the past.
-APPEND_ONLY_TRIGGERS = (
-    "CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events "
-    "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events "
-    "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS versions_no_update BEFORE UPDATE ON versions "
-    "BEGIN SELECT RAISE(ABORT, 'versions are immutable'); END",
-    "CREATE TRIGGER IF NOT EXISTS versions_no_delete BEFORE DELETE ON versions "
-    "BEGIN SELECT RAISE(ABORT, 'versions are immutable'); END",
 )
