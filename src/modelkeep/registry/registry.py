@@ -135,7 +135,13 @@ class Registry:
                 "the registry database is missing or damaged; restore .modelkeep/registry.db "
                 "from a backup or re-create the repository with `modelkeep init`"
             ) from None
-        found = int(row[0]) if row else 0
+        try:
+            found = int(row[0]) if row else 0
+        except ValueError:
+            raise RepositoryFormatError(
+                f"the registry's schema_version {row[0]!r} is not a number: the database is "
+                "damaged; restore .modelkeep/registry.db from a backup"
+            ) from None
         if found < t.SCHEMA_VERSION:
             self.migrate()
         elif found > t.SCHEMA_VERSION:
@@ -390,6 +396,7 @@ class Registry:
             if parents is not None
             else ([head_number] if head_number is not None else [])
         )
+        parent_ids = [self._version_row(conn, model_id, model, p).id for p in parent_numbers]
         number = (
             conn.scalar(
                 select(func.max(t.versions.c.number)).where(t.versions.c.model_id == model_id)
@@ -416,11 +423,10 @@ class Registry:
                 )
             )
         )
-        for pos, pnum in enumerate(parent_numbers):
-            prow = self._version_row(conn, model_id, model, pnum)
+        for pos, parent_id in enumerate(parent_ids):
             conn.execute(
                 insert(t.version_parents).values(
-                    version_id=version_id, position=pos, parent_id=prow.id
+                    version_id=version_id, position=pos, parent_id=parent_id
                 )
             )
         for d in datasets:

@@ -99,7 +99,10 @@ class LocalBackend:
             self._path(key).unlink()
 
     def list(self, prefix: str) -> Iterator[str]:
-        base = self._path(prefix) if prefix.endswith("/") else self._path(prefix).parent
+        if not prefix or prefix.endswith("/"):
+            base = self._path(prefix)
+        else:
+            base = self._path(prefix).parent
         if not base.is_dir():
             return
         for dirpath, _dirs, files in os.walk(base):

@@ -56,7 +56,7 @@ def safetensors_spans(buf: memoryview) -> list[Span] | None:
         return None
     try:
         header = json.loads(bytes(buf[8 : 8 + header_len]))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(header, dict):
         return None

@@ -46,6 +46,9 @@ _PACK_MAGIC = b"MKPACK1\n"
 _IDX_MAGIC = b"MKPIDX1\n"
 _IDX_ENTRY = struct.Struct("<32sQIB")  # id, offset, stored length, codec
 _IDX_FOOTER = struct.Struct("<QI8s")  # index offset, count, magic
+# No object is ever this large (chunks are at most a few tens of MiB, manifests
+# a few MiB even for huge files); anything claiming more is damaged.
+_MAX_OBJECT = 1 << 30
 _WORKERS = max(2, min(8, os.cpu_count() or 2))
 
 
@@ -137,6 +140,10 @@ def _decode(codec: int, payload: bytes | memoryview) -> bytes | memoryview:
     if codec == RAW:
         return payload
     if codec == ZSTD:
+        # A damaged frame header can declare any size: check it before allocating.
+        declared = zstandard.frame_content_size(payload)
+        if not 0 <= declared <= _MAX_OBJECT:
+            raise ValueError(f"implausible decompressed size {declared}")
         return zstandard.ZstdDecompressor().decompress(payload)
     raise ValueError(f"unknown codec {codec}")
 
@@ -278,7 +285,7 @@ class ObjectStore:
         codec, payload = found
         try:
             data = _decode(codec, payload)
-        except (zstandard.ZstdError, ValueError):
+        except (zstandard.ZstdError, ValueError, MemoryError):
             raise CorruptObjectError(f"object {oid.short} is corrupted (cannot decode)") from None
         if ObjectId.of(data) != oid:
             raise CorruptObjectError(f"object {oid.short} is corrupted (content does not match)")
