@@ -135,11 +135,12 @@ class Registry:
                 "the registry database is missing or damaged; restore .modelkeep/registry.db "
                 "from a backup or re-create the repository with `modelkeep init`"
             ) from None
+        raw = row[0] if row else "0"
         try:
-            found = int(row[0]) if row else 0
+            found = int(raw)
         except ValueError:
             raise RepositoryFormatError(
-                f"the registry's schema_version {row[0]!r} is not a number: the database is "
+                f"the registry's schema_version {raw!r} is not a number: the database is "
                 "damaged; restore .modelkeep/registry.db from a backup"
             ) from None
         if found < t.SCHEMA_VERSION:
