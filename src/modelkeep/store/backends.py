@@ -51,6 +51,11 @@ class Backend(Protocol):
         """Make every completed ``put`` durable (survive power loss)."""
         ...
 
+    def local_path(self, key: str) -> str | None:
+        """A path on local disk holding the blob, if the backend has one (for
+        kernel-side copies); None otherwise."""
+        ...
+
 
 class LocalBackend:
     """A folder on a local disk; atomic by temp file + fsync + rename."""
@@ -124,6 +129,9 @@ class LocalBackend:
             finally:
                 os.close(fd)
 
+    def local_path(self, key: str) -> str | None:
+        return str(self._path(key))
+
     def clean_temp(self, older_than: float) -> int:
         """Remove temp files left by crashed writers; returns how many."""
         removed = 0
@@ -175,3 +183,6 @@ class MemoryBackend:
 
     def sync(self) -> None:
         pass
+
+    def local_path(self, key: str) -> str | None:
+        return None
