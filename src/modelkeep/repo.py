@@ -275,6 +275,9 @@ class Repo:
             check_name(branch, "branch name")
         path_list = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
         files = self._gather(path_list)
+        if branch is not None and name in self.registry.model_names():
+            # Fail before writing any bytes; add_version checks again, atomically.
+            self.registry.ref(name, branch, ("branch",))
         datasets = []
         for d in data:
             dpath = Path(d)
@@ -476,7 +479,13 @@ class Repo:
         model, name = parse_alias(alias)
         current = self.registry.ref(model, name, ("alias",))
         if to is None:
-            target = self._before_moves(model, name, 1)
+            moves = self.registry.ref_moves(model, name)
+            if not moves or moves[0].before is None:
+                raise VersionNotFoundError(
+                    f"{model}@{name} has no earlier target to roll back to (it was only set, "
+                    f"to {model}:{current.version}); name one with --to VERSION"
+                )
+            target = moves[0].before
         else:
             target = self._version_of(model, to).number
         if target == current.version:
@@ -538,7 +547,6 @@ class Repo:
         dest_path = Path(dest) if dest is not None else Path.cwd() / version.model
         if dest_path.exists() and not dest_path.is_dir():
             raise UsageError(f"{dest_path} exists and is not a folder")
-        dest_path.mkdir(parents=True, exist_ok=True)
         dest_real = dest_path.resolve()
         plan: list[tuple[str, Path, TreeEntry]] = []
         unchanged: list[str] = []
@@ -565,6 +573,7 @@ class Repo:
                 f"{version.rev}: {shown}; commit them first or use --force",
                 conflicts,
             )
+        dest_real.mkdir(parents=True, exist_ok=True)
         total = sum(e.size for _, _, e in plan)
         tick = progress(f"checkout {version.rev}", total)
         written: list[str] = []
@@ -593,12 +602,7 @@ class Repo:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
-                for data in self.store.iter_chunks(manifest):
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    if tick:
-                        tick(len(data))
+                self.store.write_file(manifest, fd, tick)
             except StoreError as exc:
                 raise type(exc)(
                     f"{exc} — file {rel} of {version.rev}; nothing wrong was written; "
@@ -691,7 +695,7 @@ class Repo:
                 bad[oid] = str(exc)
             if tick:
                 tick(1)
-        problems: list[str] = []
+        problems: list[str] = list(self.store.damaged_packs.values())
         seen_bad: set[ObjectId] = set()
         rows = self.registry.tree_ids()
         live: set[ObjectId] = set()
