@@ -5,7 +5,10 @@
     │   ├── InvalidNameError                 a model/branch/alias name with bad characters
     │   ├── RevisionSyntaxError              a revision that does not parse
     │   ├── EmptyCommitError                 nothing to commit
-    │   └── UnsafePathError                  a path that escapes its destination
+    │   ├── UnsafePathError                  a path that escapes its destination
+    │   ├── UnsupportedModelError            no format recognises the object
+    │   ├── SignatureError                   data that does not fit a model's signature
+    │   └── DataFormatError                  a data file that cannot be parsed
     ├── NotFoundError (LookupError)          something named does not exist
     │   ├── RepositoryNotFoundError
     │   ├── ModelNotFoundError
@@ -19,6 +22,8 @@
     │   ├── RepositoryExistsError
     │   └── RegistryBusyError                the database stayed locked too long
     ├── RepositoryFormatError                the repository needs a newer modelkeep
+    ├── UntrustedModelError                  loading would run code nobody vouched for
+    ├── MissingDependencyError (ImportError) a format's library is not installed
     └── StoreError
         ├── ObjectMissingError (LookupError) a referenced object is not in the store
         └── CorruptObjectError (ValueError)  stored bytes do not match their hash
@@ -51,6 +56,18 @@ class EmptyCommitError(UsageError):
 
 class UnsafePathError(UsageError):
     """A path would escape the folder it must stay in."""
+
+
+class UnsupportedModelError(UsageError):
+    """No model format recognises the object given."""
+
+
+class SignatureError(UsageError):
+    """Data does not fit the model's signature (or an input example the model)."""
+
+
+class DataFormatError(UsageError):
+    """A data file cannot be parsed."""
 
 
 class NotFoundError(ModelkeepError, LookupError):
@@ -107,6 +124,18 @@ class RegistryBusyError(ConflictError):
 
 class RepositoryFormatError(ModelkeepError):
     """The repository was written by a newer modelkeep, or is not one."""
+
+
+class UntrustedModelError(ModelkeepError):
+    """Loading would execute or instantiate types nobody said they trust."""
+
+
+class MissingDependencyError(ModelkeepError, ImportError):
+    """The library a model format needs is not installed."""
+
+
+class ModelkeepWarning(UserWarning):
+    """Something works but deserves attention (e.g. a library major version changed)."""
 
 
 class StoreError(ModelkeepError):

@@ -60,6 +60,13 @@ class Version:
     file_count: int
     kind: str = "commit"
     status: str = "ok"
+    # Format, class, libraries, signature and profile id; empty for plain files.
+    artifact: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def format(self) -> str:
+        """The model format (sklearn, torch, …), or "files"."""
+        return str(self.artifact.get("format", "files"))
 
     @property
     def rev(self) -> str:
@@ -121,6 +128,7 @@ class ModelInfo:
     created_at: datetime
     versions: int
     latest: int | None
+    kind: str = "model"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = _plain(asdict(self))

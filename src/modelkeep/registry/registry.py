@@ -165,6 +165,7 @@ class Registry:
                 t.models.c.created_at,
                 func.count(t.versions.c.id),
                 func.max(t.versions.c.number),
+                t.models.c.kind,
             )
             .select_from(t.models.outerjoin(t.versions))
             .group_by(t.models.c.id)
@@ -172,8 +173,8 @@ class Registry:
         )
         with self._read() as conn:
             return [
-                ModelInfo(name, branch, _utc(created), count, latest)
-                for name, branch, created, count, latest in conn.execute(q)
+                ModelInfo(name, branch, _utc(created), count, latest, kind)
+                for name, branch, created, count, latest, kind in conn.execute(q)
             ]
 
     def _model_row(self, conn: Connection, name: str) -> Row[Any]:
@@ -235,6 +236,7 @@ class Registry:
             file_count=row.file_count,
             kind=row.kind,
             status=row.status,
+            artifact=row.artifact or {},
         )
 
     def _version_row(self, conn: Connection, model_id: int, model: str, number: int) -> Row[Any]:
@@ -314,6 +316,8 @@ class Registry:
         kind: str = "commit",
         status: str = "ok",
         default_branch: str = "main",
+        artifact: dict[str, Any] | None = None,
+        entity: str = "model",
     ) -> Version:
         """Append the next version of ``model`` and advance its branch, atomically.
 
@@ -325,21 +329,23 @@ class Registry:
                 with self._write() as conn:
                     return self._add_version(
                         conn,
-                        model,
-                        branch,
-                        tree_id,
-                        size,
-                        file_count,
-                        message,
-                        author,
-                        params,
-                        metrics,
-                        lineage,
-                        datasets,
-                        parents,
-                        kind,
-                        status,
-                        default_branch,
+                        model=model,
+                        branch=branch,
+                        tree_id=tree_id,
+                        size=size,
+                        file_count=file_count,
+                        message=message,
+                        author=author,
+                        params=params,
+                        metrics=metrics,
+                        lineage=lineage,
+                        datasets=datasets,
+                        parents=parents,
+                        kind=kind,
+                        status=status,
+                        default_branch=default_branch,
+                        artifact=artifact,
+                        entity=entity,
                     )
             except IntegrityError:
                 # Lost a race for the number (possible on engines without BEGIN
@@ -350,6 +356,7 @@ class Registry:
     def _add_version(
         self,
         conn: Connection,
+        *,
         model: str,
         branch: str | None,
         tree_id: str,
@@ -365,6 +372,8 @@ class Registry:
         kind: str,
         status: str,
         default_branch: str,
+        artifact: dict[str, Any] | None,
+        entity: str,
     ) -> Version:
         now = _now()
         m = conn.execute(select(t.models).where(t.models.c.name == model)).first()
@@ -377,13 +386,18 @@ class Registry:
             model_id = _new_id(
                 conn.execute(
                     insert(t.models).values(
-                        name=model, default_branch=default_branch, created_at=now
+                        name=model, default_branch=default_branch, created_at=now, kind=entity
                     )
                 )
             )
             branch = default_branch
             head = None
         else:
+            if m.kind != entity:
+                raise RefExistsError(
+                    f"{model!r} is a {m.kind}, not a {entity}: models and datasets share one "
+                    "namespace; choose another name"
+                )
             model_id = m.id
             branch = branch or m.default_branch
             head = self._ref_row(conn, model_id, model, branch, kinds=("branch",))
@@ -421,6 +435,7 @@ class Registry:
                     params=params,
                     metrics=metrics,
                     lineage=lineage,
+                    artifact=artifact,
                 )
             )
         )

@@ -22,7 +22,7 @@ from sqlalchemy import (
 
 # Bumped by every migration (which also writes it to the meta table), so an open can
 # tell "needs upgrading" or "too new" without loading Alembic.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -40,6 +40,7 @@ models = Table(
     Column("name", String(128), nullable=False, unique=True),
     Column("default_branch", String(128), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False, server_default="model"),  # model | dataset
 )
 
 versions = Table(
@@ -60,6 +61,8 @@ versions = Table(
     Column("params", JSON, nullable=False),
     Column("metrics", JSON, nullable=False),
     Column("lineage", JSON, nullable=False),
+    # Format, signature and profile of a model version (None: plain files).
+    Column("artifact", JSON, nullable=True),
     # Version numbers are unique per model: the constraint is what makes
     # concurrent commits safe, whatever the engine.
     UniqueConstraint("model_id", "number", name="uq_versions_model_number"),

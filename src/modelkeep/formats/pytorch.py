@@ -1,0 +1,86 @@
+"""PyTorch modules and state dicts: weights as safetensors, plus how to rebuild.
+
+A module is stored as its state dict (safetensors) with the import path of its
+class and its init arguments; a TorchScript module as TorchScript.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from modelkeep.errors import UnsupportedModelError
+from modelkeep.formats._deps import import_path, need
+from modelkeep.formats.base import Saved, module_roots, qualname, versions
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+LIBS = ("torch", "safetensors", "numpy")
+
+
+def _is_state_dict(obj: object) -> bool:
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and "torch" in module_roots(v) for k, v in obj.items())
+    )
+
+
+class PyTorch:
+    name: str = "torch"
+    extra: str = "torch"
+    suffixes: tuple[str, ...] = ()
+
+    def matches(self, obj: object) -> bool:
+        return ("torch" in module_roots(obj) and hasattr(obj, "state_dict")) or _is_state_dict(obj)
+
+    def save(self, obj: Any, folder: Path, options: dict[str, Any]) -> Saved:
+        torch = need("torch", "torch")
+        st = need("safetensors.torch", "torch")
+        libs = versions(*LIBS)
+        if isinstance(obj, torch.jit.ScriptModule):
+            target = folder / "model.pt"
+            torch.jit.save(obj, str(target))
+            return Saved(self.name, target.name, qualname(obj), libs, {"kind": "torchscript"})
+        target = folder / "model.safetensors"
+        if _is_state_dict(obj):
+            st.save_file({k: v.detach().contiguous() for k, v in obj.items()}, str(target))
+            return Saved(self.name, target.name, "dict", libs, {"kind": "state_dict"})
+        cls = type(obj)
+        if cls.__module__ == "__main__":
+            raise UnsupportedModelError(
+                f"{cls.__qualname__} is defined in __main__, so it could not be rebuilt when "
+                "loading: move it into an importable module, or commit "
+                "model.state_dict() instead"
+            )
+        init_args = options.get("init_args")
+        if init_args is None:
+            init_args = getattr(obj, "modelkeep_init_args", {})
+        json.dumps(init_args)  # must be JSON: it is stored with the version
+        # save_model copes with shared (tied) tensors, which save_file refuses.
+        st.save_model(obj, str(target))
+        return Saved(
+            self.name,
+            target.name,
+            f"{cls.__module__}:{cls.__qualname__}",
+            libs,
+            {"kind": "module", "init_args": init_args},
+        )
+
+    def load(self, path: Path, saved: dict[str, Any], trusted: Any) -> Any:
+        torch = need("torch", "torch")
+        st = need("safetensors.torch", "torch")
+        kind = saved.get("options", {}).get("kind")
+        if kind == "torchscript":
+            return torch.jit.load(str(path), map_location="cpu")
+        if kind == "module":
+            cls = import_path(saved["class"])
+            model = cls(**saved["options"].get("init_args", {}))  # type: ignore[operator]
+            st.load_model(model, str(path), device="cpu")
+            model.eval()
+            return model
+        return st.load_file(str(path), device="cpu")
+
+    def describe_file(self, path: Path) -> Saved | None:
+        return None  # .pt files are usually pickles: committed files stay plain files

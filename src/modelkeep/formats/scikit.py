@@ -1,0 +1,73 @@
+"""scikit-learn estimators and pipelines, stored with skops (no pickle)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from modelkeep.errors import UntrustedModelError
+from modelkeep.formats._deps import need
+from modelkeep.formats.base import Saved, module_roots, qualname, versions
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+LIBS = ("scikit-learn", "skops", "numpy", "scipy")
+
+
+def untrusted_types(path: Path) -> list[str]:
+    sio = need("skops.io", "sklearn")
+    try:
+        found: list[str] = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # skops raises several kinds on damaged files
+        from modelkeep.errors import DataFormatError
+
+        raise DataFormatError(f"{path.name} is not a readable skops file: {exc}") from None
+    return found
+
+
+def check_trust(path: Path, trusted: Any) -> list[str]:
+    """The types to pass to skops, or an error naming the ones nobody trusted."""
+    found = untrusted_types(path)
+    if trusted is True:
+        return found
+    allowed = set(trusted or ())
+    missing = [t for t in found if t not in allowed]
+    if missing:
+        raise UntrustedModelError(
+            f"{path.name} holds types skops does not trust by default: {', '.join(missing)}; "
+            "if you trust where this version came from, load it with "
+            f"trusted={missing!r} (CLI: --trust TYPE)"
+        )
+    return found
+
+
+class ScikitLearn:
+    name: str = "sklearn"
+    extra: str = "sklearn"
+    suffixes: tuple[str, ...] = (".skops",)
+
+    def matches(self, obj: object) -> bool:
+        roots = module_roots(obj)
+        return "sklearn" in roots and not roots & {"xgboost", "lightgbm"}
+
+    def save(self, obj: Any, folder: Path, options: dict[str, Any]) -> Saved:
+        sio = need("skops.io", "sklearn")
+        target = folder / "model.skops"
+        sio.dump(obj, target)
+        return Saved(
+            self.name,
+            target.name,
+            qualname(obj),
+            versions(*LIBS),
+            {"untrusted_types": untrusted_types(target)},
+        )
+
+    def load(self, path: Path, saved: dict[str, Any], trusted: Any) -> Any:
+        sio = need("skops.io", "sklearn")
+        return sio.load(path, trusted=check_trust(path, trusted))
+
+    def describe_file(self, path: Path) -> Saved | None:
+        if path.suffix != ".skops":
+            return None
+        found = untrusted_types(path)
+        return Saved(self.name, path.name, "", versions(*LIBS), {"untrusted_types": found})
