@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from modelkeep import lineage
+from modelkeep import artifact, formats, lineage
 from modelkeep.errors import (
+    DataFormatError,
     EmptyCommitError,
     ModelkeepError,
     PathNotFoundError,
@@ -24,6 +27,8 @@ from modelkeep.errors import (
     VersionNotFoundError,
     WorkingTreeConflictError,
 )
+from modelkeep.formats import signature, tabular
+from modelkeep.profiles import Profile
 from modelkeep.registry import DatasetRef, Event, ModelInfo, Ref, Registry, Version
 from modelkeep.results import (
     CheckoutResult,
@@ -255,7 +260,7 @@ class Repo:
     def commit(
         self,
         name: str,
-        paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        source: Any,
         message: str = "",
         *,
         branch: str | None = None,
@@ -263,29 +268,108 @@ class Repo:
         metrics: Mapping[str, Any] | None = None,
         data: Iterable[str | os.PathLike[str]] = (),
         author: str | None = None,
+        input_example: Any = None,
+        target: str | None = None,
+        init_args: dict[str, Any] | None = None,
+        trusted: Any = None,
         progress: ProgressStart = _no_progress,
     ) -> Version:
-        """Store files or a folder as the next version of model ``name``.
+        """Store a model as the next version of model ``name``.
 
-        Objects are written and made durable first; the version row and the branch
-        move come last, in one transaction, so a crash leaves no half version.
+        ``source`` is a file, files or a folder, or an in-memory model (scikit-learn,
+        PyTorch, ONNX, XGBoost, LightGBM), stored in its format. ``input_example``
+        records the signature; ``data`` names the datasets used (paths or dataset
+        revisions such as ``churn-train:3``) — the first, when it is a table, gives
+        the reference profile (``target`` is its label column).
+
+        Everything is checked before anything is stored; objects are written and made
+        durable first, and the version row and the branch move come last, in one
+        transaction, so a crash leaves no half version.
         """
         check_name(name)
         if branch is not None:
             check_name(branch, "branch name")
-        path_list = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-        files = self._gather(path_list)
         if branch is not None and name in self.registry.model_names():
             # Fail before writing any bytes; add_version checks again, atomically.
             self.registry.ref(name, branch, ("branch",))
-        datasets = []
+        with tempfile.TemporaryDirectory(prefix="modelkeep-") as scratch:
+            work = Path(scratch)
+            model_obj = None
+            saved = None
+            if _is_paths(source):
+                path_list = [source] if isinstance(source, str | os.PathLike) else list(source)
+                files = self._gather(path_list)
+            else:
+                saved = artifact.save_object(source, work / "model", init_args)
+                files = self._gather([work / "model"])
+                model_obj = source
+            datasets, data_paths = self._datasets(data, work / "data")
+            described = artifact.describe(
+                files,
+                saved=saved,
+                model=model_obj,
+                input_example=input_example,
+                training_data=data_paths[0] if data_paths else None,
+                target=target,
+                trusted=trusted,
+            )
+            return self._store_version(
+                name,
+                files,
+                message,
+                branch=branch,
+                params=params,
+                metrics=metrics,
+                datasets=datasets,
+                author=author,
+                record=described.artifact,
+                profile=described.profile,
+                progress=progress,
+            )
+
+    def _datasets(
+        self, data: Iterable[str | os.PathLike[str]], scratch: Path
+    ) -> tuple[list[DatasetRef], list[Path]]:
+        """Dataset refs by content, and local paths to read them (dataset revisions
+        are materialised into ``scratch``)."""
+        refs: list[DatasetRef] = []
+        paths: list[Path] = []
         for d in data:
             dpath = Path(d)
+            if not dpath.exists() and isinstance(d, str) and ":" in d:
+                version = self.resolve(d)
+                if version.format != "dataset":
+                    raise UsageError(f"{d} is a model version, not a dataset")
+                self.checkout(version, scratch / str(len(paths)), force=True)
+                refs.append(DatasetRef(version.rev, version.artifact["content_id"], version.size))
+                paths.append(scratch / str(len(paths)) / version.artifact["main"])
+                continue
             if not dpath.is_file():
-                raise PathNotFoundError(f"dataset {dpath}: no such file")
-            datasets.append(
+                raise PathNotFoundError(
+                    f"dataset {dpath}: no such file (a stored dataset is named NAME:VERSION)"
+                )
+            refs.append(
                 DatasetRef(str(dpath.resolve()), hash_file(str(dpath)).hex, dpath.stat().st_size)
             )
+            paths.append(dpath)
+        return refs, paths
+
+    def _store_version(
+        self,
+        name: str,
+        files: dict[str, Path],
+        message: str,
+        *,
+        branch: str | None,
+        params: Mapping[str, Any] | None,
+        metrics: Mapping[str, Any] | None,
+        datasets: list[DatasetRef],
+        author: str | None,
+        record: dict[str, Any] | None,
+        profile: dict[str, Any] | None,
+        progress: ProgressStart,
+        entity: str = "model",
+    ) -> Version:
         code = lineage.code_ref()
         lineage_doc = {
             "code": None
@@ -310,6 +394,9 @@ class Repo:
                         manifest.id, manifest.size, stat.S_IMODE(real.stat().st_mode)
                     )
                 tree = self.store.put_tree(entries, writer)
+                if record is not None and profile is not None:
+                    blob = json.dumps(profile, separators=(",", ":"), sort_keys=True).encode()
+                    record = {**record, "profile": writer.add(blob).hex}
             return self.registry.add_version(
                 model=name,
                 branch=branch,
@@ -323,6 +410,8 @@ class Repo:
                 lineage=lineage_doc,
                 datasets=datasets,
                 default_branch=DEFAULT_BRANCH,
+                artifact=record,
+                entity=entity,
             )
 
     # -- reading --------------------------------------------------------------------
@@ -502,6 +591,86 @@ class Repo:
             create=False,
         )
 
+    # -- models and datasets ----------------------------------------------------------
+
+    def _cache_dir(self, version: Version) -> Path:
+        if self._control is not None:
+            base = self._control / "cache"
+        else:
+            base = Path(tempfile.gettempdir()) / f"modelkeep-memory-{os.getpid()}-{id(self)}"
+        return base / version.model / str(version.number)
+
+    def load(self, rev: str | Version, *, trusted: Any = None) -> Any:
+        """The model a version holds, ready to predict.
+
+        Plain files come back as a path (the file, or the folder of several); a
+        dataset as a DataFrame. The files are checked out (and so verified) into
+        ``.modelkeep/cache`` first. ``trusted``: types to trust beyond skops'
+        defaults, or True (needed for pickles).
+        """
+        version = rev if isinstance(rev, Version) else self.resolve(rev)
+        folder = self._cache_dir(version)
+        self.checkout(version, folder, force=True)
+        record = version.artifact
+        if not record:
+            entries = self.tree(version).entries
+            return folder / next(iter(entries)) if len(entries) == 1 else folder
+        if record["format"] == "dataset":
+            return tabular.read(folder / record["main"])
+        flavor = formats.flavor(record["format"])
+        formats.warn_versions(record.get("libraries", {}), version.rev)
+        return flavor.load(folder / record["main"], record, trusted)
+
+    def profile(self, rev: str | Version) -> Profile | None:
+        """The reference profile stored with a version (None if it has none)."""
+        version = rev if isinstance(rev, Version) else self.resolve(rev)
+        oid = version.artifact.get("profile")
+        if oid is None:
+            return None
+        try:
+            return Profile.from_json(json.loads(bytes(self.store.get(ObjectId(oid)))))
+        except StoreError as exc:
+            raise type(exc)(f"{exc} — the profile of {version.rev}; run `modelkeep fsck`") from None
+
+    def data_add(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        message: str = "",
+        *,
+        author: str | None = None,
+        progress: ProgressStart = _no_progress,
+    ) -> Version:
+        """Store a dataset file (CSV, Parquet) as the next version of dataset ``name``."""
+        check_name(name, "dataset name")
+        src = Path(path)
+        if not src.is_file():
+            raise PathNotFoundError(f"{src}: no such file")
+        frame = tabular.read(src)
+        if not hasattr(frame, "columns"):
+            raise DataFormatError(f"{src}: datasets are tables (CSV or Parquet)")
+        record = {
+            "format": "dataset",
+            "main": src.name,
+            "content_id": hash_file(str(src)).hex,
+            "rows": len(frame),
+            "columns": signature.infer(frame)["columns"],
+        }
+        return self._store_version(
+            name,
+            {src.name: src},
+            message,
+            branch=None,
+            params=None,
+            metrics=None,
+            datasets=[],
+            author=author,
+            record=record,
+            profile=Profile.of(frame).to_json(),
+            progress=progress,
+            entity="dataset",
+        )
+
     # -- working folders ------------------------------------------------------------
 
     @staticmethod
@@ -531,7 +700,7 @@ class Repo:
 
     def checkout(
         self,
-        rev: str,
+        rev: str | Version,
         dest: str | os.PathLike[str] | None = None,
         *,
         force: bool = False,
@@ -542,7 +711,7 @@ class Repo:
         Plans first: files that exist and differ stop the checkout (nothing is
         written) unless ``force``. Each file is written to a temp file and renamed.
         """
-        version = self.resolve(rev)
+        version = rev if isinstance(rev, Version) else self.resolve(rev)
         tree = self.tree(version)
         dest_path = Path(dest) if dest is not None else Path.cwd() / version.model
         if dest_path.exists() and not dest_path.is_dir():
@@ -728,6 +897,14 @@ class Repo:
                         problems.append(
                             f"{rev}: file {rel}: object {chunk.id.short} is missing from the store"
                         )
+        for model, number, hex_id in self.registry.artifact_ids():
+            oid = ObjectId(hex_id)
+            live.add(oid)
+            if oid in bad:
+                problems.append(f"{model}:{number}: its profile: {bad[oid]}")
+                seen_bad.add(oid)
+            elif oid not in ids:
+                problems.append(f"{model}:{number}: its profile {oid.short} is missing")
         problems.extend(
             f"unreferenced {msg}"
             for oid, msg in sorted(bad.items())
@@ -742,6 +919,7 @@ class Repo:
             trees = [ObjectId(tid) for _, _, tid in self.registry.tree_ids()]
             try:
                 live = self.store.referenced_by(trees)
+                live.update(ObjectId(oid) for _, _, oid in self.registry.artifact_ids())
             except StoreError as exc:
                 raise type(exc)(
                     f"{exc}; gc cannot tell what is in use and removed nothing — "
@@ -751,7 +929,18 @@ class Repo:
             temp = 0
             if isinstance(self.store.backend, LocalBackend):
                 temp = self.store.backend.clean_temp(older_than=0)
+            if self._control is not None:
+                # Loaded models are checked out here; they are re-made on demand.
+                shutil.rmtree(self._control / "cache", ignore_errors=True)
         return GcReport(removed, freed, temp)
+
+
+def _is_paths(source: Any) -> bool:
+    if isinstance(source, str | os.PathLike):
+        return True
+    return isinstance(source, list | tuple) and all(
+        isinstance(p, str | os.PathLike) for p in source
+    )
 
 
 def _delta(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -488,6 +488,21 @@ class Registry:
         with self._read() as conn:
             return [(m, n, tid) for m, n, tid in conn.execute(q)]
 
+    def artifact_ids(self) -> list[tuple[str, int, str]]:
+        """(model, number, object id) of every object a version's artifact names
+        outside its tree (its reference profile)."""
+        q = (
+            select(t.models.c.name, t.versions.c.number, t.versions.c.artifact)
+            .select_from(t.versions.join(t.models))
+            .where(t.versions.c.artifact.is_not(None))
+        )
+        with self._read() as conn:
+            return [
+                (m, n, art["profile"])
+                for m, n, art in conn.execute(q)
+                if isinstance(art, dict) and art.get("profile")
+            ]
+
     # -- refs ---------------------------------------------------------------------
 
     def _ref_row(

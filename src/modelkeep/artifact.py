@@ -1,0 +1,134 @@
+"""What a version records about the model it holds: format, signature, task, profile.
+
+Everything here runs before a single byte is stored, so a model, example or dataset
+that does not fit fails the commit with nothing written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from modelkeep import formats
+from modelkeep.errors import DataFormatError, SignatureError, UntrustedModelError
+from modelkeep.formats import signature, tabular
+from modelkeep.formats.predict import predict, task_of
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@dataclass
+class Described:
+    """The artifact record of a version, and its reference profile (stored apart)."""
+
+    artifact: dict[str, Any] | None
+    profile: dict[str, Any] | None
+
+
+def save_object(obj: Any, folder: Path, init_args: dict[str, Any] | None) -> formats.Saved:
+    """Write a model object into ``folder`` with the flavor that recognises it."""
+    flavor = formats.detect(obj)
+    folder.mkdir(parents=True, exist_ok=True)
+    return flavor.save(obj, folder, {"init_args": init_args})
+
+
+def _load_for_checks(saved: formats.Saved, files: dict[str, Path], trusted: Any) -> Any:
+    """The model of committed files, to infer outputs and profile predictions."""
+    flavor = formats.flavor(saved.format)
+    try:
+        return flavor.load(files[saved.main], formats.record(saved), trusted)
+    except UntrustedModelError:
+        return None
+
+
+def describe(
+    files: dict[str, Path],
+    *,
+    saved: formats.Saved | None,
+    model: Any = None,
+    input_example: Any = None,
+    training_data: Path | None = None,
+    target: str | None = None,
+    trusted: Any = None,
+) -> Described:
+    if saved is None:
+        saved = formats.describe(files)
+    if saved is None:
+        if input_example is not None:
+            raise SignatureError(
+                "an input example needs a model modelkeep can load (these files are not one "
+                "of its formats): commit the model object, or drop the example"
+            )
+        return Described(None, None)
+    record = formats.record(saved)
+    untrusted = saved.options.get("untrusted_types") or []
+    if model is None and untrusted and trusted is not True and set(untrusted) - set(trusted or ()):
+        raise UntrustedModelError(
+            f"{saved.main} holds types skops does not trust by default: "
+            f"{', '.join(untrusted)}; commit it with trusted={untrusted!r} "
+            "(CLI: --trust TYPE) if you vouch for them"
+        )
+    if model is None and (input_example is not None or training_data is not None):
+        model = _load_for_checks(saved, files, trusted)
+    if model is not None:
+        record["task"] = task_of(model)
+    if input_example is not None:
+        example = tabular.as_example(input_example)
+        sig: dict[str, Any] = {"inputs": signature.infer(example)}
+        if model is not None:
+            try:
+                sig["outputs"] = signature.infer(predict(model, example))
+            except Exception as exc:  # any library's complaint: the example does not fit
+                raise SignatureError(
+                    f"the input example does not fit the model: {type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:300]}"
+                ) from None
+        record["signature"] = sig
+    profile = None
+    if training_data is not None:
+        profile = _profile(training_data, record, model, target)
+    return Described(record, profile)
+
+
+def features_of(frame: Any, record: dict[str, Any], target: str | None) -> Any:
+    """The model's input columns of ``frame``: those of its signature, else all but target."""
+    cols = list(frame.columns)
+    if target is not None and target not in cols:
+        raise DataFormatError(
+            f"target column {target!r} is not in the data (columns: {', '.join(map(str, cols))})"
+        )
+    sig = record.get("signature", {}).get("inputs")
+    if sig and sig["type"] == "tabular":
+        wanted = [c["name"] for c in sig["columns"]]
+        missing = [c for c in wanted if c not in cols]
+        if missing:
+            raise SignatureError(
+                f"the data lacks the model's input column(s) {', '.join(missing)} "
+                f"(it has {', '.join(map(str, cols))})"
+            )
+        return frame[wanted]
+    return frame.drop(columns=[target]) if target is not None else frame
+
+
+def _profile(
+    path: Path, record: dict[str, Any], model: Any, target: str | None
+) -> dict[str, Any] | None:
+    from modelkeep.profiles import Profile
+
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        return None  # only tables are profiled
+    frame = tabular.read(path)
+    if not len(frame):
+        raise DataFormatError(f"{path}: the training data has no rows")
+    features = features_of(frame, record, target)
+    preds = None
+    if model is not None:
+        try:
+            preds = predict(model, features)
+        except Exception as exc:
+            raise SignatureError(
+                f"the training data {path.name} does not fit the model: {type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:300]}"
+            ) from None
+    return Profile.of(features, preds).to_json()
