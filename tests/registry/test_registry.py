@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,6 +18,8 @@ from modelkeep.errors import (
     VersionNotFoundError,
 )
 from modelkeep.registry import DatasetRef, Registry
+from modelkeep.registry import registry as registry_module
+from modelkeep.registry.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -396,14 +399,54 @@ def test_check_schema_refuses_a_newer_schema(tmp_path: Path) -> None:
     reg = Registry(url)
     reg.create()
     reg.dispose()
-    _set_schema(url, "2")
+    newer_version = SCHEMA_VERSION + 1
+    _set_schema(url, str(newer_version))
     newer = Registry(url)
     try:
-        with pytest.raises(RepositoryFormatError, match="schema 2, newer than") as info:
+        with pytest.raises(
+            RepositoryFormatError, match=f"schema {newer_version}, newer than"
+        ) as info:
             newer.check_schema()
         assert "upgrade" in str(info.value)
     finally:
         newer.dispose()
+
+
+def test_an_older_schema_is_migrated_on_open(tmp_path: Path) -> None:
+    """A registry written by the first release (migration 0001 only) is upgraded by
+    Alembic when opened, and keeps its versions and append-only triggers."""
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    old = Registry(url)
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(registry_module.__file__).parent / "migrations")
+    )
+    with old.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO models (name, default_branch, created_at) "
+            "VALUES ('churn', 'main', '2026-01-01 00:00:00')"
+        )
+    old.dispose()
+    reg = Registry(url)
+    reg.check_schema()  # migrates
+    try:
+        assert [m.kind for m in reg.models()] == ["model"]
+        with reg.engine.connect() as conn:
+            value = conn.exec_driver_sql(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).scalar()
+            triggers = conn.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+            ).scalar()
+        assert value == str(SCHEMA_VERSION)
+        assert triggers == 4
+    finally:
+        reg.dispose()
 
 
 def test_opening_a_repo_with_a_newer_schema_fails(tmp_path: Path) -> None:
