@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from modelkeep import formats
 from modelkeep.errors import DataFormatError, SignatureError, UntrustedModelError
 from modelkeep.formats import signature, tabular
+from modelkeep.formats.base import qualname
 from modelkeep.formats.predict import predict, task_of
 
 if TYPE_CHECKING:
@@ -73,8 +74,12 @@ def describe(
         model = _load_for_checks(saved, files, trusted)
     if model is not None:
         record["task"] = task_of(model)
+        if not record["class"]:
+            record["class"] = qualname(model)
     if input_example is not None:
         example = tabular.as_example(input_example)
+        if target is not None and hasattr(example, "columns") and target in example.columns:
+            example = example.drop(columns=[target])
         sig: dict[str, Any] = {"inputs": signature.infer(example)}
         if model is not None:
             try:

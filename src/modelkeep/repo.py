@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import stat
+import struct
 import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
@@ -27,7 +28,7 @@ from modelkeep.errors import (
     VersionNotFoundError,
     WorkingTreeConflictError,
 )
-from modelkeep.formats import signature, tabular
+from modelkeep.formats import modeldiff, signature, tabular, tensordiff
 from modelkeep.profiles import Profile
 from modelkeep.registry import DatasetRef, Event, ModelInfo, Ref, Registry, Version
 from modelkeep.results import (
@@ -42,6 +43,7 @@ from modelkeep.results import (
 from modelkeep.revision import Revision, check_name, parse_alias
 from modelkeep.store import (
     ChunkParams,
+    FileManifest,
     LocalBackend,
     MemoryBackend,
     ObjectId,
@@ -54,6 +56,7 @@ from modelkeep.store import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
+    from modelkeep.formats.tensordiff import TensorDiff, TensorInfo
     from modelkeep.store import Backend, Tree
 
     Progress = Callable[[int], None]
@@ -814,20 +817,33 @@ class Repo:
 
     # -- comparing ------------------------------------------------------------------
 
-    def diff(self, rev_a: str, rev_b: str) -> DiffResult:
+    def diff(
+        self,
+        rev_a: str,
+        rev_b: str,
+        *,
+        data: str | os.PathLike[str] | None = None,
+        target: str | None = None,
+        trusted: Any = None,
+    ) -> DiffResult:
         """Files added, removed and changed (with the bytes that differ as stored
-        chunks), and params and metrics before → after."""
+        chunks), params and metrics before → after, signature changes, tensors that
+        changed (safetensors), what changed in a scikit-learn model, and — with
+        ``data`` — both versions' predictions on the same rows."""
         va, vb = self.resolve(rev_a), self.resolve(rev_b)
         ta, tb = self.tree(va), self.tree(vb)
         added: list[FileChange] = []
         removed: list[FileChange] = []
         changed: list[FileChange] = []
+        tensors: list[TensorDiff] = []
         for rel in sorted(set(ta.entries) | set(tb.entries)):
             ea, eb = ta.entries.get(rel), tb.entries.get(rel)
             if ea is not None and eb is not None and ea.file == eb.file and ea.mode == eb.mode:
                 continue
-            chunks_a = {c.id for c in self._manifest(va, rel, ea.file).chunks} if ea else set()
-            chunks_b = self._manifest(vb, rel, eb.file).chunks if eb else ()
+            ma = self._manifest(va, rel, ea.file) if ea else None
+            mb = self._manifest(vb, rel, eb.file) if eb else None
+            chunks_a = {c.id for c in ma.chunks} if ma else set()
+            chunks_b = mb.chunks if mb else ()
             new = [c for c in chunks_b if c.id not in chunks_a]
             change = FileChange(
                 path=rel,
@@ -840,6 +856,22 @@ class Repo:
                 mode_after=eb.mode if eb else None,
             )
             (added if ea is None else removed if eb is None else changed).append(change)
+            if ma is not None and mb is not None and ma.id != mb.id:
+                td = self._tensor_diff(rel, ma, mb)
+                if td is not None:
+                    tensors.append(td)
+        model: dict[str, Any] = {}
+        predictions = None
+        if va.format == vb.format == "sklearn" or data is not None:
+            a, b = self.load(va, trusted=trusted), self.load(vb, trusted=trusted)
+            if va.format == vb.format == "sklearn":
+                model = modeldiff.sklearn(a, b)
+            if data is not None:
+                frame = tabular.read(Path(data))
+                features = artifact.features_of(frame, vb.artifact, target)
+                labels = frame[target] if target is not None else None
+                task = vb.artifact.get("task") or va.artifact.get("task")
+                predictions = modeldiff.predictions(a, b, features, labels, task)
         return DiffResult(
             va.rev,
             vb.rev,
@@ -848,7 +880,36 @@ class Repo:
             changed,
             params=_delta(va.params, vb.params),
             metrics=_delta(va.metrics, vb.metrics),
+            signature=signature.changes(va.artifact.get("signature"), vb.artifact.get("signature")),
+            tensors=tensors,
+            model=model,
+            predictions=predictions,
         )
+
+    def _tensor_diff(self, rel: str, ma: FileManifest, mb: FileManifest) -> TensorDiff | None:
+        """Tensor-level diff when both files are safetensors (only changed tensors read)."""
+        if not ma.chunks or not mb.chunks:
+            return None
+        head_a, head_b = self.store.get(ma.chunks[0].id), self.store.get(mb.chunks[0].id)
+        if not (_looks_like_header(head_a) and _looks_like_header(head_b)):
+            return None
+
+        def same(a: TensorInfo, b: TensorInfo) -> bool:
+            ca = self.store.chunks_of_range(ma, a.begin, a.end)
+            cb = self.store.chunks_of_range(mb, b.begin, b.end)
+            return bool(ca) and [c.id for c in ca] == [c.id for c in cb]
+
+        try:
+            return tensordiff.compare(
+                rel,
+                bytes(head_a),
+                bytes(head_b),
+                lambda lo, hi: self.store.read_range(ma, lo, hi),
+                lambda lo, hi: self.store.read_range(mb, lo, hi),
+                same,
+            )
+        except (ValueError, KeyError, struct.error):
+            return None
 
     # -- maintenance ----------------------------------------------------------------
 
@@ -933,6 +994,14 @@ class Repo:
                 # Loaded models are checked out here; they are re-made on demand.
                 shutil.rmtree(self._control / "cache", ignore_errors=True)
         return GcReport(removed, freed, temp)
+
+
+def _looks_like_header(head: bytes | memoryview) -> bool:
+    """The first chunk of a safetensors file is its whole header (see store.chunking)."""
+    if len(head) < 10:
+        return False
+    (length,) = struct.unpack_from("<Q", head, 0)
+    return len(head) == 8 + length and bytes(head[8:9]) == b"{"
 
 
 def _is_paths(source: Any) -> bool:

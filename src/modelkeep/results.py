@@ -88,13 +88,26 @@ class DiffResult:
     changed: list[FileChange]
     params: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     metrics: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    # (what changed, whether it breaks callers)
+    signature: list[tuple[str, bool]] = field(default_factory=list)
+    tensors: list[Any] = field(default_factory=list)  # TensorDiff per safetensors file
+    model: dict[str, Any] = field(default_factory=dict)  # scikit-learn specifics
+    predictions: dict[str, Any] | None = None
 
     @property
     def identical(self) -> bool:
         return not (self.added or self.removed or self.changed or self.params or self.metrics)
 
+    @property
+    def breaking(self) -> bool:
+        return any(b for _, b in self.signature)
+
     def to_dict(self) -> dict[str, Any]:
+        tensors = [t.to_dict() for t in self.tensors]
         out = _dict(self)
+        out["tensors"] = tensors
+        out["signature"] = [{"change": c, "breaking": b} for c, b in self.signature]
+        out["breaking"] = self.breaking
         out["params"] = {k: {"before": a, "after": b} for k, (a, b) in self.params.items()}
         out["metrics"] = {k: {"before": a, "after": b} for k, (a, b) in self.metrics.items()}
         return out

@@ -36,6 +36,8 @@ app = typer.Typer(
 )
 alias_app = typer.Typer(help="Set, list and delete aliases (movable names such as production).")
 app.add_typer(alias_app, name="alias")
+data_app = typer.Typer(help="Versioned datasets (CSV, Parquet) in the same store.")
+app.add_typer(data_app, name="data")
 
 _state: dict[str, Any] = {"repo": None}
 
@@ -138,12 +140,29 @@ def commit(
         list[str] | None, typer.Option("--metric", help="KEY=NUMBER evaluation metric.")
     ] = None,
     data: Annotated[
-        list[Path] | None, typer.Option("--data", "-d", help="Dataset file used (hashed).")
+        list[str] | None,
+        typer.Option("--data", "-d", help="Dataset used: a file (hashed) or NAME:VERSION."),
     ] = None,
     author: Annotated[str | None, typer.Option(help="Override the author.")] = None,
+    example: Annotated[
+        Path | None,
+        typer.Option(
+            "--example", help="Input example (CSV, Parquet, .npy): records the signature."
+        ),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Label column of the --data table.")
+    ] = None,
+    trust: Annotated[
+        list[str] | None,
+        typer.Option("--trust", help="A type to trust in a skops file (repeatable)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Store files or a folder as the next version of model NAME."""
+    """Store files or a folder as the next version of model NAME.
+
+    A .skops, .onnx or .safetensors file is recognised as a model; with --data the
+    first table gives the reference profile (drop its label with --target)."""
     from modelkeep.errors import ModelkeepError
 
     try:
@@ -157,6 +176,9 @@ def commit(
             metrics=_pairs(metric, "--metric", numeric=True),
             data=data or [],
             author=author,
+            input_example=example,
+            target=target,
+            trusted=trust,
             progress=_progress(),
         )
     except ModelkeepError as exc:
@@ -235,7 +257,8 @@ def models(as_json: JsonOpt = False) -> None:
         out.print("no models yet: `modelkeep commit NAME PATH -m MESSAGE` creates one")
     for m in infos:
         out.print(
-            f"{m.name}  {m.versions} version(s), latest {m.latest}, branch {m.default_branch}"
+            f"{m.name}  {m.kind}, {m.versions} version(s), latest {m.latest}, "
+            f"branch {m.default_branch}"
         )
 
 
@@ -299,13 +322,23 @@ def status(
 def diff(
     rev_a: Annotated[str, typer.Argument(help="Older revision.")],
     rev_b: Annotated[str, typer.Argument(help="Newer revision.")],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Run both on these rows (CSV, Parquet).")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Label column of --data (for metrics).")
+    ] = None,
+    trust: Annotated[
+        list[str] | None, typer.Option("--trust", help="A skops type to trust (repeatable).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare two versions: files added, removed, changed; params and metrics."""
+    """Compare two versions: files, params and metrics, signature (breaking changes),
+    tensors, scikit-learn specifics, and predictions on --data."""
     from modelkeep.errors import ModelkeepError
 
     try:
-        d = open_repo().diff(rev_a, rev_b)
+        d = open_repo().diff(rev_a, rev_b, data=data, target=target, trusted=trust)
     except ModelkeepError as exc:
         fail(exc)
     if as_json:
@@ -334,6 +367,7 @@ def diff(
         for k, (a, b) in delta.items():
             was, now = ("-" if x is None else x for x in (a, b))
             out.print(f"  {title:<7}  {k}: {was} → {now}", markup=False)
+    render.model_diff(d)
 
 
 # -- refs ---------------------------------------------------------------------------
@@ -512,6 +546,42 @@ def events(
         emit_json([e.to_dict() for e in found])
     else:
         out.print(render.event_table(found))
+
+
+@data_app.command("add")
+def data_add(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet file.")],
+    message: MessageOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Store a dataset file as the next version of dataset NAME (use it as NAME:N)."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        v = open_repo().data_add(name, path, message, progress=_progress())
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(v.to_dict())
+    else:
+        rows, cols = v.artifact["rows"], len(v.artifact["columns"])
+        out.print(f"[{v.rev}] {rows} rows × {cols} columns, {render.size(v.size)}")
+
+
+@data_app.command("list")
+def data_list(as_json: JsonOpt = False) -> None:
+    """List the datasets."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        infos = [m for m in open_repo().models() if m.kind == "dataset"]
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json([m.to_dict() for m in infos])
+    for m in [] if as_json else infos:
+        out.print(f"{m.name}  {m.versions} version(s), latest {m.name}:{m.latest}")
 
 
 # -- maintenance --------------------------------------------------------------------

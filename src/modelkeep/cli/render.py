@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from modelkeep.registry.records import Event, Version
+    from modelkeep.results import DiffResult
 
 out = Console(highlight=False, soft_wrap=True, markup=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -97,6 +98,21 @@ def show_version(v: Version, files: Sequence[Any], refs: list[str]) -> None:
     for d in v.datasets:
         rows.append(("dataset", f"{d.path}  {size(d.size)}  blake3:{d.content_id[:16]}"))
     rows.append(("content", f"{v.file_count} file(s), {size(v.size)}, tree {v.tree_id[:16]}"))
+    art = v.artifact
+    if art:
+        what = art["format"] + (f" ({art['class']})" if art.get("class") else "")
+        rows.append(("format", what + (f", {art['task']}" if art.get("task") else "")))
+        libs = " ".join(f"{k}=={ver}" for k, ver in art.get("libraries", {}).items())
+        if libs:
+            rows.append(("saved with", f"{libs}, Python {art.get('python')}"))
+        sig = art.get("signature") or {}
+        for side in ("inputs", "outputs"):
+            if sig.get(side):
+                rows.append((side, signature_text(sig[side])))
+        if art.get("profile"):
+            rows.append(("profile", f"reference profile {art['profile'][:16]}"))
+        if art["format"] == "dataset":
+            rows.append(("table", f"{art['rows']} rows; " + signature_text(art)))
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -110,6 +126,64 @@ def show_version(v: Version, files: Sequence[Any], refs: list[str]) -> None:
         files_table.add_row(f.path, size(f.size), oct(f.mode), str(f.chunks), f.content_id[:16])
     out.print()
     out.print(files_table)
+
+
+def signature_text(sig: dict[str, Any]) -> str:
+    if "columns" in sig:
+        return ", ".join(f"{c['name']}:{c['dtype']}" for c in sig["columns"])
+    if sig.get("type") == "tensor":
+        return f"{sig['dtype']} {sig['shape']}"
+    return ", ".join(f"{k}: {signature_text(t)}" for k, t in sig.get("tensors", {}).items())
+
+
+def model_diff(d: DiffResult) -> None:
+    """The model-aware part of a diff."""
+    for change, breaking in d.signature:
+        out.print(f"  signature {'BREAKING ' if breaking else ''}{change}")
+    for t in d.tensors:
+        out.print(f"  tensors  {t.path}: {t.summary}")
+        for name, rel in t.changed.items():
+            shown = "n/a" if rel is None else f"{100 * rel:.2f} %"
+            out.print(f"    changed   {name}  relative L2 {shown}")
+        for name, before, after in t.reshaped:
+            out.print(f"    reshaped  {name}  {before} → {after}")
+        for name in t.added:
+            out.print(f"    added     {name}")
+        for name in t.removed:
+            out.print(f"    removed   {name}")
+    m = d.model
+    if "class" in m:
+        out.print(f"  model    class {m['class'][0]} → {m['class'][1]}")
+    for k, (a, b) in m.get("hyperparameters", {}).items():
+        out.print(f"  hyper    {k}: {a} → {b}")
+    if "coefficients" in m:
+        c = m["coefficients"]
+        if "relative_l2" in c:
+            out.print(
+                f"  coef     relative L2 change {100 * c['relative_l2']:.2f} %, "
+                f"max |Δ| {c['max_abs']:.4g}"
+            )
+        else:
+            out.print(f"  coef     shape {c['shape'][0]} → {c['shape'][1]}")
+    if "trees" in m:
+        t = m["trees"]
+        out.print(
+            f"  trees    {t['count'][0]} → {t['count'][1]} trees, "
+            f"max depth {t['max_depth'][0]} → {t['max_depth'][1]}"
+        )
+    p = d.predictions
+    if p:
+        if p["task"] == "classification":
+            out.print(f"  predict  {p['rows']} rows, agreement {100 * p['agreement']:.2f} %")
+        else:
+            out.print(
+                f"  predict  {p['rows']} rows, mean |Δ| {p['mean_abs_diff']:.4g}, "
+                f"max |Δ| {p['max_abs_diff']:.4g}"
+            )
+        for metric in ("accuracy", "f1", "rmse", "mae"):
+            if metric in p:
+                a, b = p[metric]
+                out.print(f"  {metric:<8} {a:.4f} → {b:.4f} ({b - a:+.4f})")
 
 
 def event_table(events: Sequence[Event]) -> Table:

@@ -39,12 +39,17 @@ def task_of(model: Any) -> str | None:
     kind = getattr(model, "_estimator_type", None)
     if kind in ("classifier", "regressor"):
         return "classification" if kind == "classifier" else "regression"
+    if "sklearn" not in module_roots(model):
+        return None
     try:
         from sklearn.base import is_classifier, is_regressor
     except ImportError:
         return None
-    if is_classifier(model):
-        return "classification"
-    if is_regressor(model):
-        return "regression"
+    try:
+        if is_classifier(model):
+            return "classification"
+        if is_regressor(model):
+            return "regression"
+    except AttributeError:  # not a complete estimator
+        return None
     return None

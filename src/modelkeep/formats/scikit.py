@@ -25,12 +25,17 @@ def untrusted_types(path: Path) -> list[str]:
     return found
 
 
-def check_trust(path: Path, trusted: Any) -> list[str]:
-    """The types to pass to skops, or an error naming the ones nobody trusted."""
+def check_trust(path: Path, trusted: Any, vouched: list[str] | None = None) -> list[str]:
+    """The types to pass to skops, or an error naming the ones nobody trusted.
+
+    ``vouched``: types recorded at commit, where the author vouched for them (by
+    committing the live object, or by trusting a file explicitly). The file is
+    verified against its hash on checkout, so it still holds exactly those types.
+    """
     found = untrusted_types(path)
     if trusted is True:
         return found
-    allowed = set(trusted or ())
+    allowed = set(trusted or ()) | set(vouched or ())
     missing = [t for t in found if t not in allowed]
     if missing:
         raise UntrustedModelError(
@@ -64,7 +69,8 @@ class ScikitLearn:
 
     def load(self, path: Path, saved: dict[str, Any], trusted: Any) -> Any:
         sio = need("skops.io", "sklearn")
-        return sio.load(path, trusted=check_trust(path, trusted))
+        vouched = saved.get("options", {}).get("untrusted_types", [])
+        return sio.load(path, trusted=check_trust(path, trusted, vouched))
 
     def describe_file(self, path: Path) -> Saved | None:
         if path.suffix != ".skops":

@@ -502,6 +502,33 @@ class ObjectStore:
             if progress:
                 progress(length)
 
+    def read_range(self, manifest: FileManifest, begin: int, end: int) -> bytes:
+        """Bytes ``begin:end`` of a file, reading (and verifying) only the chunks needed."""
+        parts = []
+        offset = 0
+        for chunk in manifest.chunks:
+            lo, hi = offset, offset + chunk.size
+            offset = hi
+            if hi <= begin or lo >= end:
+                continue
+            data = self.get(chunk.id)
+            parts.append(bytes(data[max(begin - lo, 0) : min(end, hi) - lo]))
+            if hi >= end:
+                break
+        return b"".join(parts)
+
+    def chunks_of_range(self, manifest: FileManifest, begin: int, end: int) -> tuple[ChunkRef, ...]:
+        """The chunks holding bytes ``begin:end`` (equal tuples ⇒ equal bytes when the
+        ranges are aligned to chunk boundaries, as safetensors tensors are)."""
+        out = []
+        offset = 0
+        for chunk in manifest.chunks:
+            lo, hi = offset, offset + chunk.size
+            offset = hi
+            if hi > begin and lo < end:
+                out.append((chunk, lo - begin, hi - end))
+        return tuple(c for c, _, _ in out) if out and out[0][1] == 0 and out[-1][2] == 0 else ()
+
     # -- maintenance ------------------------------------------------------------
 
     def referenced_by(self, tree_ids: Iterable[ObjectId]) -> set[ObjectId]:
