@@ -19,52 +19,53 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
-def _train(kind: str, seed: int = 0) -> tuple[Any, dict[str, Any], dict[str, float], Any]:
+def _frames(seed: int = 0) -> tuple[Any, Any]:
+    """A churn-like table: 20 numeric features and a label, split train/test."""
     try:
-        import numpy as np
+        import pandas as pd
         from sklearn.datasets import make_classification
-        from sklearn.ensemble import RandomForestClassifier
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.metrics import accuracy_score, f1_score
         from sklearn.model_selection import train_test_split
     except ImportError:
         raise UsageError(
-            "the demo trains scikit-learn models: install them with "
-            "`pip install 'modelkeep[sklearn]'`"
+            "the demo trains scikit-learn models on pandas tables: install them with "
+            "`pip install 'modelkeep[sklearn,data]'`"
         ) from None
     x, y = make_classification(n_samples=4000, n_features=20, n_informative=8, random_state=seed)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, random_state=seed)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(20)])
+    frame["label"] = y
+    train, test = train_test_split(frame, random_state=seed)
+    return train, test
+
+
+def _train(
+    kind: str, train: Any, test: Any, seed: int = 0
+) -> tuple[Any, dict[str, Any], dict[str, float]]:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+
     params: dict[str, Any]
     if kind == "logreg":
         params = {"model": "LogisticRegression", "C": 0.05, "max_iter": 500}
-        model = LogisticRegression(C=0.05, max_iter=500)
+        model: Any = LogisticRegression(C=0.05, max_iter=500, random_state=seed)
     else:
         params = {"model": "RandomForestClassifier", "n_estimators": 60, "max_depth": 10}
         model = RandomForestClassifier(n_estimators=60, max_depth=10, random_state=seed)
-    model.fit(x_train, y_train)
-    pred = model.predict(x_test)
+    model.fit(train.drop(columns="label"), train["label"])
+    pred = model.predict(test.drop(columns="label"))
     metrics = {
-        "accuracy": round(float(accuracy_score(y_test, pred)), 4),
-        "f1": round(float(f1_score(y_test, pred)), 4),
+        "accuracy": round(float(accuracy_score(test["label"], pred)), 4),
+        "f1": round(float(f1_score(test["label"], pred)), 4),
     }
-    data = np.column_stack([x_train, y_train])
-    return model, params, metrics, data
-
-
-def _save(model: Any, path: Path) -> None:
-    import skops.io as sio
-
-    sio.dump(model, path)
+    return model, params, metrics
 
 
 def run_demo(keep: Path | None, say: Callable[[str], None]) -> None:
     """Run the session in ``keep`` (or a temp folder, removed afterwards)."""
-    import numpy as np
-
     workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="modelkeep-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        _session(workdir, say, np)
+        _session(workdir, say)
     finally:
         if keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -72,53 +73,66 @@ def run_demo(keep: Path | None, say: Callable[[str], None]) -> None:
             say(f"\nThe repository is kept in {workdir}: try `cd {workdir} && modelkeep log churn`")
 
 
-def _session(workdir: Path, say: Callable[[str], None], np: Any) -> None:
+def _session(workdir: Path, say: Callable[[str], None]) -> None:
+    train, test = _frames()
     say(f"$ cd {workdir} && modelkeep init")
     repo = Repo.init(workdir)
-    train_dir = workdir / "train"
-    train_dir.mkdir()
+    train.to_csv(workdir / "train.csv", index=False)
+    test.to_csv(workdir / "test.csv", index=False)
+    data = repo.data_add("churn-train", workdir / "train.csv", "first export of the churn table")
+    say(f"$ modelkeep data add churn-train train.csv   → {data.rev}: {data.artifact['rows']} rows")
 
-    model, params, metrics, data = _train("logreg")
-    data_file = workdir / "train.csv"
-    np.savetxt(data_file, data, delimiter=",", fmt="%.6f")
-    _save(model, train_dir / "model.skops")
-    (train_dir / "config.json").write_text('{"features": 20, "target": "label"}\n')
+    example = test.drop(columns="label").head(5)
+    model, params, metrics = _train("logreg", train, test)
     v1 = repo.commit(
         "churn",
-        train_dir,
+        model,
         "logistic regression baseline",
         params=params,
         metrics=metrics,
-        data=[data_file],
+        input_example=example,
+        data=[data.rev],
+        target="label",
     )
     say(
-        f"$ modelkeep commit churn train/ -m '{v1.message}' --data train.csv "
-        f"--metric f1={metrics['f1']}"
+        f"$ python train.py   # repo.commit('churn', model, input_example=..., data=['{data.rev}'])"
     )
+    sig = v1.artifact["signature"]
+    profile = repo.profile(v1)
+    rows = profile.rows if profile else 0
     say(
-        f"  → {v1.rev}: {v1.file_count} files, f1={v1.metrics['f1']}, "
-        f"dataset blake3:{v1.datasets[0].content_id[:12]}"
+        f"  → {v1.rev}: {v1.format} {v1.artifact['class'].rsplit('.', 1)[-1]}, "
+        f"f1={metrics['f1']}, {len(sig['inputs']['columns'])} input columns, "
+        f"reference profile of {rows} rows"
     )
 
-    model, params, metrics, _ = _train("forest")
-    _save(model, train_dir / "model.skops")
+    model, params, metrics = _train("forest", train, test)
     v2 = repo.commit(
         "churn",
-        train_dir,
+        model,
         "random forest: better f1",
         params=params,
         metrics=metrics,
-        data=[data_file],
+        input_example=example,
+        data=[data.rev],
+        target="label",
     )
-    say(f"$ modelkeep commit churn train/ -m '{v2.message}'")
-    say(f"  → {v2.rev}: f1={v2.metrics['f1']} (parent {v1.rev})")
+    say(
+        f"  → {v2.rev}: {v2.artifact['class'].rsplit('.', 1)[-1]}, f1={metrics['f1']} "
+        f"(parent {v1.rev})"
+    )
 
-    d = repo.diff(v1.rev, v2.rev)
-    say(f"$ modelkeep diff {v1.rev} {v2.rev}")
-    for f in d.changed:
-        say(f"  changed {f.path}: {f.size_before} → {f.size_after} bytes")
+    d = repo.diff(v1.rev, v2.rev, data=workdir / "test.csv", target="label")
+    say(f"$ modelkeep diff {v1.rev} {v2.rev} --data test.csv --target label")
     for k, (a, b) in d.metrics.items():
         say(f"  metric {k}: {a} → {b}")
+    for k, (a, b) in d.model.get("hyperparameters", {}).items():
+        say(f"  hyper-parameter {k}: {a} → {b}")
+    if d.predictions:
+        say(
+            f"  predictions agree on {100 * d.predictions['agreement']:.1f} % of "
+            f"{d.predictions['rows']} rows"
+        )
 
     repo.promote(v1.rev, "production", "baseline goes live")
     say(f"$ modelkeep promote {v1.rev} production")
@@ -134,6 +148,10 @@ def _session(workdir: Path, say: Callable[[str], None], np: Any) -> None:
         before = "-" if e.before is None else e.before
         say(f"  {e.action:<9} {before} → {e.after}  {e.message}")
 
+    served = repo.load("churn@production")
+    say("$ python -c \"repo.load('churn@production').predict(rows)\"")
+    say(f"  → {type(served).__name__} predicts {served.predict(example).tolist()}")
+
     out = workdir / "restored"
     repo.checkout(v1.rev, out)
     st = repo.status(v1.rev, out)
@@ -142,17 +160,17 @@ def _session(workdir: Path, say: Callable[[str], None], np: Any) -> None:
 
     repo.branch("churn", "experiment", v1.rev)
     say(f"$ modelkeep branch churn experiment --from {v1.rev}")
-    model, params, metrics, _ = _train("logreg", seed=1)
-    _save(model, out / "model.skops")
+    model, params, metrics = _train("logreg", train, test, seed=1)
     v3 = repo.commit(
         "churn",
-        out,
-        "retrain baseline on a new seed",
+        model,
+        "baseline, new seed",
         branch="experiment",
         params=params,
         metrics=metrics,
+        input_example=example,
     )
-    say(f"$ modelkeep commit churn restored/ --branch experiment -m '{v3.message}'")
+    say(f"$ modelkeep commit churn ... --branch experiment -m '{v3.message}'")
     say(
         f"  → {v3.rev} on experiment, parent {v3.parents}; "
         f"main still at {repo.resolve('churn').rev}"

@@ -33,9 +33,11 @@ def sklearn(a: Any, b: Any) -> dict[str, Any]:
     if qualname(a) != qualname(b):
         out["class"] = [qualname(a), qualname(b)]
     pa, pb = a.get_params(deep=False), b.get_params(deep=False)
+    # Across classes only the parameters both have are comparable.
+    keys = set(pa) | set(pb) if "class" not in out else set(pa) & set(pb)
     hyper = {
         k: [repr(pa.get(k)), repr(pb.get(k))]
-        for k in sorted(set(pa) | set(pb))
+        for k in sorted(keys)
         if repr(pa.get(k)) != repr(pb.get(k))
     }
     if hyper:
