@@ -39,6 +39,7 @@ EXPECTED_ALL = [
 
 COMMANDS = [
     "init",
+    "data",
     "commit",
     "log",
     "show",

@@ -21,6 +21,7 @@
     │   ├── WorkingTreeConflictError         checkout would overwrite changed files
     │   ├── RepositoryExistsError
     │   └── RegistryBusyError                the database stayed locked too long
+    ├── RegistryError                        the registry database failed (disk, permissions)
     ├── RepositoryFormatError                the repository needs a newer modelkeep
     ├── UntrustedModelError                  loading would run code nobody vouched for
     ├── MissingDependencyError (ImportError) a format's library is not installed
@@ -120,6 +121,10 @@ class RepositoryExistsError(ConflictError):
 
 class RegistryBusyError(ConflictError):
     """The registry database stayed locked by another process for too long."""
+
+
+class RegistryError(ModelkeepError):
+    """The registry database failed: disk full, read-only, damaged."""
 
 
 class RepositoryFormatError(ModelkeepError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import stat
@@ -87,7 +88,7 @@ class Repo:
         self._control: Path | None = control
         self._lock_path: Path | None = control / "lock"
         params = ChunkParams.from_json(config["chunking"])
-        self._setup(LocalBackend(control / "store"), params, f"sqlite:///{control / 'registry.db'}")
+        self._setup(LocalBackend(control / "store"), params, _sqlite_url(control))
 
     def _setup(self, backend: Backend, params: ChunkParams, url: str, new: bool = False) -> None:
         self.store = ObjectStore(backend, params)
@@ -103,6 +104,12 @@ class Repo:
         """The folder holding ``.modelkeep``: ``start`` or MODELKEEP_REPO or the cwd, upwards."""
         if start is None and os.environ.get(ENV_REPO):
             start = Path(os.environ[ENV_REPO])
+        if start is not None and not start.is_dir():
+            # A mistyped --repo must not silently open the repository above it.
+            raise RepositoryNotFoundError(
+                f"{start}: no such folder; give the folder that holds .modelkeep "
+                "(or create one there with `modelkeep init`)"
+            )
         origin = (start or Path.cwd()).resolve()
         if origin.name == REPO_DIR:
             origin = origin.parent
@@ -139,7 +146,7 @@ class Repo:
         if (control / "config.json").exists():
             raise RepositoryExistsError(f"{root} already holds a modelkeep repository")
         (control / "store").mkdir(parents=True, exist_ok=True)
-        Registry(f"sqlite:///{control / 'registry.db'}").create()
+        Registry(_sqlite_url(control)).create()
         config = {
             "format": FORMAT,
             "chunking": (params or ChunkParams()).to_json(),
@@ -257,8 +264,31 @@ class Repo:
         return files
 
     @staticmethod
-    def _kv(values: Mapping[str, Any] | None) -> dict[str, Any]:
-        return dict(values or {})
+    def _kv(values: Mapping[str, Any] | None, what: str, numeric: bool = False) -> dict[str, Any]:
+        """Params/metrics as stored: JSON values (numbers, for metrics, and finite)."""
+        out = dict(values or {})
+        for key, value in out.items():
+            if not isinstance(key, str) or not key:
+                raise UsageError(f"{what} names must be non-empty strings, got {key!r}")
+            if hasattr(value, "item") and not isinstance(value, str | bytes):
+                value = out[key] = value.item()  # NumPy scalars
+            if numeric and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
+                raise UsageError(
+                    f"metric {key}={value!r} is not a finite number; metrics are numbers "
+                    "(put other facts in params)"
+                )
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                raise UsageError(
+                    f"{what} {key}={value!r} cannot be stored: use numbers, strings, "
+                    "booleans, lists or dicts of them"
+                ) from None
+        return out
 
     def commit(
         self,
@@ -337,6 +367,8 @@ class Repo:
         are materialised into ``scratch``)."""
         refs: list[DatasetRef] = []
         paths: list[Path] = []
+        if isinstance(data, str | os.PathLike):
+            data = [data]  # one dataset, not its characters
         for d in data:
             dpath = Path(d)
             if not dpath.exists() and isinstance(d, str) and ":" in d:
@@ -347,6 +379,8 @@ class Repo:
                 refs.append(DatasetRef(version.rev, version.artifact["content_id"], version.size))
                 paths.append(scratch / str(len(paths)) / version.artifact["main"])
                 continue
+            if dpath.is_dir():
+                raise UsageError(f"dataset {dpath} is a folder: give the data file(s) in it")
             if not dpath.is_file():
                 raise PathNotFoundError(
                     f"dataset {dpath}: no such file (a stored dataset is named NAME:VERSION)"
@@ -373,6 +407,8 @@ class Repo:
         progress: ProgressStart,
         entity: str = "model",
     ) -> Version:
+        params_doc = self._kv(params, "param")
+        metrics_doc = self._kv(metrics, "metric", numeric=True)
         code = lineage.code_ref()
         lineage_doc = {
             "code": None
@@ -394,7 +430,7 @@ class Repo:
                 for rel, real in files.items():
                     manifest = self.store.store_file(real, writer, tick)
                     entries[rel] = TreeEntry(
-                        manifest.id, manifest.size, stat.S_IMODE(real.stat().st_mode)
+                        manifest.id, manifest.size, real.stat().st_mode & _MODE_BITS
                     )
                 tree = self.store.put_tree(entries, writer)
                 if record is not None and profile is not None:
@@ -408,8 +444,8 @@ class Repo:
                 file_count=len(entries),
                 message=message,
                 author=who,
-                params=self._kv(params),
-                metrics=self._kv(metrics),
+                params=params_doc,
+                metrics=metrics_doc,
                 lineage=lineage_doc,
                 datasets=datasets,
                 default_branch=DEFAULT_BRANCH,
@@ -542,6 +578,16 @@ class Repo:
         )
         return ref
 
+    def delete_tag(self, tag: str, message: str = "") -> Ref:
+        """Delete ``churn@validated`` (recorded in the event log like every ref change)."""
+        model, name = parse_alias(tag)
+        return self.registry.delete_ref(
+            model=model, name=name, kind="tag", actor=lineage.author(), message=message
+        )
+
+    def default_branch(self, name: str) -> str:
+        return self.registry.default_branch(name)
+
     def _version_of(self, model: str, rev: str) -> Version:
         """``rev`` may be a bare number ("3") meaning that version of ``model``."""
         version = self.resolve(f"{model}:{rev}" if rev.isdigit() else rev)
@@ -553,6 +599,16 @@ class Repo:
         """Move alias ``alias`` of the model to the version ``rev`` names."""
         check_name(alias, "alias name")
         version = self.resolve(rev)
+        current = next(
+            (r.version for r in self.registry.refs(version.model, "alias") if r.name == alias),
+            None,
+        )
+        if current is not None and version.number <= current:
+            raise UsageError(
+                f"{version.model}@{alias} is at {version.model}:{current}; promote moves it "
+                f"forward, and {version.rev} is not newer — to go back use "
+                f"`modelkeep rollback {version.model}@{alias} --to {version.number}`"
+            )
         return self.registry.move_ref(
             model=version.model,
             name=alias,
@@ -561,6 +617,7 @@ class Repo:
             actor=lineage.author(),
             action="promote",
             message=message,
+            expected=current,
         )
 
     def rollback(
@@ -580,6 +637,12 @@ class Repo:
             target = moves[0].before
         else:
             target = self._version_of(model, to).number
+            if target > current.version:
+                raise UsageError(
+                    f"{model}@{name} is at {model}:{current.version}; rollback moves it back, "
+                    f"and {model}:{target} is newer — use `modelkeep promote {model}:{target} "
+                    f"{name}`"
+                )
         if target == current.version:
             raise UsageError(f"{model}@{name} already points at {model}:{target}")
         return self.registry.move_ref(
@@ -680,7 +743,12 @@ class Repo:
     def _target(dest_real: Path, rel: str) -> Path:
         """The file ``rel`` inside ``dest``, refusing anything that could escape it."""
         pure = PurePosixPath(rel)
-        if pure.is_absolute() or not rel or any(p in ("..", "") for p in pure.parts):
+        if (
+            "\x00" in rel
+            or pure.is_absolute()
+            or not rel
+            or any(p in ("..", "") for p in pure.parts)
+        ):
             raise UnsafePathError(f"refusing path {rel!r}: it would escape the destination")
         target = dest_real.joinpath(*pure.parts)
         # An existing symlinked folder on the way could lead outside.
@@ -728,8 +796,6 @@ class Repo:
             if target.is_symlink() or target.exists():
                 if self._matches(target, entry):
                     unchanged.append(rel)
-                    if stat.S_IMODE(target.stat().st_mode) != entry.mode:
-                        target.chmod(entry.mode)
                     continue
                 if target.is_dir() and not target.is_symlink():
                     raise WorkingTreeConflictError(
@@ -746,6 +812,10 @@ class Repo:
                 conflicts,
             )
         dest_real.mkdir(parents=True, exist_ok=True)
+        for rel in unchanged:
+            target = dest_real.joinpath(*PurePosixPath(rel).parts)
+            if stat.S_IMODE(target.stat().st_mode) != tree.entries[rel].mode & _MODE_BITS:
+                target.chmod(tree.entries[rel].mode & _MODE_BITS)
         total = sum(e.size for _, _, e in plan)
         tick = progress(f"checkout {version.rev}", total)
         written: list[str] = []
@@ -780,7 +850,7 @@ class Repo:
                     f"{exc} — file {rel} of {version.rev}; nothing wrong was written; "
                     "run `modelkeep fsck`"
                 ) from None
-            os.fchmod(fd, entry.mode)
+            os.fchmod(fd, entry.mode & _MODE_BITS)
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)
@@ -802,7 +872,9 @@ class Repo:
             target = self._target(real, rel)
             if not target.exists() and not target.is_symlink():
                 missing.append(rel)
-            elif self._matches(target, entry):
+            elif self._matches(target, entry) and (
+                stat.S_IMODE(target.stat().st_mode) == entry.mode & _MODE_BITS
+            ):
                 unchanged += 1
             else:
                 modified.append(rel)
@@ -913,8 +985,25 @@ class Repo:
 
     # -- maintenance ----------------------------------------------------------------
 
-    def fsck(self, progress: ProgressStart = _no_progress) -> FsckReport:
-        """Verify every stored object against its hash and every version against its tree."""
+    def fsck(self, progress: ProgressStart = _no_progress, *, repair: bool = False) -> FsckReport:
+        """Verify every stored object against its hash and every version against its tree.
+
+        Holds the store lock (shared; exclusive with ``repair``) so gc cannot move
+        objects underneath, and reads the versions before listing objects, so a
+        commit landing meanwhile is either fully seen or not at all. ``repair`` moves
+        damaged objects to quarantine/: committing the original files again then
+        stores them afresh.
+        """
+        lock = locks.exclusive if repair else locks.shared
+        with lock(self._lock_path):
+            report, bad = self._fsck(progress)
+            if repair and bad:
+                self.store.quarantine(bad)
+        return report
+
+    def _fsck(self, progress: ProgressStart) -> tuple[FsckReport, set[ObjectId]]:
+        rows = self.registry.tree_ids()
+        artifact_rows = self.registry.artifact_ids()
         ids = set(self.store.iter_ids())
         tick = progress("verify objects", len(ids))
         bad: dict[ObjectId, str] = {}
@@ -927,7 +1016,6 @@ class Repo:
                 tick(1)
         problems: list[str] = list(self.store.damaged_packs.values())
         seen_bad: set[ObjectId] = set()
-        rows = self.registry.tree_ids()
         live: set[ObjectId] = set()
         for model, number, tree_hex in rows:
             rev = f"{model}:{number}"
@@ -958,7 +1046,7 @@ class Repo:
                         problems.append(
                             f"{rev}: file {rel}: object {chunk.id.short} is missing from the store"
                         )
-        for model, number, hex_id in self.registry.artifact_ids():
+        for model, number, hex_id in artifact_rows:
             oid = ObjectId(hex_id)
             live.add(oid)
             if oid in bad:
@@ -971,7 +1059,7 @@ class Repo:
             for oid, msg in sorted(bad.items())
             if oid not in seen_bad and oid not in live
         )
-        return FsckReport(len(ids), len(rows), problems, len(ids - live))
+        return FsckReport(len(ids), len(rows), problems, len(ids - live)), set(bad)
 
     def gc(self) -> GcReport:
         """Delete objects no version references. Safe beside running commits: it holds
@@ -994,6 +1082,17 @@ class Repo:
                 # Loaded models are checked out here; they are re-made on demand.
                 shutil.rmtree(self._control / "cache", ignore_errors=True)
         return GcReport(removed, freed, temp)
+
+
+# Only permission bits travel with a version: never setuid, setgid or sticky.
+_MODE_BITS = 0o777
+
+
+def _sqlite_url(control: Path) -> str:
+    # URL.create quotes the path: a folder named "a?b" or "50%" stays one path.
+    from sqlalchemy import URL
+
+    return URL.create("sqlite", database=str(control / "registry.db")).render_as_string()
 
 
 def _looks_like_header(head: bytes | memoryview) -> bool:

@@ -21,6 +21,7 @@ _REV_RE = re.compile(
     rf"(?:(?::(?P<number>\d+))|(?:@(?P<ref>{_NAME})(?P<back>\^*)))?"
     rf"(?P<ancestry>(?:~\d*)*)"
 )
+_MAX_NUMBER = 2**31 - 1
 ALLOWED = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128"
 
 
@@ -57,6 +58,10 @@ class Revision:
         number = int(m["number"]) if m["number"] is not None else None
         if number is not None and number < 1:
             raise RevisionSyntaxError(f"version numbers start at 1, not {number} in {text!r}")
+        if (number or 0) > _MAX_NUMBER or ancestry > _MAX_NUMBER:
+            raise RevisionSyntaxError(
+                f"{text!r}: numbers above {_MAX_NUMBER} cannot name a version"
+            )
         return cls(m["model"], number, m["ref"], len(m["back"] or ""), ancestry)
 
     def __str__(self) -> str:

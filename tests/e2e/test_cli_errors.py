@@ -117,7 +117,7 @@ CASES = [
         "metric-not-a-number",
         ["commit", "churn", "{new}", "--metric", "f1=abc"],
         2,
-        ["--metric f1: 'abc' is not a number"],
+        ["metric f1='abc' is not a finite number"],
     ),
     (
         "commit-to-missing-branch",

@@ -139,7 +139,7 @@ def test_commit_on_unknown_branch_lists_branches(registry: Registry) -> None:
     assert "'nope'" in str(info.value)
     # An alias is not a branch: it is not listed as one, and its kind is named.
     assert "alias production" not in str(info.value)
-    with pytest.raises(RefNotFoundError, match="it is a alias"):
+    with pytest.raises(RefNotFoundError, match="it is an alias"):
         commit(registry, "churn", branch="production")
     assert [v.number for v in registry.versions("churn")] == [1]
 
@@ -203,9 +203,9 @@ def test_tags_never_move(registry: Registry) -> None:
 def test_one_namespace_for_every_ref_kind(registry: Registry) -> None:
     commit(registry, "churn")
     move(registry, "churn", "production", "alias", 1)
-    with pytest.raises(RefExistsError, match="is a alias, not a tag"):
+    with pytest.raises(RefExistsError, match="is an alias, not a tag"):
         move(registry, "churn", "production", "tag", 1)
-    with pytest.raises(RefExistsError, match="is a branch, not a alias"):
+    with pytest.raises(RefExistsError, match="is a branch, not an alias"):
         move(registry, "churn", "main", "alias", 1)
     assert [(r.kind, r.name) for r in registry.refs("churn")] == [
         ("alias", "production"),
@@ -363,7 +363,7 @@ def test_unknown_ref_lists_refs(registry: Registry) -> None:
     ) as info:
         registry.ref("churn", "prod")
     assert isinstance(info.value, LookupError)
-    with pytest.raises(RefNotFoundError, match=r"no branch named 'production'; it is a alias"):
+    with pytest.raises(RefNotFoundError, match=r"no branch named 'production'; it is an alias"):
         registry.ref("churn", "production", ("branch",))
 
 

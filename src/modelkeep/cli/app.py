@@ -88,8 +88,9 @@ def _progress() -> Any:
     return render.progress_factory(sys.stderr.isatty())
 
 
-def _pairs(items: list[str] | None, option: str, numeric: bool = False) -> dict[str, Any]:
-    """KEY=VALUE options; values are JSON when they parse (numbers, booleans)."""
+def _pairs(items: list[str] | None, option: str) -> dict[str, Any]:
+    """KEY=VALUE options; values are JSON when they parse (numbers, booleans). What a
+    value may be is Repo's rule (metrics must be finite numbers)."""
     from modelkeep.errors import UsageError
 
     values: dict[str, Any] = {}
@@ -101,8 +102,6 @@ def _pairs(items: list[str] | None, option: str, numeric: bool = False) -> dict[
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        if numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise UsageError(f"{option} {key}: {raw!r} is not a number (e.g. {option} f1=0.91)")
         values[key] = value
     return values
 
@@ -173,7 +172,7 @@ def commit(
             message,
             branch=branch,
             params=_pairs(param, "--param"),
-            metrics=_pairs(metric, "--metric", numeric=True),
+            metrics=_pairs(metric, "--metric"),
             data=data or [],
             author=author,
             input_example=example,
@@ -400,7 +399,7 @@ def branch(
             if as_json:
                 emit_json([r.to_dict() for r in refs])
             else:
-                default = repo.registry.default_branch(name)
+                default = repo.default_branch(name)
                 for r in refs:
                     mark = "*" if r.name == default else " "
                     out.print(f"{mark} {r.name}  {name}:{r.version}", markup=False)
@@ -459,14 +458,25 @@ def alias_delete(
 
 @app.command()
 def tag(
-    rev: Annotated[str, typer.Argument(help="Revision to tag, e.g. churn:3.")],
-    name: Annotated[str, typer.Argument(help="Tag name; tags never move.")],
+    rev: Annotated[str, typer.Argument(help="Revision to tag (churn:3), or MODEL@TAG.")],
+    name: Annotated[str | None, typer.Argument(help="Tag name; tags never move.")] = None,
+    delete: Annotated[
+        bool, typer.Option("--delete", "-d", help="Delete tag MODEL@TAG (REV is MODEL@TAG).")
+    ] = False,
     message: MessageOpt = "",
 ) -> None:
-    """Name a version for good (e.g. validated)."""
-    from modelkeep.errors import ModelkeepError
+    """Name a version for good (e.g. validated), or delete such a name."""
+    from modelkeep.errors import ModelkeepError, UsageError
 
     try:
+        if delete:
+            if name is not None:
+                raise UsageError("to delete a tag give MODEL@TAG alone: modelkeep tag -d churn@v1")
+            ref = open_repo().delete_tag(rev, message)
+            out.print(f"deleted tag {ref.name} of {ref.model} (was {ref.model}:{ref.version})")
+            return
+        if name is None:
+            raise UsageError("give the tag name: modelkeep tag churn:3 validated")
         ref = open_repo().tag(rev, name, message)
     except ModelkeepError as exc:
         fail(exc)
@@ -588,12 +598,22 @@ def data_list(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def fsck(as_json: JsonOpt = False) -> None:
+def fsck(
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Move damaged objects aside, so committing the original files again "
+            "restores them.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Verify every object against its hash and every version against its tree."""
     from modelkeep.errors import ModelkeepError
 
     try:
-        report = open_repo().fsck(progress=_progress())
+        report = open_repo().fsck(progress=_progress(), repair=repair)
     except ModelkeepError as exc:
         fail(exc)
     if as_json:
@@ -607,6 +627,14 @@ def fsck(as_json: JsonOpt = False) -> None:
             f"{report.versions_checked} versions checked, "
             f"{report.unreferenced} unreferenced (removed by `modelkeep gc`)"
         )
+        if not report.ok:
+            out.print(
+                "damaged objects were moved to .modelkeep/store/quarantine: commit the "
+                "original files again to restore them, or restore .modelkeep from a backup"
+                if repair
+                else "to recover: `modelkeep fsck --repair` moves damaged objects aside; then "
+                "commit the original files again (or restore .modelkeep from a backup)"
+            )
     if not report.ok:
         raise typer.Exit(6)
 

@@ -21,6 +21,7 @@ from modelkeep.errors import (
     RefMovedError,
     RefNotFoundError,
     RegistryBusyError,
+    RegistryError,
     RepositoryFormatError,
     VersionNotFoundError,
 )
@@ -43,6 +44,19 @@ def _new_id(result: CursorResult[Any]) -> int:
     key = result.inserted_primary_key
     assert key is not None
     return int(key[0])
+
+
+def _db_error(exc: OperationalError) -> RegistryError:
+    """The database itself failed (disk full, read-only, damaged): one line, no trace."""
+    reason = " ".join(str(exc.orig).split()) if exc.orig is not None else str(exc)
+    return RegistryError(
+        f"the registry database failed: {reason}; check the disk and the permissions of "
+        ".modelkeep/registry.db"
+    )
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
 
 
 def _utc(value: datetime) -> datetime:
@@ -100,12 +114,15 @@ class Registry:
                     "the registry database stayed locked by another process for a minute; "
                     "retry when it has finished"
                 ) from None
-            raise
+            raise _db_error(exc) from None
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except OperationalError as exc:
+            raise _db_error(exc) from None
 
     # -- schema -------------------------------------------------------------------
 
@@ -130,7 +147,7 @@ class Registry:
                 row = conn.execute(
                     select(t.meta.c.value).where(t.meta.c.key == "schema_version")
                 ).first()
-        except OperationalError:
+        except RegistryError:
             raise RepositoryFormatError(
                 "the registry database is missing or damaged; restore .modelkeep/registry.db "
                 "from a backup or re-create the repository with `modelkeep init`"
@@ -195,27 +212,58 @@ class Registry:
 
     # -- versions -----------------------------------------------------------------
 
+    def _links(
+        self, conn: Connection, version_ids: Sequence[int]
+    ) -> tuple[dict[int, list[int]], dict[int, list[DatasetRef]]]:
+        """Parents (as numbers) and datasets of many versions, in two queries."""
+        parent = t.versions.alias("parent")
+        parents: dict[int, list[int]] = {}
+        q = (
+            select(t.version_parents.c.version_id, parent.c.number)
+            .select_from(
+                t.version_parents.join(parent, parent.c.id == t.version_parents.c.parent_id)
+            )
+            .where(t.version_parents.c.version_id.in_(version_ids))
+            .order_by(t.version_parents.c.version_id, t.version_parents.c.position)
+        )
+        for vid, number in conn.execute(q):
+            parents.setdefault(vid, []).append(number)
+        datasets: dict[int, list[DatasetRef]] = {}
+        q2 = (
+            select(t.datasets)
+            .where(t.datasets.c.version_id.in_(version_ids))
+            .order_by(t.datasets.c.id)
+        )
+        for d in conn.execute(q2):
+            datasets.setdefault(d.version_id, []).append(DatasetRef(d.path, d.content_id, d.size))
+        return parents, datasets
+
+    def _versions(self, conn: Connection, model: str, rows: Sequence[Row[Any]]) -> list[Version]:
+        parents: dict[int, list[int]] = {}
+        datasets: dict[int, list[DatasetRef]] = {}
+        ids = [r.id for r in rows]
+        # Chunks keep the IN lists under SQLite's bound-parameter limit.
+        for start in range(0, len(ids), 500):
+            p, d = self._links(conn, ids[start : start + 500])
+            parents.update(p)
+            datasets.update(d)
+        return [
+            self._version_of_row(
+                model, r, tuple(parents.get(r.id, ())), tuple(datasets.get(r.id, ()))
+            )
+            for r in rows
+        ]
+
     def _version(self, conn: Connection, model: str, row: Row[Any]) -> Version:
-        parents = tuple(
-            conn.scalars(
-                select(t.versions.c.number)
-                .select_from(
-                    t.version_parents.join(
-                        t.versions, t.versions.c.id == t.version_parents.c.parent_id
-                    )
-                )
-                .where(t.version_parents.c.version_id == row.id)
-                .order_by(t.version_parents.c.position)
-            )
-        )
-        ds = tuple(
-            DatasetRef(d.path, d.content_id, d.size)
-            for d in conn.execute(
-                select(t.datasets)
-                .where(t.datasets.c.version_id == row.id)
-                .order_by(t.datasets.c.id)
-            )
-        )
+        return self._versions(conn, model, [row])[0]
+
+    def _version_of_row(
+        self,
+        model: str,
+        row: Row[Any],
+        parents: tuple[int, ...],
+        ds: tuple[DatasetRef, ...],
+    ) -> Version:
         lineage = row.lineage or {}
         code = lineage.get("code")
         return Version(
@@ -270,7 +318,7 @@ class Registry:
                 .where(t.versions.c.model_id == m.id)
                 .order_by(t.versions.c.number.desc())
             ).all()
-            return [self._version(conn, model, r) for r in rows]
+            return self._versions(conn, model, rows)
 
     def parents_map(self, model: str) -> dict[int, tuple[int, ...]]:
         """version number → parent numbers, for ancestry walks in one query."""
@@ -395,7 +443,7 @@ class Registry:
         else:
             if m.kind != entity:
                 raise RefExistsError(
-                    f"{model!r} is a {m.kind}, not a {entity}: models and datasets share one "
+                    f"{model!r} is {_a(m.kind)}, not {_a(entity)}: models and datasets share one "
                     "namespace; choose another name"
                 )
             model_id = m.id
@@ -524,7 +572,7 @@ class Registry:
             ).all()
             what = " or ".join(kinds) if len(kinds) < len(REF_KINDS) else "branch, alias or tag"
             listing = ", ".join(f"{k} {n}" for k, n in have) or "none"
-            hint = f"; it is a {row.kind}" if row is not None else ""
+            hint = f"; it is {_a(row.kind)}" if row is not None else ""
             raise RefNotFoundError(f"{model} has no {what} named {name!r}{hint} (has: {listing})")
         return row
 
@@ -597,16 +645,16 @@ class Registry:
             else:
                 if exclusive:
                     raise RefExistsError(
-                        f"{model} already has a {row.kind} named {name!r}; choose another name"
+                        f"{model} already has {_a(row.kind)} named {name!r}; choose another name"
                     )
                 if row.kind != kind:
                     raise RefExistsError(
-                        f"{model}@{name} is a {row.kind}, not a {kind}; choose another name"
+                        f"{model}@{name} is {_a(row.kind)}, not {_a(kind)}; choose another name"
                     )
                 if kind == "tag":
                     raise RefExistsError(
-                        f"tag {name!r} of {model} already exists; tags never move — "
-                        "delete it first or choose another name"
+                        f"tag {name!r} of {model} already exists; tags never move — delete it "
+                        f"first (`modelkeep tag -d {model}@{name}`) or choose another name"
                     )
                 before = conn.scalar(
                     select(t.versions.c.number).where(t.versions.c.id == row.version_id)

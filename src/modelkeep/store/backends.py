@@ -81,7 +81,11 @@ class LocalBackend:
 
     def put(self, key: str, data: bytes | memoryview) -> None:
         final = self._path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        if not final.parent.is_dir():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            # A new folder is durable only once its parent's entry for it is.
+            with self._lock:
+                self._dirty_dirs.add(final.parent.parent)
         self._tmp.mkdir(parents=True, exist_ok=True)
         tmp = self._tmp / f"{uuid.uuid4().hex}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)

@@ -222,24 +222,24 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _copy_range(path: str, offset: int, length: int, fd: int) -> None:
-    """Copy ``length`` bytes of ``path`` from ``offset`` to ``fd``, in the kernel when it can."""
-    with open(path, "rb") as src:
-        try:
-            while length:
-                done = os.copy_file_range(src.fileno(), fd, length, offset)
-                if done == 0:
-                    raise EOFError(f"{path} is shorter than its object")
-                offset += done
-                length -= done
-        except OSError:  # no copy_file_range here (other OS, filesystem): copy in user space
-            while length:
-                block = os.pread(src.fileno(), min(length, 8 << 20), offset)
-                if not block:
-                    raise EOFError(f"{path} is shorter than its object") from None
-                _write_all(fd, block)
-                offset += len(block)
-                length -= len(block)
+def _copy_range(src: int, offset: int, length: int, fd: int) -> None:
+    """Copy ``length`` bytes of file ``src`` from ``offset`` to ``fd``, in the kernel
+    when it can."""
+    try:
+        while length:
+            done = os.copy_file_range(src, fd, length, offset)
+            if done == 0:
+                raise EOFError("an object file is shorter than its object")
+            offset += done
+            length -= done
+    except OSError:  # no copy_file_range here (other OS, filesystem): copy in user space
+        while length:
+            block = os.pread(src, min(length, 8 << 20), offset)
+            if not block:
+                raise EOFError("an object file is shorter than its object") from None
+            _write_all(fd, block)
+            offset += len(block)
+            length -= len(block)
 
 
 def _loose_key(oid: ObjectId) -> str:
@@ -461,29 +461,36 @@ class ObjectStore:
         }
         return Tree(oid, entries)
 
-    def _fetch(self, oid: ObjectId) -> tuple[str, int] | bytes | memoryview:
-        """A verified chunk: its bytes, or (path, length) of a raw loose file on local
-        disk whose payload (after the codec byte) was verified through mmap, so the
-        caller can copy it in the kernel like `cp` does."""
+    def _fetch(self, oid: ObjectId) -> tuple[int, int] | bytes | memoryview:
+        """A verified chunk: its bytes, or (fd, length) of a raw loose file on local
+        disk whose payload (after the codec byte) was verified through mmap. The
+        caller copies from that same open file in the kernel, like `cp`, and closes
+        it: objects are replaced only by rename, so the bytes hashed are the bytes
+        copied."""
         path = self.backend.local_path(_loose_key(oid))
         if path is not None:
             try:
-                with open(path, "rb") as f:
-                    size = os.fstat(f.fileno()).st_size
-                    if size > 1 and f.read(1)[0] == RAW:
-                        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                            view = memoryview(mm)[1:]
-                            try:
-                                ok = ObjectId.of(view) == oid
-                            finally:
-                                view.release()
-                        if not ok:
-                            raise CorruptObjectError(
-                                f"object {oid.short} is corrupted (content does not match)"
-                            )
-                        return path, size - 1
+                fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
-                pass
+                return self.get(oid)
+            try:
+                size = os.fstat(fd).st_size
+                if size > 1 and os.pread(fd, 1, 0)[0] == RAW:
+                    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+                        view = memoryview(mm)[1:]
+                        try:
+                            ok = ObjectId.of(view) == oid
+                        finally:
+                            view.release()
+                    if not ok:
+                        raise CorruptObjectError(
+                            f"object {oid.short} is corrupted (content does not match)"
+                        )
+                    return fd, size - 1
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
         return self.get(oid)
 
     def iter_chunks(self, manifest: FileManifest) -> Iterator[bytes | memoryview]:
@@ -494,8 +501,11 @@ class ObjectStore:
         """Write the file's verified content to ``fd``."""
         for piece in _ahead(self._fetch, manifest):
             if isinstance(piece, tuple):
-                path, length = piece
-                _copy_range(path, 1, length, fd)
+                src, length = piece
+                try:
+                    _copy_range(src, 1, length, fd)
+                finally:
+                    os.close(src)
             else:
                 _write_all(fd, piece)
                 length = len(piece)
@@ -559,34 +569,70 @@ class ObjectStore:
                 self.backend.delete(key)
                 removed += 1
         self._refresh_packs()
+        dead = {
+            p
+            for p, ids in self._pack_members().items()
+            if any(o not in live for o in ids) and self.backend.age_seconds(p) >= min_age
+        }
+        dropped, dropped_bytes = self._rewrite_packs(dead, keep=live.__contains__)
+        return removed + dropped, freed + dropped_bytes
+
+    def _pack_members(self) -> dict[str, list[ObjectId]]:
         packs: dict[str, list[ObjectId]] = {}
         for oid, at in self._packed.items():
             packs.setdefault(at.pack, []).append(oid)
-        dead = {
-            p
-            for p, ids in packs.items()
-            if any(o not in live for o in ids) and self.backend.age_seconds(p) >= min_age
-        }
-        if not dead:
-            return removed, freed
-        keep: dict[ObjectId, tuple[int, bytes]] = {}
-        for p in dead:
-            for oid in packs[p]:
+        return packs
+
+    def _rewrite_packs(
+        self, packs: set[str], keep: Callable[[ObjectId], bool], quarantine: bool = False
+    ) -> tuple[int, int]:
+        """Rewrite ``packs`` into one pack of the objects ``keep`` accepts; the rest are
+        dropped (or, with ``quarantine``, saved under quarantine/). Returns (dropped,
+        bytes). Needs the store's exclusive lock."""
+        if not packs:
+            return 0, 0
+        members = self._pack_members()
+        kept: dict[ObjectId, tuple[int, bytes]] = {}
+        dropped = freed = 0
+        for p in packs:
+            for oid in members.get(p, []):
                 at = self._packed[oid]
-                if oid in live:
-                    keep[oid] = (at.codec, self.backend.get_range(p, at.offset, at.length))
-                else:
-                    removed += 1
-                    freed += at.length
-        if keep:
-            self.write_pack(keep)
-            self.backend.sync()
+                payload = self.backend.get_range(p, at.offset, at.length)
+                if keep(oid):
+                    kept[oid] = (at.codec, payload)
+                    continue
+                if quarantine:
+                    self.backend.put(f"quarantine/{oid.hex}", bytes([at.codec]) + payload)
+                dropped += 1
+                freed += at.length
+        if kept:
+            self.write_pack(kept)
+        self.backend.sync()
         with self._index_lock:
-            for p in dead:
-                for oid in packs[p]:
-                    if self._packed.get(oid, None) is not None and self._packed[oid].pack == p:
+            for p in packs:
+                for oid in members.get(p, []):
+                    if oid in self._packed and self._packed[oid].pack == p:
                         del self._packed[oid]
                 self._known_packs.discard(p)
-        for p in dead:
+        for p in packs:
             self.backend.delete(p)
-        return removed, freed
+        return dropped, freed
+
+    def quarantine(self, oids: Iterable[ObjectId]) -> int:
+        """Move damaged objects out of the store (to quarantine/), so that committing
+        the original content again stores it afresh. Needs the exclusive lock."""
+        bad = set(oids)
+        moved = 0
+        for oid in bad:
+            key = _loose_key(oid)
+            try:
+                blob = self.backend.get(key)
+            except FileNotFoundError:
+                continue
+            self.backend.put(f"quarantine/{oid.hex}", blob)
+            self.backend.delete(key)
+            moved += 1
+        self._refresh_packs()
+        packs = {at.pack for oid, at in self._packed.items() if oid in bad}
+        dropped, _ = self._rewrite_packs(packs, keep=lambda o: o not in bad, quarantine=True)
+        return moved + dropped
