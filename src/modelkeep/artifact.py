@@ -83,7 +83,7 @@ def describe(
         sig: dict[str, Any] = {"inputs": signature.infer(example)}
         if model is not None:
             try:
-                sig["outputs"] = signature.infer(predict(model, example))
+                sig["outputs"] = signature.infer(_quiet_predict(model, example))
             except Exception as exc:  # any library's complaint: the example does not fit
                 raise SignatureError(
                     f"the input example does not fit the model: {type(exc).__name__}: "
@@ -127,13 +127,26 @@ def _profile(
     if not len(frame):
         raise DataFormatError(f"{path}: the training data has no rows")
     features = features_of(frame, record, target)
+    # Told which columns are inputs (a signature) or which is the label: the data must
+    # fit. Told neither, the table may hold anything: profile it, predictions if they come.
+    described = target is not None or "signature" in record
     preds = None
     if model is not None:
         try:
-            preds = predict(model, features)
+            preds = _quiet_predict(model, features)
         except Exception as exc:
-            raise SignatureError(
-                f"the training data {path.name} does not fit the model: {type(exc).__name__}: "
-                f"{' '.join(str(exc).split())[:300]}"
-            ) from None
+            if described:
+                raise SignatureError(
+                    f"the training data {path.name} does not fit the model: "
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                ) from None
     return Profile.of(features, preds).to_json()
+
+
+def _quiet_predict(model: Any, x: Any) -> Any:
+    """Predictions for checks; a library's warnings about its input are ours to judge."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return predict(model, x)

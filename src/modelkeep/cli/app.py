@@ -74,6 +74,7 @@ def _exit_code(exc: Exception) -> int:
 
 
 def fail(exc: Exception) -> NoReturn:
+    render.stop_progress()
     render.err.print(f"error: {exc}", markup=False)
     raise typer.Exit(_exit_code(exc))
 

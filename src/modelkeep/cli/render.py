@@ -201,6 +201,15 @@ def _v(n: int | None) -> str:
     return "-" if n is None else str(n)
 
 
+_active: list[Any] = []
+
+
+def stop_progress() -> None:
+    """Stop bars left running by an operation that failed (and restore the cursor)."""
+    while _active:
+        _active.pop().stop()
+
+
 def progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], None] | None]:
     """Progress bars on a terminal; nothing when output is piped."""
 
@@ -227,6 +236,7 @@ def progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], None
         )
         task = bar.add_task(label, total=total)
         bar.start()
+        _active.append(bar)
         # Chunks are stored on a thread pool, so ticks come from several threads.
         lock = threading.Lock()
         done = [0]
