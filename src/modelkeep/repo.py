@@ -23,6 +23,7 @@ from modelkeep.errors import (
     RepositoryFormatError,
     RepositoryNotFoundError,
     RevisionSyntaxError,
+    SignatureError,
     StoreError,
     UnsafePathError,
     UsageError,
@@ -943,7 +944,14 @@ class Repo:
                 features = artifact.features_of(frame, vb.artifact, target)
                 labels = frame[target] if target is not None else None
                 task = vb.artifact.get("task") or va.artifact.get("task")
-                predictions = modeldiff.predictions(a, b, features, labels, task)
+                try:
+                    predictions = modeldiff.predictions(a, b, features, labels, task)
+                except (ValueError, TypeError, KeyError) as exc:
+                    raise SignatureError(
+                        f"the rows of {Path(data).name} do not fit the models: "
+                        f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+                        "(name the label column with --target)"
+                    ) from None
         return DiffResult(
             va.rev,
             vb.rev,

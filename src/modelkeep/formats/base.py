@@ -52,13 +52,20 @@ def module_roots(obj: object) -> set[str]:
     return {c.__module__.split(".", 1)[0] for c in type(obj).__mro__}
 
 
+# Builds of a library published under another distribution name.
+_ALIASES = {"xgboost": ("xgboost-cpu",), "onnxruntime": ("onnxruntime-gpu",)}
+
+
 def versions(*packages: str) -> dict[str, str]:
+    """Installed versions by the library's canonical name (aliases folded in)."""
     from importlib import metadata
 
     out = {}
     for name in packages:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+        for dist in (name, *_ALIASES.get(name, ())):
+            try:
+                out[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return out

@@ -29,8 +29,9 @@ class Pickle:
         if trusted is not True:
             raise UntrustedModelError(
                 f"{path.name} is a pickle: loading it can run any code it contains. If you "
-                "trust where this version came from, load it with trusted=True "
-                "(CLI: --trusted); better, re-commit the model object so it is stored with skops"
+                "trust where this version came from, load it with repo.load(rev, trusted=True) "
+                "(the CLI never unpickles); better, re-commit the model object so it is "
+                "stored with skops"
             )
         joblib = need("joblib", "sklearn")
         return joblib.load(path)

@@ -11,6 +11,12 @@ def predict(model: Any, x: Any) -> Any:
     import numpy as np
 
     roots = module_roots(model)
+    if "onnx" in roots and hasattr(model, "graph"):  # a ModelProto: run it in a session
+        from modelkeep.formats._deps import need
+
+        ort = need("onnxruntime", "onnx")
+        model = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        roots = module_roots(model)
     if "onnxruntime" in roots:
         inputs = model.get_inputs()
         arr = np.asarray(x.to_numpy() if hasattr(x, "to_numpy") else x)
