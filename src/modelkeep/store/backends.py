@@ -29,8 +29,9 @@ class Backend(Protocol):
         """``length`` bytes from ``offset``; ``FileNotFoundError`` when absent."""
         ...
 
-    def put(self, key: str, data: bytes | memoryview) -> None:
-        """Store atomically: readers see the old blob, or none, or the new one whole."""
+    def put(self, key: str, data: bytes | memoryview, header: bytes = b"") -> None:
+        """Store ``header + data`` atomically: readers see the old blob, or none, or the
+        new one whole. (Two parts, so large payloads are never copied to prepend.)"""
         ...
 
     def exists(self, key: str) -> bool: ...
@@ -79,7 +80,7 @@ class LocalBackend:
             raise EOFError(f"{key}: wanted {length} bytes at {offset}, got {len(data)}")
         return data
 
-    def put(self, key: str, data: bytes | memoryview) -> None:
+    def put(self, key: str, data: bytes | memoryview, header: bytes = b"") -> None:
         final = self._path(key)
         if not final.parent.is_dir():
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -90,9 +91,10 @@ class LocalBackend:
         tmp = self._tmp / f"{uuid.uuid4().hex}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for part in (header, data):
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -168,9 +170,9 @@ class MemoryBackend:
             raise EOFError(f"{key}: wanted {length} bytes at {offset}, got {len(data)}")
         return data
 
-    def put(self, key: str, data: bytes | memoryview) -> None:
+    def put(self, key: str, data: bytes | memoryview, header: bytes = b"") -> None:
         with self._lock:
-            self.blobs[key] = (bytes(data), time.time())
+            self.blobs[key] = (header + bytes(data), time.time())
 
     def exists(self, key: str) -> bool:
         return key in self.blobs

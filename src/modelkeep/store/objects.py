@@ -183,7 +183,7 @@ class ObjectWriter:
             with self._lock:
                 self._pending[oid] = (codec, bytes(payload))
         else:
-            self._store.backend.put(_loose_key(oid), bytes([codec]) + bytes(payload))
+            self._store.backend.put(_loose_key(oid), payload, header=bytes([codec]))
             with self._lock:
                 self.bytes_written += len(payload) + 1
         return oid
@@ -602,7 +602,7 @@ class ObjectStore:
                     kept[oid] = (at.codec, payload)
                     continue
                 if quarantine:
-                    self.backend.put(f"quarantine/{oid.hex}", bytes([at.codec]) + payload)
+                    self.backend.put(f"quarantine/{oid.hex}", payload, header=bytes([at.codec]))
                 dropped += 1
                 freed += at.length
         if kept:
