@@ -26,7 +26,6 @@ modelkeep refuses to commit (it could not be imported back when loading).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import json
 import math
@@ -35,7 +34,6 @@ import pstats
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +53,8 @@ import modelkeep
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+from _bench import log, mib, row, secs, timed, workspace
 
 T = TypeVar("T")
 
@@ -109,16 +109,6 @@ PHASES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("library versions", "modelkeep/formats/base.py", ("versions",)),
     ("temp folder removal", "tempfile.py", ("cleanup",)),
 )
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def timed(fn: Callable[[], T]) -> tuple[float, T]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 @dataclass
@@ -539,24 +529,12 @@ def run(sklearn_mib: int, torch_mib: int, workdir: Path) -> dict[str, Any]:
 # -- output ---------------------------------------------------------------------------
 
 
-def _secs(value: float) -> str:
-    return f"{value:.3f} s"
-
-
-def _mib(value: float) -> str:
-    return f"{value / MIB:,.1f} MiB"
-
-
-def _row(label: str, value: str, note: str = "") -> str:
-    return f"  {label:<46} {value:>12}" + (f"   {note}" if note else "")
-
-
 def _pair_row(label: str, pair: dict[str, Any]) -> str:
     bare, mine = pair["bare"], pair["modelkeep"]
     limit = "" if pair["limit"] is None else f"{pair['limit']:g}x"
     runs = f"{len(bare['runs'])}/{len(mine['runs'])}"
     return (
-        f"  {label:<40} {_secs(bare['seconds']):>9}  {_secs(mine['seconds']):>9}  "
+        f"  {label:<40} {secs(bare['seconds']):>9}  {secs(mine['seconds']):>9}  "
         f"{pair['ratio']:>7.2f}x  {limit:>6}  {runs:>5}"
     )
 
@@ -580,8 +558,8 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"scikit-learn RandomForestClassifier: {forest['trees']} trees, {forest['nodes']:,} nodes, "
         f"fitted on {forest['rows']:,} x {forest['features']} in {forest['fit_seconds']:.1f} s "
-        f"-> {_mib(forest['file_bytes'])} as skops "
-        f"({_mib(forest['stored_bytes'])} in .modelkeep/store)",
+        f"-> {mib(forest['file_bytes'])} as skops "
+        f"({mib(forest['stored_bytes'])} in .modelkeep/store)",
         _pair_header("skops"),
         _pair_row("commit  vs  dump", sk["commit"]),
         _pair_row("load, cold (cache deleted)  vs  load", sk["load_cold"]),
@@ -589,37 +567,37 @@ def render(result: dict[str, Any]) -> str:
         "  predictions on 1,000 rows identical after every load: yes",
         "",
         f"PyTorch state dict: {net['layers']} layers x (weight {width}x{width} + bias {width}), "
-        f"{net['tensors']} float32 tensors -> {_mib(net['file_bytes'])} as safetensors "
-        f"({_mib(net['stored_bytes'])} in .modelkeep/store)",
+        f"{net['tensors']} float32 tensors -> {mib(net['file_bytes'])} as safetensors "
+        f"({mib(net['stored_bytes'])} in .modelkeep/store)",
         _pair_header("st"),
         _pair_row("commit  vs  save_file", tt["commit"]),
         _pair_row("load, cold (cache deleted)  vs  load_file", tt["load_cold"]),
         _pair_row("load, warm (cache kept)  vs  load_file", tt["load_warm"]),
         "  tensors identical after every load: yes",
         f"  (load_file maps the file; reading every tensor once afterwards took "
-        f"{_secs(tt['first_read_after_load_file_seconds'])}, in neither column)",
+        f"{secs(tt['first_read_after_load_file_seconds'])}, in neither column)",
         f"  (save_file followed by fsync, the durability a commit gives: "
-        f"{_secs(tt['save_file_fsync_seconds'])}; commit is "
+        f"{secs(tt['save_file_fsync_seconds'])}; commit is "
         f"{tt['commit']['modelkeep']['seconds'] / tt['save_file_fsync_seconds']:.2f}x that)",
         "  (nn.Module not measured: a class defined in this script lives in __main__, which",
         "   modelkeep refuses to commit as it could not import it back)",
         "",
-        f"One layer changed ({one['tensor']}, {_mib(one['layer_bytes'])}), committed as "
+        f"One layer changed ({one['tensor']}, {mib(one['layer_bytes'])}), committed as "
         f"{one['rev']} (1 run)",
-        _row(
+        row(
             "commit",
-            _secs(one["commit_seconds"]),
-            f"save_file of the changed dict: {_secs(one['save_file_seconds'])}",
+            secs(one["commit_seconds"]),
+            f"save_file of the changed dict: {secs(one['save_file_seconds'])}",
         ),
-        _row(
+        row(
             "added to .modelkeep/store",
-            _mib(one["store_added_bytes"]),
+            mib(one["store_added_bytes"]),
             f"layer + {(one['store_added_bytes'] - one['layer_bytes']) / KIB:,.1f} KiB",
         ),
-        _row(
+        row(
             "chunks new / total",
             f"{one['chunks_new']} / {one['chunks_total']}",
-            f"{_mib(one['chunk_bytes_new'])} new; diff: {one['tensor_diff']}",
+            f"{mib(one['chunk_bytes_new'])} new; diff: {one['tensor_diff']}",
         ),
         "",
         "Summary",
@@ -655,34 +633,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    made_dir = args.workdir is None or not args.workdir.exists()
-    if args.workdir is None:
-        workdir = Path(tempfile.mkdtemp(prefix="modelkeep-bench-"))
-    else:
-        workdir = args.workdir.resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        clash = [name for name in _CREATED if (workdir / name).exists()]
-        if clash:
-            print(
-                f"{workdir} already holds {', '.join(clash)}; pick another --workdir",
-                file=sys.stderr,
-            )
-            return 2
-    try:
+    with workspace(args.workdir, args.keep, _CREATED) as workdir:
         result = run(args.sklearn_mb, args.torch_mb, workdir)
-    finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            for name in _CREATED:
-                path = workdir / name
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink(missing_ok=True)
-            if made_dir:
-                with contextlib.suppress(OSError):
-                    workdir.rmdir()
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0
 

@@ -18,14 +18,12 @@ modelkeep alike read a file that was just written.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -40,6 +38,8 @@ import modelkeep
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+from _bench import log, mib, row, secs, timed, workspace
 
 T = TypeVar("T")
 
@@ -61,16 +61,6 @@ HELP_MAX_SECONDS = 0.3
 
 # What the benchmark creates inside the work folder; nothing else is touched.
 _CREATED = (FILE_NAME, "copy.safetensors", "repo", "checkout-v3")
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def timed(fn: Callable[[], T]) -> tuple[float, T]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 def median_seconds(runs: int, fn: Callable[[], object]) -> float:
@@ -340,18 +330,6 @@ def run(size_mib: int, workdir: Path) -> dict[str, Any]:
 # -- output ---------------------------------------------------------------------------
 
 
-def _secs(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f} s"
-
-
-def _mib(value: float) -> str:
-    return f"{value / MIB:,.1f} MiB"
-
-
-def _row(label: str, value: str, note: str = "") -> str:
-    return f"  {label:<46} {value:>12}" + (f"   {note}" if note else "")
-
-
 def render(result: dict[str, Any]) -> str:
     cfg, floors, st = result["config"], result["floors"], result["storage"]
     startup, checkout = result["startup"], result["checkout"]
@@ -363,8 +341,8 @@ def render(result: dict[str, Any]) -> str:
         f"{cfg['cpus']} CPUs (load {cfg['load_average_1m']:.2f}), Python {cfg['python']}",
         "",
         "Floors (median of 3)",
-        _row("read + BLAKE3 whole file", _secs(hash_s), f"{file_mib / hash_s:,.0f} MiB/s"),
-        _row("cp whole file", _secs(cp_s), f"{file_mib / cp_s:,.0f} MiB/s"),
+        row("read + BLAKE3 whole file", secs(hash_s), f"{file_mib / hash_s:,.0f} MiB/s"),
+        row("cp whole file", secs(cp_s), f"{file_mib / cp_s:,.0f} MiB/s"),
         "",
         "Commits (floor = read+BLAKE3 whole file + cp time x changed bytes / file size)",
         f"  {'ver':<3}  {'tensors':>7}  {'changed':>12}  {'commit':>9}  {'floor':>9}  "
@@ -372,35 +350,35 @@ def render(result: dict[str, Any]) -> str:
     ]
     for c in result["commits"]:
         lines.append(
-            f"  v{c['version']:<2}  {c['changed_tensors']:>7}  {_mib(c['changed_bytes']):>12}  "
-            f"{_secs(c['seconds']):>9}  {_secs(c['floor_seconds']):>9}  "
-            f"{c['seconds'] / c['floor_seconds']:>5.2f}x  {_mib(c['store_added_bytes']):>12}"
+            f"  v{c['version']:<2}  {c['changed_tensors']:>7}  {mib(c['changed_bytes']):>12}  "
+            f"{secs(c['seconds']):>9}  {secs(c['floor_seconds']):>9}  "
+            f"{c['seconds'] / c['floor_seconds']:>5.2f}x  {mib(c['store_added_bytes']):>12}"
         )
-    by_folder = ", ".join(f"{k} {_mib(v)}" for k, v in sorted(st["stored_by_folder"].items()))
+    by_folder = ", ".join(f"{k} {mib(v)}" for k, v in sorted(st["stored_by_folder"].items()))
     share = st["stored_bytes"] / st["sum_of_files_bytes"]
     lines += [
         "",
         "Storage",
-        _row("stored under .modelkeep/store", _mib(st["stored_bytes"]), by_folder),
-        _row(
+        row("stored under .modelkeep/store", mib(st["stored_bytes"]), by_folder),
+        row(
             f"sum of the {len(result['commits'])} file versions",
-            _mib(st["sum_of_files_bytes"]),
+            mib(st["sum_of_files_bytes"]),
             f"stored is {share:.3f} of it",
         ),
-        _row("tensor bytes changed in v2..v8", _mib(st["changed_tensor_bytes_v2_v8"])),
-        _row(f"bound {STORE_SLACK} x (one file + changed)", _mib(st["bound_bytes"])),
+        row("tensor bytes changed in v2..v8", mib(st["changed_tensor_bytes_v2_v8"])),
+        row(f"bound {STORE_SLACK} x (one file + changed)", mib(st["bound_bytes"])),
         "",
         "Checkout",
-        _row(
+        row(
             f"{checkout['rev']} into a fresh folder",
-            _secs(checkout["seconds"]),
+            secs(checkout["seconds"]),
             "byte-identical: yes",
         ),
         "",
         f"Start-up ({startup['executable'] or 'modelkeep not found'})",
-        _row("python -c pass (baseline, median of 5)", _secs(startup["python_pass_seconds"])),
-        _row("modelkeep --help (median of 5)", _secs(startup["help_seconds"])),
-        _row(f"{startup['log_command']} (median of 3)", _secs(startup["log_seconds"])),
+        row("python -c pass (baseline, median of 5)", secs(startup["python_pass_seconds"])),
+        row("modelkeep --help (median of 5)", secs(startup["help_seconds"])),
+        row(f"{startup['log_command']} (median of 3)", secs(startup["log_seconds"])),
         "",
         "Summary",
     ]
@@ -428,34 +406,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    made_dir = args.workdir is None or not args.workdir.exists()
-    if args.workdir is None:
-        workdir = Path(tempfile.mkdtemp(prefix="modelkeep-bench-"))
-    else:
-        workdir = args.workdir.resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        clash = [name for name in _CREATED if (workdir / name).exists()]
-        if clash:
-            print(
-                f"{workdir} already holds {', '.join(clash)}; pick another --workdir",
-                file=sys.stderr,
-            )
-            return 2
-    try:
+    with workspace(args.workdir, args.keep, _CREATED) as workdir:
         result = run(args.size_mib, workdir)
-    finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            for name in _CREATED:
-                path = workdir / name
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink(missing_ok=True)
-            if made_dir:
-                with contextlib.suppress(OSError):
-                    workdir.rmdir()
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0
 
