@@ -8,7 +8,10 @@
     │   ├── UnsafePathError                  a path that escapes its destination
     │   ├── UnsupportedModelError            no format recognises the object
     │   ├── SignatureError                   data that does not fit a model's signature
-    │   └── DataFormatError                  a data file that cannot be parsed
+    │   ├── DataFormatError                  a data file that cannot be parsed
+    │   ├── GateRuleError                    a gate rule that does not parse
+    │   └── NotIncrementalError              a model that cannot continue training
+    ├── TrainerError                         a user trainer raised (its traceback kept)
     ├── NotFoundError (LookupError)          something named does not exist
     │   ├── RepositoryNotFoundError
     │   ├── ModelNotFoundError
@@ -69,6 +72,22 @@ class SignatureError(UsageError):
 
 class DataFormatError(UsageError):
     """A data file cannot be parsed."""
+
+
+class GateRuleError(UsageError):
+    """A gate rule that does not parse or names an unknown metric."""
+
+
+class NotIncrementalError(UsageError):
+    """The model cannot be updated incrementally (no partial_fit / learn_one / step)."""
+
+
+class TrainerError(ModelkeepError):
+    """A user-supplied trainer, step or metric function raised."""
+
+    def __init__(self, message: str, trace: str) -> None:
+        super().__init__(message)
+        self.trace = trace
 
 
 class NotFoundError(ModelkeepError, LookupError):

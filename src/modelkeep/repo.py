@@ -306,9 +306,17 @@ class Repo:
         target: str | None = None,
         init_args: dict[str, Any] | None = None,
         trusted: Any = None,
+        parents: Sequence[int] | None = None,
+        kind: str = "commit",
+        status: str = "ok",
+        annotations: Mapping[str, Any] | None = None,
         progress: ProgressStart = _no_progress,
     ) -> Version:
         """Store a model as the next version of model ``name``.
+
+        ``parents`` overrides the default parent (the branch head); ``kind``, ``status``
+        and ``annotations`` (kept in the lineage) say how the version was made — jobs
+        such as updates use them.
 
         ``source`` is a file, files or a folder, or an in-memory model (scikit-learn,
         PyTorch, ONNX, XGBoost, LightGBM), stored in its format. ``input_example``
@@ -359,6 +367,10 @@ class Repo:
                 record=described.artifact,
                 profile=described.profile,
                 progress=progress,
+                parents=parents,
+                kind=kind,
+                status=status,
+                annotations=annotations,
             )
 
     def _datasets(
@@ -407,6 +419,10 @@ class Repo:
         profile: dict[str, Any] | None,
         progress: ProgressStart,
         entity: str = "model",
+        parents: Sequence[int] | None = None,
+        kind: str = "commit",
+        status: str = "ok",
+        annotations: Mapping[str, Any] | None = None,
     ) -> Version:
         params_doc = self._kv(params, "param")
         metrics_doc = self._kv(metrics, "metric", numeric=True)
@@ -421,6 +437,7 @@ class Repo:
                 "branch": code.branch,
             },
             "environment": lineage.environment(),
+            **dict(annotations or {}),
         }
         who = author or lineage.author()
         total = sum(p.stat().st_size for p in files.values())
@@ -452,6 +469,9 @@ class Repo:
                 default_branch=DEFAULT_BRANCH,
                 artifact=record,
                 entity=entity,
+                parents=parents,
+                kind=kind,
+                status=status,
             )
 
     # -- reading --------------------------------------------------------------------
@@ -764,6 +784,16 @@ class Repo:
             progress=progress,
             entity="dataset",
         )
+
+    def update(self, rev: str, **options: Any) -> Any:
+        """Train a candidate from ``rev`` and gate it against it (see
+        ``modelkeep.update.run_update`` for the options: data, target, strategy, gate,
+        holdout, train, promote, trainer, step, metrics, params, message). Returns an
+        ``UpdateResult``. The update job uses this facade's public API only; this
+        method is its entry point."""
+        from modelkeep.update import run_update
+
+        return run_update(self, rev, **options)
 
     # -- working folders ------------------------------------------------------------
 

@@ -206,6 +206,7 @@ def log(
         repo = open_repo()
         versions = repo.log(name, branch=branch)[:limit]
         labels = labels_by_version(repo.refs(name))
+        rolled = {e.after for e in repo.history(name) if e.action == "rollback" and e.after}
     except ModelkeepError as exc:
         fail(exc)
     if as_json:
@@ -214,7 +215,7 @@ def log(
         for line in graph_lines(versions, labels):
             out.print(line, markup=False)
     else:
-        out.print(render.version_table(versions, labels))
+        out.print(render.version_table(versions, labels, rolled))
 
 
 @app.command()
@@ -368,6 +369,83 @@ def diff(
             was, now = ("-" if x is None else x for x in (a, b))
             out.print(f"  {title:<7}  {k}: {was} → {now}", markup=False)
     render.model_diff(d)
+
+
+@app.command()
+def update(
+    rev: Annotated[str, typer.Argument(help="Revision to start from, e.g. churn@production.")],
+    data: Annotated[
+        str, typer.Option("--data", help="New data: CSV/Parquet file or dataset NAME:VERSION.")
+    ],
+    target: Annotated[str, typer.Option("--target", help="Label column.")],
+    strategy: Annotated[
+        str,
+        typer.Option(
+            "--strategy",
+            help="incremental (continue the parent on the new data), batch (retrain a fresh "
+            "copy on the parent's training data plus the new data) or custom (--trainer).",
+        ),
+    ] = "incremental",
+    gate: Annotated[
+        str | None,
+        typer.Option(
+            "--gate",
+            help='Rule the candidate must pass, e.g. "f1 >= parent - 0.01" or "rmse < parent"; '
+            "parent is the parent's value of that metric on the same holdout; combine with "
+            "and/or. Default: f1 >= parent (classification), rmse <= parent (regression).",
+        ),
+    ] = None,
+    holdout: Annotated[
+        str | None,
+        typer.Option("--holdout", help="Evaluation data (default: 20 % of --data, seeded)."),
+    ] = None,
+    train: Annotated[
+        str | None,
+        typer.Option("--train", help="batch: the full training data (default: the parent's)."),
+    ] = None,
+    promote_to: Annotated[
+        str | None, typer.Option("--promote", help="Alias to move if the gate passes.")
+    ] = None,
+    trainer: Annotated[
+        str | None,
+        typer.Option(
+            "--trainer",
+            help="module:function(parent_model, (X, y), params) -> model (custom, or batch).",
+        ),
+    ] = None,
+    message: Annotated[str | None, typer.Option("-m", "--message", help="Why.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a candidate from REV on new data, gate it against REV, commit it either way.
+
+    Passed: the next version on REV's branch (and --promote moves the alias). Rejected:
+    committed on branch `candidates` with status rejected and the reason."""
+    from modelkeep.errors import ModelkeepError, TrainerError
+
+    try:
+        result = open_repo().update(
+            rev,
+            data=data,
+            target=target,
+            strategy=strategy,
+            gate=gate,
+            holdout=holdout,
+            train=train,
+            promote=promote_to,
+            trainer=trainer,
+            message=message,
+        )
+    except TrainerError as exc:
+        render.err.print(exc.trace.rstrip(), markup=False)
+        fail(exc)
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    render.update_table(result)
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 # -- refs ---------------------------------------------------------------------------

@@ -56,14 +56,17 @@ def size(n: int | None) -> str:
     return str(n)
 
 
-def version_table(versions: Sequence[Version], labels: dict[int, list[str]]) -> Table:
+def version_table(
+    versions: Sequence[Version], labels: dict[int, list[str]], rolled_back_to: set[int]
+) -> Table:
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
-    for col in ("version", "branch", "refs", "created", "author", "message", "metrics"):
+    for col in ("version", "branch", "made by", "refs", "created", "author", "message", "metrics"):
         table.add_column(col, overflow="fold", no_wrap=col in ("version", "created"))
     for v in versions:
         table.add_row(
             v.rev,
             v.branch,
+            made_by(v) + ("; rollback target" if v.number in rolled_back_to else ""),
             ", ".join(labels.get(v.number, [])),
             when(v.created_at),
             who(v.author),
@@ -71,6 +74,15 @@ def version_table(versions: Sequence[Version], labels: dict[int, list[str]]) -> 
             fmt_values(v.metrics),
         )
     return table
+
+
+def made_by(v: Version) -> str:
+    """How a version was made: commit, batch/incremental update (with the gate's
+    verdict), or an update that was rejected."""
+    if v.kind.startswith("update."):
+        verdict = v.annotations.get("update", {}).get("verdict", v.status)
+        return f"{v.kind.split('.', 1)[1]} update ({verdict})"
+    return v.kind if v.status == "ok" else f"{v.kind} ({v.status})"
 
 
 def show_version(v: Version, files: Sequence[Any], refs: list[str]) -> None:
@@ -126,6 +138,28 @@ def show_version(v: Version, files: Sequence[Any], refs: list[str]) -> None:
         files_table.add_row(f.path, size(f.size), oct(f.mode), str(f.chunks), f.content_id[:16])
     out.print()
     out.print(files_table)
+
+
+def update_table(result: Any) -> None:
+    """Parent and candidate side by side, then the verdict."""
+    cand = result.candidate
+    out.print(
+        f"{result.strategy} update of {result.parent.rev} → {cand.rev} on {cand.branch} "
+        f"({'PASSED' if result.passed else 'REJECTED'})"
+    )
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("metric", result.parent.rev, cand.rev, "change"):
+        table.add_column(col, justify="right" if col != "metric" else "left")
+    for name, value in result.candidate_metrics.items():
+        before = result.parent_metrics.get(name)
+        change = "" if before is None else f"{value - before:+.4f}"
+        table.add_row(name, "-" if before is None else f"{before:.4f}", f"{value:.4f}", change)
+    out.print(table)
+    out.print(f"gate: {result.gate}  →  {result.reason}")
+    if result.promoted:
+        out.print(f"promoted: {cand.model}@{result.promoted} → {cand.rev}")
+    elif not result.passed:
+        out.print(f"kept on branch {cand.branch} with status rejected; the alias did not move")
 
 
 def signature_text(sig: dict[str, Any]) -> str:

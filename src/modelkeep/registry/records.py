@@ -62,6 +62,8 @@ class Version:
     status: str = "ok"
     # Format, class, libraries, signature and profile id; empty for plain files.
     artifact: dict[str, Any] = field(default_factory=dict, hash=False)
+    # How the version was made beyond a plain commit (e.g. "update": strategy, gate).
+    annotations: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def format(self) -> str:

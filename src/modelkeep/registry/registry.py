@@ -285,6 +285,7 @@ class Registry:
             kind=row.kind,
             status=row.status,
             artifact=row.artifact or {},
+            annotations={k: v for k, v in lineage.items() if k not in ("code", "environment")},
         )
 
     def _version_row(self, conn: Connection, model_id: int, model: str, number: int) -> Row[Any]:

@@ -1,0 +1,57 @@
+"""Metrics of a model on a holdout: the ones that fit its task, or the user's."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from modelkeep.formats.predict import predict
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+CLASSIFICATION = ("accuracy", "f1", "precision", "recall", "auc")
+REGRESSION = ("rmse", "mae", "r2")
+# Lower is better for these (reported in tables; the gate rule says what it wants).
+LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+
+
+def known_metrics(task: str | None, user: dict[str, Any] | None = None) -> set[str]:
+    names = set(CLASSIFICATION if task == "classification" else REGRESSION)
+    if task is None:
+        names |= set(CLASSIFICATION)
+    return names | set(user or {})
+
+
+def evaluate(
+    model: Any,
+    x: Any,
+    y: Any,
+    task: str | None,
+    user: dict[str, Callable[[Any, Any], float]] | None = None,
+) -> dict[str, float]:
+    """Every metric of ``task`` (and the user's), on the same rows."""
+    import numpy as np
+    from sklearn import metrics as m
+
+    pred = np.asarray(predict(model, x))
+    y = np.asarray(y)
+    out: dict[str, float] = {}
+    if task == "regression":
+        pred = pred.astype(float).ravel()
+        out["rmse"] = float(np.sqrt(m.mean_squared_error(y, pred)))
+        out["mae"] = float(m.mean_absolute_error(y, pred))
+        out["r2"] = float(m.r2_score(y, pred))
+    else:
+        if pred.ndim == 2:  # scores per class (e.g. a Booster): the likeliest class
+            pred = pred.argmax(axis=1) if pred.shape[1] > 1 else (pred[:, 0] > 0.5)
+        avg = "binary" if len(np.unique(y)) <= 2 else "macro"
+        out["accuracy"] = float(m.accuracy_score(y, pred))
+        out["f1"] = float(m.f1_score(y, pred, average=avg, zero_division=0))
+        out["precision"] = float(m.precision_score(y, pred, average=avg, zero_division=0))
+        out["recall"] = float(m.recall_score(y, pred, average=avg, zero_division=0))
+        if hasattr(model, "predict_proba") and len(np.unique(y)) == 2:
+            proba = model.predict_proba(x)[:, 1]
+            out["auc"] = float(m.roc_auc_score(y, proba))
+    for name, fn in (user or {}).items():
+        out[name] = float(fn(y, pred))
+    return out
