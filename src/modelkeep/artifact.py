@@ -90,10 +90,45 @@ def describe(
                     f"{' '.join(str(exc).split())[:300]}"
                 ) from None
         record["signature"] = sig
+        record["example"] = example_doc(example)
     profile = None
     if training_data is not None:
         profile = _profile(training_data, record, model, target)
     return Described(record, profile)
+
+
+def example_doc(example: Any, rows: int = 5) -> Any:
+    """The first rows of an input example as JSON (servers warm new versions with it)."""
+    import json
+
+    if hasattr(example, "columns"):
+        head = example.head(rows)
+        return {
+            "columns": [str(c) for c in head.columns],
+            "data": json.loads(head.to_json(orient="values")),
+        }
+    if isinstance(example, dict):
+        return None  # tensors by name: too model-specific to replay
+    try:
+        import numpy as np
+
+        arr = np.asarray(example)[:rows]
+        return {"data": json.loads(json.dumps(arr.tolist()))}
+    except (TypeError, ValueError):
+        return None
+
+
+def example_frame(doc: Any) -> Any:
+    """An input example back from ``example_doc``."""
+    if not doc:
+        return None
+    if "columns" in doc:
+        import pandas as pd
+
+        return pd.DataFrame(doc["data"], columns=doc["columns"])
+    import numpy as np
+
+    return np.asarray(doc["data"])
 
 
 def features_of(frame: Any, record: dict[str, Any], target: str | None) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -10,14 +11,17 @@ import stat
 import struct
 import tempfile
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from modelkeep import artifact, formats, lineage
 from modelkeep.errors import (
+    ConflictError,
     DataFormatError,
     EmptyCommitError,
     ModelkeepError,
+    NotFoundError,
     PathNotFoundError,
     RepositoryExistsError,
     RepositoryFormatError,
@@ -58,7 +62,9 @@ from modelkeep.store import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
+    from modelkeep.deploy import RoutingTable
     from modelkeep.formats.tensordiff import TensorDiff, TensorInfo
+    from modelkeep.registry.records import Deployment
     from modelkeep.store import Backend, Tree
 
     Progress = Callable[[int], None]
@@ -794,6 +800,131 @@ class Repo:
         from modelkeep.update import run_update
 
         return run_update(self, rev, **options)
+
+    # -- deployments ------------------------------------------------------------------
+
+    def deploy(
+        self,
+        name: str,
+        *,
+        to: str = "production",
+        strategy: str = "blue-green",
+        candidate: str | None = None,
+        percent: float = 10.0,
+        steps: Sequence[float] = (),
+        interval: float | None = None,
+        message: str = "",
+    ) -> Deployment:
+        """Start a rollout of ``candidate`` to ``name@to`` and record it.
+
+        blue-green: the alias moves at once (servers load the new version beside the
+        old one and switch; the old stays loaded for an instant rollback). canary:
+        ``percent`` of requests (or the current of ``steps``, advancing every
+        ``interval`` seconds) go to the candidate until promoted or aborted. shadow: the
+        candidate gets a copy of the traffic; its answers are compared, not returned.
+        """
+        from modelkeep.deploy import STRATEGIES
+
+        if strategy not in STRATEGIES:
+            raise UsageError(f"unknown strategy {strategy!r}: use {', '.join(STRATEGIES)}")
+        if candidate is None:
+            raise UsageError(f"a {strategy} deployment needs --candidate REV (e.g. {name}:7)")
+        version = self._version_of(name, candidate)
+        current = self.registry.ref(name, to, ("alias",)).version
+        if version.number == current:
+            raise UsageError(f"{name}@{to} already serves {version.rev}")
+        steps = [float(s) for s in steps]
+        if any(not 0 < s <= 100 for s in steps) or steps != sorted(steps):
+            raise UsageError("--steps are increasing percentages in (0, 100], e.g. 10,50,100")
+        if steps and not interval:
+            raise UsageError("--steps need --interval (how long each step lasts)")
+        if strategy == "canary" and not steps and not 0 < percent <= 100:
+            raise UsageError(f"--percent must be in (0, 100], not {percent}")
+        who = lineage.author()
+        if strategy == "blue-green":
+            deployment = self.registry.start_deployment(
+                model=name,
+                alias=to,
+                strategy=strategy,
+                primary=current,
+                candidate=version.number,
+                percent=100.0,
+                steps=(),
+                interval_seconds=None,
+                actor=who,
+                message=message,
+                status="completed",
+            )
+            self.promote(version.rev, to, message or f"blue-green deployment #{deployment.id}")
+            return deployment
+        return self.registry.start_deployment(
+            model=name,
+            alias=to,
+            strategy=strategy,
+            primary=current,
+            candidate=version.number,
+            percent=steps[0] if steps else percent,
+            steps=steps,
+            interval_seconds=interval,
+            actor=who,
+            message=message,
+        )
+
+    def end_deployment(
+        self, name: str, *, to: str = "production", promote: bool, message: str = ""
+    ) -> Deployment:
+        """Finish the active rollout of ``name@to``: promote its candidate, or abort."""
+        active = self.registry.deployments(name, to, active=True)
+        if not active:
+            raise NotFoundError(
+                f"{name}@{to} has no active deployment (see `modelkeep deployments`)"
+            )
+        dep = active[0]
+        if promote:
+            self.promote(f"{name}:{dep.candidate}", to, message or f"deployment #{dep.id} promoted")
+        return self.registry.end_deployment(
+            dep.id,
+            status="promoted" if promote else "aborted",
+            actor=lineage.author(),
+            message=message,
+        )
+
+    def deployments(self, name: str | None = None) -> list[Deployment]:
+        if name is not None:
+            check_name(name)
+        return self.registry.deployments(name)
+
+    def record_deployment_stats(self, deployment: int, stats: dict[str, Any]) -> None:
+        """Figures a server measured for a rollout (shadow agreement, latencies)."""
+        self.registry.record_deployment_stats(deployment, stats)
+
+    def routing(self, name: str, alias: str) -> RoutingTable:
+        """What a server of ``name@alias`` should serve right now. A canary whose steps
+        have reached 100 % is promoted here, by whichever server notices first."""
+        from modelkeep.deploy import RoutingTable, canary_percent
+
+        current = self.registry.ref(name, alias, ("alias",)).version
+        moves = self.registry.ref_moves(name, alias)
+        previous = moves[0].before if moves else None
+        active = self.registry.deployments(name, alias, active=True)
+        if not active:
+            return RoutingTable(name, alias, current, previous=previous)
+        dep = active[0]
+        if dep.strategy == "shadow":
+            return RoutingTable(
+                name, alias, current, dep.candidate, "shadow", 0.0, dep.id, previous
+            )
+        percent = canary_percent(dep, datetime.now(UTC))
+        if dep.steps and percent >= 100.0:
+            # Another server may have finished it first.
+            with contextlib.suppress(ConflictError, NotFoundError):
+                self.end_deployment(
+                    name, to=alias, promote=True, message=f"canary #{dep.id} reached 100 %"
+                )
+            return self.routing(name, alias)
+        return RoutingTable(
+            name, alias, current, dep.candidate, "canary", percent, dep.id, previous
+        )
 
     # -- working folders ------------------------------------------------------------
 

@@ -448,6 +448,126 @@ def update(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    rev: Annotated[str, typer.Argument(help="MODEL@ALIAS to follow, e.g. churn@production.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    max_body: Annotated[
+        int, typer.Option("--max-body", help="Largest request body in bytes (else 413).")
+    ] = 8 << 20,
+) -> None:
+    """Serve a revision over HTTP: OIP v2 (/v2/...), POST /predict and GET /metrics.
+
+    The server follows the alias: when it moves (promote, rollback, deploy) the new
+    version is loaded and warmed beside the old one, then traffic switches at once."""
+    from modelkeep.errors import ModelkeepError
+    from modelkeep.serve.run import serve as run_server
+
+    try:
+        run_server(_state["repo"], rev, host=host, port=port, workers=workers, max_body=max_body)
+    except ModelkeepError as exc:
+        fail(exc)
+
+
+@app.command()
+def deploy(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    to: Annotated[str, typer.Option("--to", help="Alias to roll out to.")] = "production",
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="blue-green, canary or shadow.")
+    ] = "blue-green",
+    candidate: Annotated[
+        str | None, typer.Option("--candidate", help="Version to roll out, e.g. churn:7.")
+    ] = None,
+    percent: Annotated[
+        float, typer.Option("--percent", help="canary: share of requests for the candidate.")
+    ] = 10.0,
+    steps: Annotated[
+        str | None, typer.Option("--steps", help="canary: percentages, e.g. 10,50,100.")
+    ] = None,
+    interval: Annotated[
+        str | None, typer.Option("--interval", help="canary: time per step, e.g. 10m, 30s.")
+    ] = None,
+    promote_it: Annotated[
+        bool, typer.Option("--promote", help="End the active rollout: candidate goes live.")
+    ] = False,
+    abort: Annotated[bool, typer.Option("--abort", help="End the active rollout.")] = False,
+    message: MessageOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Roll a version out to an alias (recorded; running servers follow it)."""
+    from modelkeep.errors import ModelkeepError, UsageError
+
+    try:
+        repo = open_repo()
+        if promote_it or abort:
+            if promote_it and abort:
+                raise UsageError("--promote and --abort exclude each other")
+            dep = repo.end_deployment(name, to=to, promote=promote_it, message=message)
+        else:
+            step_list = _numbers(steps, "--steps") if steps else []
+            dep = repo.deploy(
+                name,
+                to=to,
+                strategy=strategy,
+                candidate=candidate,
+                percent=percent,
+                steps=step_list,
+                interval=_duration(interval) if interval else None,
+                message=message,
+            )
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(dep.to_dict())
+    else:
+        out.print(render.deployment_line(dep))
+
+
+@app.command()
+def deployments(
+    name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List deployments (rollouts) and their state, newest first."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        found = open_repo().deployments(name)
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json([d.to_dict() for d in found])
+    for d in [] if as_json else found:
+        out.print(render.deployment_line(d))
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    from modelkeep.errors import UsageError
+
+    try:
+        return [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise UsageError(f"{option} takes numbers separated by commas, e.g. 10,50,100") from None
+
+
+def _duration(text: str) -> float:
+    """10m, 30s, 2h, 1d or plain seconds."""
+    from modelkeep.errors import UsageError
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(value) * units[unit]
+    except ValueError:
+        raise UsageError(f"cannot read duration {text!r}: use e.g. 30s, 10m, 2h") from None
+    if seconds <= 0:
+        raise UsageError(f"duration {text!r} must be positive")
+    return seconds
+
+
 # -- refs ---------------------------------------------------------------------------
 
 

@@ -162,6 +162,20 @@ def update_table(result: Any) -> None:
         out.print(f"kept on branch {cand.branch} with status rejected; the alias did not move")
 
 
+def deployment_line(d: Any) -> str:
+    share = "" if d.strategy != "canary" else f" {d.percent:g} %"
+    steps = f" steps {','.join(f'{s:g}' for s in d.steps)}" if d.steps else ""
+    stats = ""
+    if d.stats.get("compared"):
+        agree = d.stats.get("agreement")
+        stats = f", shadow agreement {100 * agree:.1f} % of {d.stats['compared']}"
+    return (
+        f"#{d.id} {d.model}@{d.alias} {d.strategy}{share}{steps}: {d.model}:{d.primary} → "
+        f"{d.model}:{d.candidate} [{d.status}] by {who(d.actor)} at {when(d.created_at)}"
+        f"{stats}"
+    )
+
+
 def signature_text(sig: dict[str, Any]) -> str:
     if "columns" in sig:
         return ", ".join(f"{c['name']}:{c['dtype']}" for c in sig["columns"])

@@ -122,6 +122,30 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class Deployment:
+    """A rollout of an alias: who, when, which versions, how, and where it stands."""
+
+    id: int
+    model: str
+    alias: str
+    strategy: str
+    primary: int
+    candidate: int
+    percent: float
+    steps: tuple[float, ...]
+    interval_seconds: float | None
+    status: str
+    actor: str
+    created_at: datetime
+    updated_at: datetime
+    stats: dict[str, Any] = field(hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = _plain(asdict(self))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class ModelInfo:
     """A model and a summary of its versions."""
 

@@ -17,6 +17,7 @@ from sqlalchemy.pool import StaticPool
 
 from modelkeep.errors import (
     ModelNotFoundError,
+    NotFoundError,
     RefExistsError,
     RefMovedError,
     RefNotFoundError,
@@ -26,7 +27,15 @@ from modelkeep.errors import (
     VersionNotFoundError,
 )
 from modelkeep.registry import schema as t
-from modelkeep.registry.records import CodeRef, DatasetRef, Event, ModelInfo, Ref, Version
+from modelkeep.registry.records import (
+    CodeRef,
+    DatasetRef,
+    Deployment,
+    Event,
+    ModelInfo,
+    Ref,
+    Version,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -706,6 +715,172 @@ class Registry:
                 details={},
             )
             return ref
+
+    # -- deployments --------------------------------------------------------------
+
+    def _deployment(self, model: str, row: Row[Any]) -> Deployment:
+        return Deployment(
+            row.id,
+            model,
+            row.alias,
+            row.strategy,
+            row.primary_version,
+            row.candidate_version,
+            row.percent,
+            tuple(row.steps),
+            row.interval_seconds,
+            row.status,
+            row.actor,
+            _utc(row.created_at),
+            _utc(row.updated_at),
+            row.stats,
+        )
+
+    def start_deployment(
+        self,
+        *,
+        model: str,
+        alias: str,
+        strategy: str,
+        primary: int,
+        candidate: int,
+        percent: float,
+        steps: Sequence[float],
+        interval_seconds: float | None,
+        actor: str,
+        message: str,
+        status: str = "active",
+    ) -> Deployment:
+        """Record a rollout; refuses while another one of the alias is active."""
+        with self._write() as conn:
+            m = self._model_row(conn, model)
+            self._version_row(conn, m.id, model, candidate)
+            active = conn.execute(
+                select(t.deployments.c.id, t.deployments.c.strategy).where(
+                    t.deployments.c.model_id == m.id,
+                    t.deployments.c.alias == alias,
+                    t.deployments.c.status == "active",
+                )
+            ).first()
+            if active is not None:
+                raise RefExistsError(
+                    f"{model}@{alias} already has an active {active.strategy} deployment "
+                    f"(#{active.id}); end it with `modelkeep deploy {model} --to {alias} "
+                    "--promote` or `--abort`"
+                )
+            now = _now()
+            did = _new_id(
+                conn.execute(
+                    insert(t.deployments).values(
+                        model_id=m.id,
+                        alias=alias,
+                        strategy=strategy,
+                        primary_version=primary,
+                        candidate_version=candidate,
+                        percent=percent,
+                        steps=list(steps),
+                        interval_seconds=interval_seconds,
+                        status=status,
+                        actor=actor,
+                        created_at=now,
+                        updated_at=now,
+                        stats={},
+                    )
+                )
+            )
+            self._append_event(
+                conn,
+                actor=actor,
+                action=f"deploy.{strategy}",
+                model=model,
+                ref_kind="alias",
+                ref_name=alias,
+                before=primary,
+                after=candidate,
+                message=message,
+                details={
+                    "deployment": did,
+                    "percent": percent,
+                    "steps": list(steps),
+                    "interval_seconds": interval_seconds,
+                    "status": status,
+                },
+            )
+            row = conn.execute(select(t.deployments).where(t.deployments.c.id == did)).one()
+            return self._deployment(model, row)
+
+    def end_deployment(
+        self,
+        deployment_id: int,
+        *,
+        status: str,
+        actor: str,
+        message: str,
+        expected_status: str = "active",
+    ) -> Deployment:
+        """Move a deployment to ``status`` (compare-and-swap on its current status)."""
+        with self._write() as conn:
+            row = conn.execute(
+                select(t.deployments, t.models.c.name.label("model_name"))
+                .select_from(t.deployments.join(t.models))
+                .where(t.deployments.c.id == deployment_id)
+            ).first()
+            if row is None:
+                raise NotFoundError(f"no deployment #{deployment_id}")
+            done = conn.execute(
+                update(t.deployments)
+                .where(
+                    t.deployments.c.id == deployment_id, t.deployments.c.status == expected_status
+                )
+                .values(status=status, updated_at=_now())
+            ).rowcount
+            if done != 1:
+                raise RefMovedError(
+                    f"deployment #{deployment_id} is {row.status}, not {expected_status}; "
+                    "see `modelkeep deployments`"
+                )
+            self._append_event(
+                conn,
+                actor=actor,
+                action=f"deploy.{status}",
+                model=row.model_name,
+                ref_kind="alias",
+                ref_name=row.alias,
+                before=row.primary_version,
+                after=row.candidate_version,
+                message=message,
+                details={"deployment": deployment_id, "strategy": row.strategy},
+            )
+            new = conn.execute(
+                select(t.deployments).where(t.deployments.c.id == deployment_id)
+            ).one()
+            return self._deployment(row.model_name, new)
+
+    def record_deployment_stats(self, deployment_id: int, stats: dict[str, Any]) -> None:
+        """Shadow/canary figures measured by the servers (not an event: a gauge)."""
+        with self._write() as conn:
+            conn.execute(
+                update(t.deployments).where(t.deployments.c.id == deployment_id).values(stats=stats)
+            )
+
+    def deployments(
+        self, model: str | None = None, alias: str | None = None, active: bool = False
+    ) -> list[Deployment]:
+        q = (
+            select(t.deployments, t.models.c.name.label("model_name"))
+            .select_from(t.deployments.join(t.models))
+            .order_by(t.deployments.c.id.desc())
+        )
+        if model is not None:
+            q = q.where(t.models.c.name == model)
+        if alias is not None:
+            q = q.where(t.deployments.c.alias == alias)
+        if active:
+            q = q.where(t.deployments.c.status == "active")
+        with self._read() as conn:
+            if model is not None:
+                self._model_row(conn, model)
+            return [self._deployment(r.model_name, r) for r in conn.execute(q)]
 
     # -- events -------------------------------------------------------------------
 

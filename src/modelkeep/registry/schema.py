@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -22,7 +23,7 @@ from sqlalchemy import (
 
 # Bumped by every migration (which also writes it to the meta table), so an open can
 # tell "needs upgrading" or "too new" without loading Alembic.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -97,6 +98,26 @@ refs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     # One namespace per model, so `churn@x` is never ambiguous.
     UniqueConstraint("model_id", "name", name="uq_refs_model_name"),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", ForeignKey("models.id"), nullable=False),
+    Column("alias", String(128), nullable=False),
+    Column("strategy", String(16), nullable=False),  # blue-green | canary | shadow
+    Column("primary_version", Integer, nullable=False),
+    Column("candidate_version", Integer, nullable=False),
+    Column("percent", Float, nullable=False),
+    Column("steps", JSON, nullable=False),
+    Column("interval_seconds", Float),
+    Column("status", String(16), nullable=False),  # active | promoted | aborted | completed
+    Column("actor", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("stats", JSON, nullable=False),
+    Index("ix_deployments_model_alias", "model_id", "alias"),
 )
 
 events = Table(

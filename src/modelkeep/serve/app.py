@@ -1,0 +1,398 @@
+"""The HTTP face of a served revision: OIP v2 REST, /predict and /metrics.
+
+Handlers read the body themselves and answer with orjson: no per-request schema
+objects, nothing done per request that load time could do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.background import BackgroundTask
+
+from modelkeep.errors import SignatureError
+
+if TYPE_CHECKING:
+    from modelkeep.serve.follower import Follower, Snapshot
+    from modelkeep.serve.loaded import Loaded
+
+log = logging.getLogger("modelkeep.serve")
+JSON = "application/json"
+VERSION_HEADER = "X-Model-Version"
+KEY_HEADER = "x-request-key"
+DEFAULT_MAX_BODY = 8 << 20
+
+
+def _json(
+    body: Any,
+    status: int = 200,
+    version: str | None = None,
+    background: BackgroundTask | None = None,
+) -> Response:
+    headers = {VERSION_HEADER: version} if version else None
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+        status,
+        headers=headers,
+        media_type=JSON,
+        background=background,
+    )
+
+
+def _error(status: int, message: str, **extra: Any) -> Response:
+    return _json({"error": message, **extra}, status)
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "modelkeep_requests",
+            "Prediction requests",
+            ["version", "endpoint", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "modelkeep_request_seconds",
+            "Prediction latency",
+            ["version"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "modelkeep_model_errors", "Predictions that raised", ["version"], registry=self.registry
+        )
+        self.shadow_agree = Counter(
+            "modelkeep_shadow_agreement",
+            "Shadow answers equal to the primary's",
+            ["primary", "candidate"],
+            registry=self.registry,
+        )
+        self.shadow_total = Counter(
+            "modelkeep_shadow_compared",
+            "Shadow answers compared",
+            ["primary", "candidate"],
+            registry=self.registry,
+        )
+
+
+def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+    """The FastAPI app serving ``follower``'s revision (already started)."""
+    app = FastAPI(
+        title=f"modelkeep: {follower.model}@{follower.alias}",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    metrics = _Metrics()
+    name = follower.model
+
+    async def body_of(request: Request) -> Any:
+        ctype = request.headers.get("content-type", "")
+        if not ctype.startswith(JSON):
+            raise _Reject(415, f"send {JSON}, not {ctype or 'no content type'}")
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            raise _Reject(413, f"body of {length} bytes is over the {max_body}-byte limit")
+        raw = await request.body()
+        if len(raw) > max_body:
+            raise _Reject(413, f"body of {len(raw)} bytes is over the {max_body}-byte limit")
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _Reject(400, f"malformed JSON: {exc}") from None
+
+    def run(snap: Snapshot, loaded: Loaded, x: Any, endpoint: str) -> tuple[Any, Response | None]:
+        start = time.perf_counter()
+        try:
+            y = loaded.predict(x)
+        except Exception:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("prediction failed on %s (error id %s)", loaded.rev, error_id)
+            metrics.errors.labels(loaded.rev).inc()
+            metrics.requests.labels(loaded.rev, endpoint, "500").inc()
+            return None, _error(
+                500,
+                f"the model raised an error (id {error_id}); see the server log",
+                error_id=error_id,
+                model_version=loaded.rev,
+            )
+        metrics.latency.labels(loaded.rev).observe(time.perf_counter() - start)
+        metrics.requests.labels(loaded.rev, endpoint, "200").inc()
+        return y, None
+
+    def shadow_task(
+        snap: Snapshot, shadow: int | None, x: Any, y: Any, primary_seconds: float
+    ) -> BackgroundTask | None:
+        if shadow is None or shadow not in snap.models:
+            return None
+        cand = snap.models[shadow]
+        primary = snap.table.primary
+
+        def compare() -> None:
+            import numpy as np
+
+            stats = follower.shadow
+            start = time.perf_counter()
+            try:
+                other = cand.predict(x)
+            except Exception:
+                with stats.lock:
+                    stats.errors += 1
+                return
+            seconds = time.perf_counter() - start
+            same = int(np.sum(np.asarray(other) == np.asarray(y)))
+            total = len(np.asarray(y))
+            labels = (f"{name}:{primary}", cand.rev)
+            metrics.shadow_agree.labels(*labels).inc(same)
+            metrics.shadow_total.labels(*labels).inc(total)
+            with stats.lock:
+                stats.compared += total
+                stats.agreed += same
+                stats.primary_seconds += primary_seconds
+                stats.candidate_seconds += seconds
+
+        return BackgroundTask(compare)
+
+    def pick(request: Request, pinned: int | None) -> tuple[Snapshot, Loaded, int | None]:
+        snap = follower.snapshot
+        if snap is None:
+            raise _Reject(503, "no model version is loaded yet")
+        if pinned is not None:
+            if pinned not in snap.models:
+                loaded = ", ".join(str(v) for v in sorted(snap.models))
+                raise _Reject(404, f"version {pinned} of {name} is not loaded (loaded: {loaded})")
+            return snap, snap.models[pinned], None
+        serve, shadow = snap.table.route(request.headers.get(KEY_HEADER))
+        return snap, snap.models[serve], shadow
+
+    # -- plain predict ----------------------------------------------------------------
+
+    @app.post("/predict")
+    async def predict_plain(request: Request) -> Response:
+        try:
+            body = await body_of(request)
+            snap, loaded, shadow = pick(request, None)
+            if not isinstance(body, dict) or not ({"inputs", "records"} & body.keys()):
+                raise _Reject(400, 'send {"inputs": [[...], ...]} or {"records": [{...}, ...]}')
+            x = (
+                loaded.rows(body["inputs"])
+                if "inputs" in body
+                else loaded.rows_from_records(body["records"])
+            )
+        except _Reject as rej:
+            return rej.response()
+        except SignatureError as exc:
+            return _error(400, str(exc))
+        start = time.perf_counter()
+        y, failed = run(snap, loaded, x, "predict")
+        if failed is not None:
+            return failed
+        task = shadow_task(snap, shadow, x, y, time.perf_counter() - start)
+        return _json(
+            {"predictions": y, "model_version": loaded.rev}, version=loaded.rev, background=task
+        )
+
+    # -- Open Inference Protocol v2 ---------------------------------------------------
+
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return _json({"live": True})
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        snap = follower.snapshot
+        ok = snap is not None and snap.table.primary in snap.models
+        return _json({"ready": ok}, 200 if ok else 503)
+
+    def metadata(snap: Snapshot, loaded: Loaded) -> dict[str, Any]:
+        sig = loaded.version.artifact.get("signature") or {}
+        inputs = []
+        if loaded.columns is not None:
+            inputs = [
+                {"name": c, "datatype": _oip_type(loaded.dtypes[c]), "shape": [-1]}
+                for c in loaded.columns
+            ]
+        elif sig.get("inputs", {}).get("type") == "tensor":
+            s = sig["inputs"]
+            inputs = [{"name": "input", "datatype": _oip_type(s["dtype"]), "shape": s["shape"]}]
+        out = sig.get("outputs") or {}
+        outputs = (
+            [
+                {
+                    "name": "predict",
+                    "datatype": _oip_type(out.get("dtype", "")),
+                    "shape": out.get("shape", [-1]),
+                }
+            ]
+            if out
+            else []
+        )
+        return {
+            "name": name,
+            "versions": [str(v) for v in sorted(snap.models)],
+            "platform": loaded.version.format,
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+
+    @app.get("/v2/models/{model}")
+    async def model_meta(model: str) -> Response:
+        return _meta(model, None)
+
+    @app.get("/v2/models/{model}/versions/{version}")
+    async def model_version_meta(model: str, version: int) -> Response:
+        return _meta(model, version)
+
+    def _meta(model: str, version: int | None) -> Response:
+        if model != name:
+            return _error(404, f"this server serves {name}, not {model}")
+        snap = follower.snapshot
+        if snap is None:
+            return _error(503, "no model version is loaded yet")
+        if version is not None and version not in snap.models:
+            return _error(404, f"version {version} of {name} is not loaded")
+        loaded = snap.models[version if version is not None else snap.table.primary]
+        return _json(metadata(snap, loaded), version=loaded.rev)
+
+    @app.get("/v2/models/{model}/ready")
+    async def model_ready(model: str) -> Response:
+        return await ready() if model == name else _error(404, f"this server serves {name}")
+
+    @app.get("/v2/models/{model}/versions/{version}/ready")
+    async def model_version_ready(model: str, version: int) -> Response:
+        snap = follower.snapshot
+        ok = model == name and snap is not None and version in snap.models
+        return _json({"ready": ok}, 200 if ok else 404)
+
+    @app.post("/v2/models/{model}/infer")
+    async def infer(model: str, request: Request) -> Response:
+        return await _infer(model, None, request)
+
+    @app.post("/v2/models/{model}/versions/{version}/infer")
+    async def infer_version(model: str, version: int, request: Request) -> Response:
+        return await _infer(model, version, request)
+
+    async def _infer(model: str, version: int | None, request: Request) -> Response:
+        if model != name:
+            return _error(404, f"this server serves {name}, not {model}")
+        try:
+            body = await body_of(request)
+            snap, loaded, shadow = pick(request, version)
+            x = _oip_inputs(body, loaded)
+        except _Reject as rej:
+            return rej.response()
+        except SignatureError as exc:
+            return _error(400, str(exc))
+        start = time.perf_counter()
+        y, failed = run(snap, loaded, x, "infer")
+        if failed is not None:
+            return failed
+        import numpy as np
+
+        arr = np.asarray(y)
+        out = {
+            "model_name": name,
+            "model_version": loaded.rev,
+            "outputs": [
+                {
+                    "name": "predict",
+                    "shape": list(arr.shape),
+                    "datatype": _oip_type(str(arr.dtype)),
+                    "data": arr.ravel(),
+                }
+            ],
+        }
+        if isinstance(body, dict) and "id" in body:
+            out["id"] = body["id"]
+        task = shadow_task(snap, shadow, x, y, time.perf_counter() - start)
+        return _json(out, version=loaded.rev, background=task)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def response(self) -> Response:
+        return _error(self.status, str(self))
+
+
+_OIP_TYPES = {
+    "float64": "FP64",
+    "float32": "FP32",
+    "float16": "FP16",
+    "int64": "INT64",
+    "int32": "INT32",
+    "int16": "INT16",
+    "int8": "INT8",
+    "uint8": "UINT8",
+    "bool": "BOOL",
+    "object": "BYTES",
+}
+
+
+def _oip_type(dtype: str) -> str:
+    return _OIP_TYPES.get(dtype, "BYTES")
+
+
+def _oip_inputs(body: Any, loaded: Loaded) -> Any:
+    """OIP inputs: one 2-D tensor of rows, or one 1-D tensor per signature column."""
+    import numpy as np
+
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
+        raise SignatureError('an OIP request has "inputs": [{"name", "shape", "datatype", "data"}]')
+    tensors = body["inputs"]
+    for t in tensors:
+        if not isinstance(t, dict) or not {"name", "shape", "data"} <= t.keys():
+            raise SignatureError("each OIP input needs name, shape and data")
+    if (len(tensors) == 1 and loaded.columns is None) or (
+        len(tensors) == 1 and len(tensors[0]["shape"]) == 2
+    ):
+        t = tensors[0]
+        try:
+            arr = np.asarray(t["data"], dtype=np.float64).reshape(t["shape"])
+        except (TypeError, ValueError):
+            raise SignatureError(
+                f"input {t['name']!r}: data does not fill shape {t['shape']} with numbers"
+            ) from None
+        return loaded.rows(arr)
+    by_name = {t["name"]: t for t in tensors}
+    assert loaded.columns is not None
+    missing = [c for c in loaded.columns if c not in by_name]
+    unknown = sorted(set(by_name) - set(loaded.columns))
+    if missing or unknown:
+        raise SignatureError(
+            f"inputs: missing {', '.join(missing) or '-'}; unknown {', '.join(unknown) or '-'} "
+            f"(expected one tensor per column: {', '.join(loaded.columns)})"
+        )
+    cols = []
+    for c in loaded.columns:
+        try:
+            cols.append(np.asarray(by_name[c]["data"], dtype=np.float64).ravel())
+        except (TypeError, ValueError):
+            raise SignatureError(
+                f"input {c!r}: expected {loaded.dtypes.get(c, 'numbers')}, got non-numbers"
+            ) from None
+    if len({len(c) for c in cols}) != 1:
+        raise SignatureError("inputs: every column tensor must have the same length")
+    return loaded.rows(np.column_stack(cols))

@@ -1,0 +1,76 @@
+"""Starting a server: check the revision, load it, then hand the app to uvicorn."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelkeep.revision import parse_alias
+from modelkeep.serve.app import DEFAULT_MAX_BODY, create_app
+from modelkeep.serve.follower import Follower
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+ENV = "MODELKEEP_SERVE"
+
+
+def prepare(
+    repo_path: str | Path | None, rev: str, max_body: int = DEFAULT_MAX_BODY, interval: float = 0.25
+) -> tuple[Follower, FastAPI]:
+    """A started follower (its first version loaded and warmed) and its app."""
+    from modelkeep.repo import Repo
+
+    model, alias = parse_alias(rev)
+    root = Repo.find(None if repo_path is None else Path(repo_path))
+    follower = Follower(lambda: Repo(root), model, alias, interval)
+    follower.start()
+    return follower, create_app(follower, max_body)
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for worker processes: each worker follows the revision itself."""
+    config = json.loads(os.environ[ENV])
+    _, app = prepare(config["repo"], config["rev"], config["max_body"], config["interval"])
+    return app
+
+
+def serve(
+    repo_path: str | Path | None,
+    rev: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    max_body: int = DEFAULT_MAX_BODY,
+    interval: float = 0.25,
+    log_level: str = "warning",
+) -> None:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Load (and so check) the revision in this process first: a bad revision or a
+    # version that cannot load fails here, with a one-line error, before any worker.
+    follower, app = prepare(repo_path, rev, max_body, interval)
+    if workers <= 1:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+        follower.stop()
+        return
+    follower.stop()
+    from modelkeep.repo import Repo
+
+    root = Repo.find(None if repo_path is None else Path(repo_path))
+    os.environ[ENV] = json.dumps(
+        {"repo": str(root), "rev": rev, "max_body": max_body, "interval": interval}
+    )
+    uvicorn.run(
+        "modelkeep.serve.run:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )
