@@ -115,6 +115,13 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         except orjson.JSONDecodeError as exc:
             raise _Reject(400, f"malformed JSON: {exc}") from None
 
+    def refused(status: int, message: str, endpoint: str) -> Response:
+        # Counted under the version being served: refusals are part of its traffic.
+        snap = follower.snapshot
+        version = f"{name}:{snap.table.primary}" if snap is not None else "-"
+        metrics.requests.labels(version, endpoint, str(status)).inc()
+        return _error(status, message)
+
     def run(snap: Snapshot, loaded: Loaded, x: Any, endpoint: str) -> tuple[Any, Response | None]:
         start = time.perf_counter()
         try:
@@ -194,9 +201,9 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
                 else loaded.rows_from_records(body["records"])
             )
         except _Reject as rej:
-            return rej.response()
+            return refused(rej.status, str(rej), "predict")
         except SignatureError as exc:
-            return _error(400, str(exc))
+            return refused(400, str(exc), "predict")
         start = time.perf_counter()
         y, failed = run(snap, loaded, x, "predict")
         if failed is not None:
@@ -294,9 +301,9 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
             snap, loaded, shadow = pick(request, version)
             x = _oip_inputs(body, loaded)
         except _Reject as rej:
-            return rej.response()
+            return refused(rej.status, str(rej), "infer")
         except SignatureError as exc:
-            return _error(400, str(exc))
+            return refused(400, str(exc), "infer")
         start = time.perf_counter()
         y, failed = run(snap, loaded, x, "infer")
         if failed is not None:
