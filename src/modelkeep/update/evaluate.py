@@ -44,11 +44,19 @@ def evaluate(
     else:
         if pred.ndim == 2:  # scores per class (e.g. a Booster): the likeliest class
             pred = pred.argmax(axis=1) if pred.shape[1] > 1 else (pred[:, 0] > 0.5)
-        avg = "binary" if len(np.unique(y)) <= 2 else "macro"
+        labels = np.unique(np.concatenate([np.unique(y), np.unique(pred)]))
+        binary = len(labels) <= 2
+        avg = "binary" if binary else "macro"
+        # Binary scores are about the positive class: the model's last class (1, True,
+        # "yes"…), as predict_proba's last column is.
+        classes = getattr(model, "classes_", labels)
+        kw: dict[str, Any] = {"average": avg, "zero_division": 0}
+        if binary:
+            kw["pos_label"] = classes[-1]
         out["accuracy"] = float(m.accuracy_score(y, pred))
-        out["f1"] = float(m.f1_score(y, pred, average=avg, zero_division=0))
-        out["precision"] = float(m.precision_score(y, pred, average=avg, zero_division=0))
-        out["recall"] = float(m.recall_score(y, pred, average=avg, zero_division=0))
+        out["f1"] = float(m.f1_score(y, pred, **kw))
+        out["precision"] = float(m.precision_score(y, pred, **kw))
+        out["recall"] = float(m.recall_score(y, pred, **kw))
         if hasattr(model, "predict_proba") and len(np.unique(y)) == 2:
             proba = model.predict_proba(x)[:, 1]
             out["auc"] = float(m.roc_auc_score(y, proba))

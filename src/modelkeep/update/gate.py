@@ -142,10 +142,12 @@ class Gate:
             parts.append(f"{name} {cand[name]:.4g} {op} {bound:.4g}: {'yes' if ok else 'no'}")
             return ok
         if isinstance(node, ast.BinOp):
-            return _ARITH[type(node.op)](
-                self._eval(node.left, cand, parent, metric, parts),
-                self._eval(node.right, cand, parent, metric, parts),
-            )
+            left = self._eval(node.left, cand, parent, metric, parts)
+            right = self._eval(node.right, cand, parent, metric, parts)
+            try:
+                return _ARITH[type(node.op)](left, right)
+            except ZeroDivisionError:
+                raise self._fail(node, f"division by zero ({ast.unparse(node)})") from None
         if isinstance(node, ast.UnaryOp):
             return -self._eval(node.operand, cand, parent, metric, parts)
         if isinstance(node, ast.Constant):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from modelkeep.artifact import features_of
 from modelkeep.errors import (
     DataFormatError,
+    GateRuleError,
     NotIncrementalError,
     TrainerError,
     UsageError,
@@ -24,6 +25,7 @@ from modelkeep.errors import (
 from modelkeep.formats import tabular
 from modelkeep.formats._deps import import_path
 from modelkeep.formats.predict import task_of
+from modelkeep.revision import check_name
 from modelkeep.update.evaluate import evaluate, known_metrics
 from modelkeep.update.gate import Gate
 
@@ -193,6 +195,15 @@ def run_update(
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
     parent = repo.resolve(rev)
+    if promote is not None:
+        # Checked now: once the candidate is committed it is too late to refuse.
+        check_name(promote, "alias name")
+        clash = [r for r in repo.refs(parent.model) if r.name == promote and r.kind != "alias"]
+        if clash:
+            raise UsageError(
+                f"--promote {promote}: {parent.model}@{promote} is a {clash[0].kind}, not an "
+                "alias; choose an alias name"
+            )
     if parent.format == "files" or parent.format == "dataset":
         raise UsageError(
             f"{parent.rev} holds {parent.format}, not a model modelkeep can load; updates "
@@ -212,6 +223,11 @@ def run_update(
     rule = Gate(
         gate or DEFAULT_GATES.get(task or "", "f1 >= parent"), known_metrics(task, user_metrics)
     )
+    if "auc" in rule.metrics and not hasattr(model, "predict_proba"):
+        raise GateRuleError(
+            f"the gate uses auc, but {type(model).__name__} gives no probabilities "
+            "(predict_proba); gate on f1 or accuracy instead"
+        )
 
     if holdout is not None:
         held = _table(repo, holdout, "holdout")

@@ -1,0 +1,32 @@
+"""Trainers for ``--strategy custom`` tests, imported by ``module:function`` path.
+
+The update job imports them as ``trainers:NAME``: the e2e tests put this folder on
+``sys.path`` (and on ``PYTHONPATH`` for the real `modelkeep` subprocess).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+# Every call of ``warm_start_twice``: (parent model, number of rows, params).
+CALLS: list[tuple[Any, int, dict[str, Any]]] = []
+
+
+def warm_start_twice(parent: Any, data: tuple[Any, Any], params: dict[str, Any]) -> Any:
+    """Continue the parent for two passes over the new rows (a copy: the parent stays)."""
+    x, y = data
+    CALLS.append((parent, len(x), dict(params)))
+    model = copy.deepcopy(parent)
+    for _ in range(int(params.get("passes", 2))):
+        model.partial_fit(x, y)
+    return model
+
+
+def explode_in_trainer(parent: Any, data: tuple[Any, Any], params: dict[str, Any]) -> Any:
+    """A trainer with a bug: it raises from a helper, so the traceback has two frames."""
+    return _broken_helper(data)
+
+
+def _broken_helper(data: tuple[Any, Any]) -> Any:
+    raise RuntimeError(f"trainer bug: cannot handle {len(data[0])} rows")
