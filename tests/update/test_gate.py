@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelkeep.errors import GateRuleError, UsageError
+from modelkeep.evaluation import CLASSIFICATION, REGRESSION, known_metrics
 from modelkeep.update import Gate, Verdict
-from modelkeep.update.evaluate import CLASSIFICATION, REGRESSION, known_metrics
 
 KNOWN = set(CLASSIFICATION) | set(REGRESSION)
 

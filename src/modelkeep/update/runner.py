@@ -22,11 +22,11 @@ from modelkeep.errors import (
     TrainerError,
     UsageError,
 )
+from modelkeep.evaluation import evaluate, known_metrics
 from modelkeep.formats import tabular
 from modelkeep.formats._deps import import_path
 from modelkeep.formats.predict import task_of
 from modelkeep.revision import check_name
-from modelkeep.update.evaluate import evaluate, known_metrics
 from modelkeep.update.gate import Gate
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Metrics of a model on a holdout: the ones that fit its task, or the user's."""
+"""Metrics of a model on labelled rows: the ones that fit its task, or the user's."""
 
 from __future__ import annotations
 
