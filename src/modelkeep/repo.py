@@ -894,6 +894,26 @@ class Repo:
             check_name(name)
         return self.registry.deployments(name)
 
+    def record_report(
+        self, version: Version, *, kind: str, source: str, drifted: bool, body: dict[str, Any]
+    ) -> int:
+        """Store a monitoring report with the version it judges."""
+        return self.registry.add_report(
+            version.model, version.number, kind=kind, source=source, drifted=drifted, body=body
+        )
+
+    def reports(self, rev: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Monitoring reports of a version, newest first."""
+        version = self.resolve(rev)
+        return self.registry.reports(version.model, version.number, limit)
+
+    def monitor(self, rev: str, data: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
+        """Check a batch against the version's reference profile and store the report
+        (entry point of the monitoring job; see ``modelkeep.monitor.periodic``)."""
+        from modelkeep.monitor.periodic import run_check
+
+        return run_check(self, rev, Path(data), **options)
+
     def record_deployment_stats(self, deployment: int, stats: dict[str, Any]) -> None:
         """Figures a server measured for a rollout (shadow agreement, latencies)."""
         self.registry.record_deployment_stats(deployment, stats)

@@ -38,6 +38,8 @@ alias_app = typer.Typer(help="Set, list and delete aliases (movable names such a
 app.add_typer(alias_app, name="alias")
 data_app = typer.Typer(help="Versioned datasets (CSV, Parquet) in the same store.")
 app.add_typer(data_app, name="data")
+monitor_app = typer.Typer(help="Drift and performance checks against reference profiles.")
+app.add_typer(monitor_app, name="monitor")
 
 _state: dict[str, Any] = {"repo": None}
 
@@ -755,6 +757,55 @@ def events(
         emit_json([e.to_dict() for e in found])
     else:
         out.print(render.event_table(found))
+
+
+@monitor_app.command("run")
+def monitor_run(
+    rev: Annotated[str, typer.Argument(help="Revision to judge, e.g. churn@production.")],
+    data: Annotated[Path, typer.Option("--data", help="Batch of inputs (CSV, Parquet).")],
+    target: Annotated[
+        str | None, typer.Option("--target", help="Label column: adds quality metrics.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a batch against the version's reference profile; store the report.
+
+    Tests: numeric columns KS (p < 0.05) for references of ≤ 1000 rows, else
+    Wasserstein/std ≥ 0.1; categorical chi-square (p < 0.05), else Jensen–Shannon ≥ 0.1;
+    the dataset drifts when half its features do. Exit 1 when it drifts."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        body = open_repo().monitor(rev, data, target=target)
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(body)
+    else:
+        render.monitor_report(body)
+    if body["drift"]["drifted"]:
+        raise typer.Exit(1)
+
+
+@monitor_app.command("report")
+def monitor_report(
+    rev: Annotated[str, typer.Argument(help="Revision whose reports to show.")],
+    limit: Annotated[int | None, typer.Option("-n", help="At most N reports.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """The monitoring reports stored with a version, newest first."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        found = open_repo().reports(rev, limit)
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(found)
+        return
+    for body in found:
+        out.print(f"report #{body['id']} at {body['at']} on {body['source']}")
+        render.monitor_report(body)
 
 
 @data_app.command("add")

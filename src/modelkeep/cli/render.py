@@ -176,6 +176,32 @@ def deployment_line(d: Any) -> str:
     )
 
 
+def monitor_report(body: dict[str, Any]) -> None:
+    drift = body["drift"]
+    verdict = "DRIFT" if drift["drifted"] else "no drift"
+    out.print(
+        f"{body['version']}: {verdict} — {len(drift['drifted_features'])} of "
+        f"{len(drift['features'])} features drifted ({100 * drift['share']:.0f} %), "
+        f"{drift['current_rows']} rows vs {drift['reference_rows']} in the reference"
+    )
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("feature", "test", "statistic", "threshold", "PSI", "drift"):
+        table.add_column(col)
+    rows = list(drift["features"]) + ([drift["predictions"]] if drift["predictions"] else [])
+    for f in rows:
+        table.add_row(
+            f["name"],
+            f["test"],
+            f"{f['statistic']:.4g}",
+            f"{f['threshold']:g}",
+            f"{f['psi']:.3f}",
+            "yes" if f["drifted"] else "",
+        )
+    out.print(table)
+    for name, value in body.get("metrics", {}).items():
+        out.print(f"  {name}: {value:.4f}")
+
+
 def signature_text(sig: dict[str, Any]) -> str:
     if "columns" in sig:
         return ", ".join(f"{c['name']}:{c['dtype']}" for c in sig["columns"])

@@ -882,6 +882,58 @@ class Registry:
                 self._model_row(conn, model)
             return [self._deployment(r.model_name, r) for r in conn.execute(q)]
 
+    # -- monitoring reports -------------------------------------------------------
+
+    def add_report(
+        self,
+        model: str,
+        number: int,
+        *,
+        kind: str,
+        source: str,
+        drifted: bool,
+        body: dict[str, Any],
+    ) -> int:
+        with self._write() as conn:
+            m = self._model_row(conn, model)
+            v = self._version_row(conn, m.id, model, number)
+            return _new_id(
+                conn.execute(
+                    insert(t.monitor_reports).values(
+                        version_id=v.id,
+                        at=_now(),
+                        kind=kind,
+                        source=source,
+                        drifted=drifted,
+                        body=body,
+                    )
+                )
+            )
+
+    def reports(self, model: str, number: int, limit: int | None = None) -> list[dict[str, Any]]:
+        """Reports of one version, newest first."""
+        with self._read() as conn:
+            m = self._model_row(conn, model)
+            v = self._version_row(conn, m.id, model, number)
+            q = (
+                select(t.monitor_reports)
+                .where(t.monitor_reports.c.version_id == v.id)
+                .order_by(t.monitor_reports.c.id.desc())
+            )
+            if limit:
+                q = q.limit(limit)
+            return [
+                {
+                    "id": r.id,
+                    "at": _utc(r.at).isoformat(),
+                    "kind": r.kind,
+                    "source": r.source,
+                    "drifted": r.drifted,
+                    **r.body,
+                }
+                for r in conn.execute(q)
+            ]
+
     # -- events -------------------------------------------------------------------
 
     def _append_event(

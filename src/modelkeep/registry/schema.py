@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -23,7 +24,7 @@ from sqlalchemy import (
 
 # Bumped by every migration (which also writes it to the meta table), so an open can
 # tell "needs upgrading" or "too new" without loading Alembic.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -118,6 +119,19 @@ deployments = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("stats", JSON, nullable=False),
     Index("ix_deployments_model_alias", "model_id", "alias"),
+)
+
+monitor_reports = Table(
+    "monitor_reports",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version_id", ForeignKey("versions.id"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),  # batch | window
+    Column("source", Text, nullable=False),
+    Column("drifted", Boolean, nullable=False),
+    Column("body", JSON, nullable=False),
+    Index("ix_monitor_reports_version", "version_id", "at"),
 )
 
 events = Table(

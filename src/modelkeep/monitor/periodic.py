@@ -1,0 +1,58 @@
+"""A periodic check: a batch of traffic (or a labelled sample) against a version's
+reference profile — drift per feature and for predictions, metrics when labelled —
+stored as a report with the version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelkeep.artifact import features_of
+from modelkeep.errors import DataFormatError, UsageError
+from modelkeep.evaluation import evaluate
+from modelkeep.formats import tabular
+from modelkeep.formats.predict import predict, task_of
+from modelkeep.monitor.drift import compare
+from modelkeep.profiles import Profile
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from modelkeep.repo import Repo
+
+
+def run_check(
+    repo: Repo,
+    rev: str,
+    data: str | Path,
+    *,
+    target: str | None = None,
+    thresholds: Mapping[str, Mapping[str, float]] | None = None,
+    store: bool = True,
+) -> dict[str, Any]:
+    """Check ``data`` against the reference profile of the version ``rev`` names."""
+    version = repo.resolve(rev)
+    reference = repo.profile(version)
+    if reference is None:
+        raise UsageError(
+            f"{version.rev} has no reference profile to compare with: commit the model with "
+            "its training data (--data FILE --target COL)"
+        )
+    frame = tabular.read(Path(data))
+    if not hasattr(frame, "columns") or not len(frame):
+        raise DataFormatError(f"{data}: a monitoring batch is a non-empty table")
+    features = features_of(frame, version.artifact, target)
+    model = repo.load(version)
+    preds = predict(model, features)
+    current = Profile.of(features[list(reference.features)], preds)
+    report = compare(reference, current, thresholds)
+    body: dict[str, Any] = {"version": version.rev, "drift": report.to_dict()}
+    if target is not None:
+        task = version.artifact.get("task") or task_of(model)
+        body["metrics"] = evaluate(model, features, frame[target], task)
+        body["task"] = task
+    if store:
+        body["id"] = repo.record_report(
+            version, kind="batch", source=str(data), drifted=report.drifted, body=body
+        )
+    return body
