@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 from modelkeep.formats.base import module_roots
 
 
 def predict(model: Any, x: Any) -> Any:
+    return predictor(model)(x)
+
+
+def predictor(model: Any) -> Callable[[Any], Any]:
+    """The prediction function for ``model``, decided once (servers call it per request)."""
+    roots = module_roots(model)
+    if (
+        "onnx" not in roots
+        and "torch" not in roots
+        and "onnxruntime" not in roots
+        and not ("xgboost" in roots and type(model).__name__ == "Booster")
+        and hasattr(model, "predict")
+    ):
+        import numpy as np
+
+        method = model.predict
+        return lambda x: np.asarray(method(x))
+    return lambda x: _predict_any(model, x)
+
+
+def _predict_any(model: Any, x: Any) -> Any:
     import numpy as np
 
     roots = module_roots(model)

@@ -188,7 +188,6 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
 
     # -- plain predict ----------------------------------------------------------------
 
-    @app.post("/predict")
     async def predict_plain(request: Request) -> Response:
         try:
             body = await body_of(request)
@@ -215,12 +214,10 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
 
     # -- Open Inference Protocol v2 ---------------------------------------------------
 
-    @app.get("/v2/health/live")
-    async def live() -> Response:
+    async def live(request: Request) -> Response:
         return _json({"live": True})
 
-    @app.get("/v2/health/ready")
-    async def ready() -> Response:
+    async def ready(request: Request) -> Response:
         snap = follower.snapshot
         ok = snap is not None and snap.table.primary in snap.models
         return _json({"ready": ok}, 200 if ok else 503)
@@ -256,13 +253,8 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
             "outputs": outputs,
         }
 
-    @app.get("/v2/models/{model}")
-    async def model_meta(model: str) -> Response:
-        return _meta(model, None)
-
-    @app.get("/v2/models/{model}/versions/{version}")
-    async def model_version_meta(model: str, version: int) -> Response:
-        return _meta(model, version)
+    async def model_meta(request: Request) -> Response:
+        return _meta(request.path_params["model"], _version_param(request))
 
     def _meta(model: str, version: int | None) -> Response:
         if model != name:
@@ -275,25 +267,18 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         loaded = snap.models[version if version is not None else snap.table.primary]
         return _json(metadata(snap, loaded), version=loaded.rev)
 
-    @app.get("/v2/models/{model}/ready")
-    async def model_ready(model: str) -> Response:
-        return await ready() if model == name else _error(404, f"this server serves {name}")
-
-    @app.get("/v2/models/{model}/versions/{version}/ready")
-    async def model_version_ready(model: str, version: int) -> Response:
+    async def model_ready(request: Request) -> Response:
+        model, version = request.path_params["model"], _version_param(request)
+        if model != name:
+            return _error(404, f"this server serves {name}, not {model}")
+        if version is None:
+            return await ready(request)
         snap = follower.snapshot
-        ok = model == name and snap is not None and version in snap.models
+        ok = snap is not None and version in snap.models
         return _json({"ready": ok}, 200 if ok else 404)
 
-    @app.post("/v2/models/{model}/infer")
-    async def infer(model: str, request: Request) -> Response:
-        return await _infer(model, None, request)
-
-    @app.post("/v2/models/{model}/versions/{version}/infer")
-    async def infer_version(model: str, version: int, request: Request) -> Response:
-        return await _infer(model, version, request)
-
-    async def _infer(model: str, version: int | None, request: Request) -> Response:
+    async def infer(request: Request) -> Response:
+        model, version = request.path_params["model"], _version_param(request)
         if model != name:
             return _error(404, f"this server serves {name}, not {model}")
         try:
@@ -328,11 +313,32 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         task = shadow_task(snap, shadow, x, y, time.perf_counter() - start)
         return _json(out, version=loaded.rev, background=task)
 
-    @app.get("/metrics")
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # Plain Starlette routes: the handlers read and write bytes themselves, so FastAPI's
+    # per-request dependency machinery would only add latency.
+    base = "/v2/models/{model}"
+    pinned = base + "/versions/{version:int}"
+    for path, handler, method in (
+        ("/predict", predict_plain, "POST"),
+        ("/v2/health/live", live, "GET"),
+        ("/v2/health/ready", ready, "GET"),
+        (base, model_meta, "GET"),
+        (pinned, model_meta, "GET"),
+        (base + "/ready", model_ready, "GET"),
+        (pinned + "/ready", model_ready, "GET"),
+        (base + "/infer", infer, "POST"),
+        (pinned + "/infer", infer, "POST"),
+        ("/metrics", prometheus, "GET"),
+    ):
+        app.add_route(path, handler, methods=[method])
     return app
+
+
+def _version_param(request: Request) -> int | None:
+    value = request.path_params.get("version")
+    return None if value is None else int(value)
 
 
 class _Reject(Exception):

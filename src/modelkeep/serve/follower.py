@@ -7,6 +7,7 @@ started on a version finishes on it however many swaps happen meanwhile.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -66,7 +67,7 @@ class Follower:
         repo_factory: Callable[[], Repo],
         model: str,
         alias: str,
-        interval: float = 0.25,
+        interval: float = 0.5,
         on_swap: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self._repo_factory = repo_factory
@@ -89,9 +90,18 @@ class Follower:
         """Load what the table names now (errors here are fatal: nothing to serve)."""
         repo = self._repo_factory()
         table = repo.routing(self.model, self.alias)
-        models = {v: self._load(repo, v) for v in table.loaded()[:1]}
+        models = {table.primary: self._load(repo, table.primary)}
+        for number in table.loaded()[1:]:  # candidate and previous: not fatal
+            try:
+                models[number] = self._load(repo, number)
+            except Exception as exc:
+                self._failed[number] = time.monotonic()
+                self.last_error = f"{self.model}:{number} failed to load or warm: {exc}"
+                log.error(self.last_error)
+        if table.candidate is not None and table.candidate not in models:
+            # Serve the primary alone until the candidate loads.
+            table = dataclasses.replace(table, candidate=None, mode="single")
         self.snapshot = Snapshot(table, models)
-        self._sync(repo)  # candidate/previous too, non-fatally
         self._thread = threading.Thread(target=self._run, name="modelkeep-follow", daemon=True)
         self._thread.start()
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelkeep.artifact import example_frame
 from modelkeep.errors import SignatureError
-from modelkeep.formats.predict import predict
+from modelkeep.formats.predict import predictor
 
 if TYPE_CHECKING:
     from modelkeep.registry.records import Version
@@ -26,9 +26,10 @@ class Loaded:
     wants_frame: bool  # the model checks feature names: give it a DataFrame
     load_seconds: float = 0.0
 
-    @property
-    def rev(self) -> str:
-        return self.version.rev
+    def __post_init__(self) -> None:
+        # Worked out once: requests only call them.
+        self.rev = self.version.rev
+        self._predict = predictor(self.model)
 
     @classmethod
     def load(cls, repo: Repo, version: Version) -> Loaded:
@@ -116,4 +117,4 @@ class Loaded:
         return self.rows(table)
 
     def predict(self, x: Any) -> Any:
-        return predict(self.model, x)
+        return self._predict(x)

@@ -19,7 +19,7 @@ ENV = "MODELKEEP_SERVE"
 
 
 def prepare(
-    repo_path: str | Path | None, rev: str, max_body: int = DEFAULT_MAX_BODY, interval: float = 0.25
+    repo_path: str | Path | None, rev: str, max_body: int = DEFAULT_MAX_BODY, interval: float = 0.5
 ) -> tuple[Follower, FastAPI]:
     """A started follower (its first version loaded and warmed) and its app."""
     from modelkeep.repo import Repo
@@ -45,7 +45,7 @@ def serve(
     port: int = 8080,
     workers: int = 1,
     max_body: int = DEFAULT_MAX_BODY,
-    interval: float = 0.25,
+    interval: float = 0.5,
     log_level: str = "warning",
 ) -> None:
     import uvicorn
