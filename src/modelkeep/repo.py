@@ -841,6 +841,12 @@ class Repo:
         if strategy == "canary" and not steps and not 0 < percent <= 100:
             raise UsageError(f"--percent must be in (0, 100], not {percent}")
         who = lineage.author()
+        if strategy == "blue-green" and version.number < current:
+            raise UsageError(
+                f"{name}@{to} is at {name}:{current}; a deployment rolls forward, and "
+                f"{version.rev} is older — to go back use `modelkeep rollback {name}@{to} "
+                f"--to {version.number}`"
+            )
         if strategy == "blue-green":
             deployment = self.registry.start_deployment(
                 model=name,

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection, CursorResult, Engine, Row
 
 REF_KINDS = ("branch", "alias", "tag")
+# Event actions that concern a ref without moving it.
+NON_MOVES = ("deploy.", "monitor.", "policy.")
 
 
 def _now() -> datetime:
@@ -997,8 +999,13 @@ class Registry:
             ]
 
     def ref_moves(self, model: str, name: str) -> list[Event]:
-        """Moves of one ref, newest first (creation included, deletions excluded)."""
-        return [e for e in self.events(model, name) if e.after is not None]
+        """Moves of one ref, newest first (creation included, deletions excluded).
+        Deployment and monitoring events name the ref but do not move it."""
+        return [
+            e
+            for e in self.events(model, name)
+            if e.after is not None and not e.action.startswith(NON_MOVES)
+        ]
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -52,8 +52,16 @@ def _json(
     )
 
 
-def _error(status: int, message: str, **extra: Any) -> Response:
-    return _json({"error": message, **extra}, status)
+def _error(status: int, message: str, version: str | None = None, **extra: Any) -> Response:
+    return _json({"error": message, **extra}, status, version=version)
+
+
+def _plain(y: Any) -> Any:
+    """Predictions orjson can write: numeric arrays as they are, labels as lists."""
+    import numpy as np
+
+    arr = np.asarray(y)
+    return arr.tolist() if arr.dtype.kind in "OUSMm" else arr
 
 
 class _Metrics:
@@ -102,7 +110,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
 
     async def body_of(request: Request) -> Any:
         ctype = request.headers.get("content-type", "")
-        if not ctype.startswith(JSON):
+        if ctype.split(";", 1)[0].strip().lower() != JSON:
             raise _Reject(415, f"send {JSON}, not {ctype or 'no content type'}")
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_body:
@@ -125,7 +133,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
     def run(snap: Snapshot, loaded: Loaded, x: Any, endpoint: str) -> tuple[Any, Response | None]:
         start = time.perf_counter()
         try:
-            y = loaded.predict(x)
+            y = _plain(loaded.predict(x))
         except Exception:
             error_id = uuid.uuid4().hex[:12]
             log.exception("prediction failed on %s (error id %s)", loaded.rev, error_id)
@@ -134,6 +142,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
             return None, _error(
                 500,
                 f"the model raised an error (id {error_id}); see the server log",
+                version=loaded.rev,
                 error_id=error_id,
                 model_version=loaded.rev,
             )
@@ -304,7 +313,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
                     "name": "predict",
                     "shape": list(arr.shape),
                     "datatype": _oip_type(str(arr.dtype)),
-                    "data": arr.ravel(),
+                    "data": _plain(arr.ravel()),
                 }
             ],
         }
@@ -378,6 +387,11 @@ def _oip_inputs(body: Any, loaded: Loaded) -> Any:
     for t in tensors:
         if not isinstance(t, dict) or not {"name", "shape", "data"} <= t.keys():
             raise SignatureError("each OIP input needs name, shape and data")
+        shape = t["shape"]
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise SignatureError(f"input {t.get('name')!r}: shape must be a list of sizes")
     if (len(tensors) == 1 and loaded.columns is None) or (
         len(tensors) == 1 and len(tensors[0]["shape"]) == 2
     ):
@@ -390,7 +404,10 @@ def _oip_inputs(body: Any, loaded: Loaded) -> Any:
             ) from None
         return loaded.rows(arr)
     by_name = {t["name"]: t for t in tensors}
-    assert loaded.columns is not None
+    if loaded.columns is None:
+        raise SignatureError(
+            f"{loaded.rev} takes one tensor of rows; got {len(tensors)} input tensors"
+        )
     missing = [c for c in loaded.columns if c not in by_name]
     unknown = sorted(set(by_name) - set(loaded.columns))
     if missing or unknown:

@@ -165,6 +165,7 @@ class Follower:
         self.snapshot = Snapshot(table, {v: m for v, m in models.items() if v in keep})
         if table.deployment != current.table.deployment:
             self.shadow = ShadowStats()
+            self._shadow_flushed = 0
         log.info(
             "now serving %s@%s → %s:%s (%s)",
             self.model,
