@@ -35,31 +35,39 @@ def evaluate(
 
     pred = np.asarray(predict(model, x))
     y = np.asarray(y)
+    if task != "regression" and pred.ndim == 2:  # class scores (e.g. a Booster)
+        pred = pred.argmax(axis=1) if pred.shape[1] > 1 else (pred[:, 0] > 0.5)
+    out = scores(y, pred, task, getattr(model, "classes_", None))
+    if task != "regression" and hasattr(model, "predict_proba") and len(np.unique(y)) == 2:
+        proba = model.predict_proba(x)[:, 1]
+        out["auc"] = float(m.roc_auc_score(y, proba))
+    for name, fn in (user or {}).items():
+        out[name] = float(fn(y, pred))
+    return out
+
+
+def scores(y: Any, pred: Any, task: str | None, classes: Any = None) -> dict[str, float]:
+    """Metrics from true values and predictions alone (live feedback has no model call)."""
+    import numpy as np
+    from sklearn import metrics as m
+
+    y, pred = np.asarray(y), np.asarray(pred)
     out: dict[str, float] = {}
     if task == "regression":
         pred = pred.astype(float).ravel()
         out["rmse"] = float(np.sqrt(m.mean_squared_error(y, pred)))
         out["mae"] = float(m.mean_absolute_error(y, pred))
-        out["r2"] = float(m.r2_score(y, pred))
-    else:
-        if pred.ndim == 2:  # scores per class (e.g. a Booster): the likeliest class
-            pred = pred.argmax(axis=1) if pred.shape[1] > 1 else (pred[:, 0] > 0.5)
-        labels = np.unique(np.concatenate([np.unique(y), np.unique(pred)]))
-        binary = len(labels) <= 2
-        avg = "binary" if binary else "macro"
-        # Binary scores are about the positive class: the model's last class (1, True,
-        # "yes"…), as predict_proba's last column is.
-        classes = getattr(model, "classes_", labels)
-        kw: dict[str, Any] = {"average": avg, "zero_division": 0}
-        if binary:
-            kw["pos_label"] = classes[-1]
-        out["accuracy"] = float(m.accuracy_score(y, pred))
-        out["f1"] = float(m.f1_score(y, pred, **kw))
-        out["precision"] = float(m.precision_score(y, pred, **kw))
-        out["recall"] = float(m.recall_score(y, pred, **kw))
-        if hasattr(model, "predict_proba") and len(np.unique(y)) == 2:
-            proba = model.predict_proba(x)[:, 1]
-            out["auc"] = float(m.roc_auc_score(y, proba))
-    for name, fn in (user or {}).items():
-        out[name] = float(fn(y, pred))
+        out["r2"] = float(m.r2_score(y, pred)) if len(y) > 1 else 0.0
+        return out
+    labels = np.unique(np.concatenate([np.unique(y), np.unique(pred)]))
+    binary = len(labels) <= 2
+    # Binary scores are about the positive class: the model's last class (1, True,
+    # "yes"…), as predict_proba's last column is.
+    kw: dict[str, Any] = {"average": "binary" if binary else "macro", "zero_division": 0}
+    if binary:
+        kw["pos_label"] = (classes if classes is not None else labels)[-1]
+    out["accuracy"] = float(m.accuracy_score(y, pred))
+    out["f1"] = float(m.f1_score(y, pred, **kw))
+    out["precision"] = float(m.precision_score(y, pred, **kw))
+    out["recall"] = float(m.recall_score(y, pred, **kw))
     return out

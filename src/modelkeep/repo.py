@@ -99,6 +99,7 @@ class Repo:
 
     def _setup(self, backend: Backend, params: ChunkParams, url: str, new: bool = False) -> None:
         self.store = ObjectStore(backend, params)
+        self._policies: dict[str, str] = {}
         self.registry = Registry(url)
         if new:
             self.registry.create()
@@ -394,9 +395,10 @@ class Repo:
                 version = self.resolve(d)
                 if version.format != "dataset":
                     raise UsageError(f"{d} is a model version, not a dataset")
-                self.checkout(version, scratch / str(len(paths)), force=True)
                 refs.append(DatasetRef(version.rev, version.artifact["content_id"], version.size))
-                paths.append(scratch / str(len(paths)) / version.artifact["main"])
+                if not paths:  # only the first dataset is read (for the profile)
+                    self.checkout(version, scratch / "0", force=True)
+                    paths.append(scratch / "0" / version.artifact["main"])
                 continue
             if dpath.is_dir():
                 raise UsageError(f"dataset {dpath} is a folder: give the data file(s) in it")
@@ -919,6 +921,59 @@ class Repo:
         from modelkeep.monitor.periodic import run_check
 
         return run_check(self, rev, Path(data), **options)
+
+    def record_event(
+        self,
+        name: str,
+        action: str,
+        message: str,
+        *,
+        ref: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Append a non-moving event (``monitor.alert``, ``policy.set``…) to the log."""
+        self.registry.append_event(
+            actor=lineage.author(),
+            action=action,
+            model=name,
+            message=message,
+            ref_name=ref,
+            details=details,
+        )
+
+    def set_policy(self, name: str, text: str, message: str = "") -> list[Any]:
+        """Attach a monitoring policy (TOML, validated) to model ``name``."""
+        from modelkeep.monitor.policy import parse
+
+        check_name(name)
+        rules = parse(text, f"policy of {name}")
+        self.registry.default_branch(name)  # the model must exist
+        if self._control is None:
+            self._policies[name] = text
+        else:
+            folder = self._control / "policies"
+            folder.mkdir(exist_ok=True)
+            tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+            tmp.write_text(text)
+            os.replace(tmp, folder / f"{name}.toml")
+        self.record_event(
+            name,
+            "policy.set",
+            message or f"{len(rules)} rule(s)",
+            details={"rules": [r.name for r in rules]},
+        )
+        return rules
+
+    def policy(self, name: str) -> list[Any] | None:
+        """The rules attached to ``name`` (None if it has no policy)."""
+        from modelkeep.monitor.policy import parse
+
+        if self._control is None:
+            text = self._policies.get(name)
+        else:
+            path = self._control / "policies" / f"{name}.toml"
+            text = path.read_text() if path.is_file() else None
+        return None if text is None else parse(text, f"policy of {name}")
 
     def record_deployment_stats(self, deployment: int, stats: dict[str, Any]) -> None:
         """Figures a server measured for a rollout (shadow agreement, latencies)."""

@@ -967,6 +967,32 @@ class Registry:
             )
         )
 
+    def append_event(
+        self,
+        *,
+        actor: str,
+        action: str,
+        model: str,
+        message: str,
+        ref_name: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """An event that moves nothing (monitoring alerts, policy changes)."""
+        with self._write() as conn:
+            self._model_row(conn, model)
+            self._append_event(
+                conn,
+                actor=actor,
+                action=action,
+                model=model,
+                ref_kind="alias" if ref_name else None,
+                ref_name=ref_name,
+                before=None,
+                after=None,
+                message=message,
+                details=details or {},
+            )
+
     def events(
         self, model: str | None = None, ref_name: str | None = None, limit: int | None = None
     ) -> list[Event]:
