@@ -1,0 +1,200 @@
+"""Policies: what to do when monitoring windows keep failing a check.
+
+A policy file (TOML) holds rules:
+
+    [[rule]]
+    name = "quality drop"
+    metric = "f1"                 # a live metric (needs feedback labels) or drift_share
+    below = "reference - 0.05"    # or above = 0.3; "reference" is the version's own metric
+    windows = 3                   # consecutive failing windows before acting
+    action = "rollback"           # rollback | alert
+    cooldown = "10m"              # no second action of this rule within this time
+    webhook = "http://127.0.0.1:9000/hook"   # alert (and any action): POST the evidence
+
+Every action and alert is written to the event log with the windows and numbers
+that caused it; the same evidence never fires a rule twice.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelkeep.errors import UsageError
+
+ACTIONS = ("rollback", "alert")
+_BOUND = re.compile(r"^\s*(reference)?\s*(?:([+-])\s*)?(\d+(?:\.\d*)?|\.\d+)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+class PolicyError(UsageError):
+    """A policy file that does not validate."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    metric: str
+    below: str | None
+    above: str | None
+    windows: int
+    action: str
+    cooldown: float
+    webhook: str | None
+
+    def bound(self, reference: float | None) -> float:
+        text = self.below if self.below is not None else self.above
+        assert text is not None
+        m = _BOUND.match(text)
+        assert m is not None
+        base = 0.0
+        if m.group(1):
+            if reference is None:
+                raise PolicyError(
+                    f"rule {self.name!r} compares with the reference {self.metric}, but the "
+                    "version records no such metric"
+                )
+            base = reference
+        number = float(m.group(3) or 0.0)
+        if m.group(2) == "-":
+            number = -number
+        return base + number
+
+    def fails(self, value: float, reference: float | None) -> bool:
+        limit = self.bound(reference)
+        return value < limit if self.below is not None else value > limit
+
+
+def _duration(text: Any, where: str) -> float:
+    if isinstance(text, int | float):
+        return float(text)
+    m = _DURATION.match(str(text))
+    if not m:
+        raise PolicyError(f"{where}: cannot read duration {text!r}; use e.g. 30s, 10m, 2h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def parse(text: str, source: str = "policy") -> list[Rule]:
+    """Rules from TOML text, validated with errors that name the rule and the key."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+    rules = doc.get("rule")
+    if not isinstance(rules, list) or not rules:
+        raise PolicyError(f"{source}: no [[rule]] tables; see `modelkeep monitor policy --help`")
+    out = []
+    for i, raw in enumerate(rules):
+        where = f"{source}, rule {i + 1}"
+        if not isinstance(raw, dict):
+            raise PolicyError(f"{where}: a rule is a table of keys")
+        unknown = set(raw) - {
+            "name",
+            "metric",
+            "below",
+            "above",
+            "windows",
+            "action",
+            "cooldown",
+            "webhook",
+        }
+        if unknown:
+            raise PolicyError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        name = str(raw.get("name", f"rule {i + 1}"))
+        metric = raw.get("metric")
+        if not isinstance(metric, str) or not metric:
+            raise PolicyError(f'{where}: needs metric = "f1" (or drift_share, rmse, …)')
+        if ("below" in raw) == ("above" in raw):
+            raise PolicyError(f"{where}: give exactly one of below = … or above = …")
+        bound = str(raw.get("below", raw.get("above")))
+        if not _BOUND.match(bound) or not bound.strip():
+            raise PolicyError(
+                f"{where}: bound {bound!r} must be a number, reference, or reference ± number"
+            )
+        windows = raw.get("windows", 1)
+        if not isinstance(windows, int) or windows < 1:
+            raise PolicyError(f"{where}: windows must be a whole number ≥ 1")
+        action = raw.get("action", "alert")
+        if action not in ACTIONS:
+            raise PolicyError(f"{where}: action {action!r} is not one of {', '.join(ACTIONS)}")
+        webhook = raw.get("webhook")
+        if webhook is not None and not str(webhook).startswith(("http://", "https://")):
+            raise PolicyError(f"{where}: webhook must be an http(s) URL")
+        out.append(
+            Rule(
+                name,
+                metric,
+                str(raw["below"]) if "below" in raw else None,
+                str(raw["above"]) if "above" in raw else None,
+                windows,
+                action,
+                _duration(raw.get("cooldown", "10m"), where),
+                webhook,
+            )
+        )
+    return out
+
+
+@dataclass
+class RuleState:
+    failing: list[int] = field(default_factory=list)  # consecutive failing window ids
+    last_fired: float = -1e18
+    used: set[int] = field(default_factory=set)  # windows that already fired once
+
+
+@dataclass(frozen=True)
+class Firing:
+    rule: Rule
+    windows: list[int]
+    values: list[float]
+    bound: float
+
+
+class Evaluator:
+    """Feeds window results through the rules; says which rules fire, once each."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = rules
+        self.state = {r.name: RuleState() for r in rules}
+        self._values: dict[tuple[str, int], float] = {}
+
+    def window(
+        self,
+        window_id: int,
+        values: dict[str, float],
+        reference: dict[str, float],
+        now: float | None = None,
+    ) -> list[Firing]:
+        now = time.monotonic() if now is None else now
+        fired = []
+        for rule in self.rules:
+            st = self.state[rule.name]
+            value = values.get(rule.metric)
+            if value is None:
+                continue  # not measurable in this window (e.g. no labels yet)
+            self._values[(rule.name, window_id)] = value
+            if not rule.fails(value, reference.get(rule.metric)):
+                st.failing.clear()
+                continue
+            st.failing.append(window_id)
+            evidence = st.failing[-rule.windows :]
+            if (
+                len(evidence) >= rule.windows
+                and now - st.last_fired >= rule.cooldown
+                and not st.used & set(evidence)
+            ):
+                st.last_fired = now
+                st.used |= set(evidence)
+                st.failing.clear()
+                fired.append(
+                    Firing(
+                        rule,
+                        evidence,
+                        [self._values[(rule.name, w)] for w in evidence],
+                        rule.bound(reference.get(rule.metric)),
+                    )
+                )
+        return fired
