@@ -138,6 +138,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
             error_id = uuid.uuid4().hex[:12]
             log.exception("prediction failed on %s (error id %s)", loaded.rev, error_id)
             metrics.errors.labels(loaded.rev).inc()
+            follower.windows.error(loaded.version.number)
             metrics.requests.labels(loaded.rev, endpoint, "500").inc()
             return None, _error(
                 500,
@@ -216,9 +217,15 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         y, failed = run(snap, loaded, x, "predict")
         if failed is not None:
             return failed
+        client_id = body.get("id") if isinstance(body, dict) else None
+        rid = follower.windows.add(
+            loaded.version.number, x, y, None if client_id is None else str(client_id)
+        )
         task = shadow_task(snap, shadow, x, y, time.perf_counter() - start)
         return _json(
-            {"predictions": y, "model_version": loaded.rev}, version=loaded.rev, background=task
+            {"predictions": y, "model_version": loaded.rev, "id": rid},
+            version=loaded.rev,
+            background=task,
         )
 
     # -- Open Inference Protocol v2 ---------------------------------------------------
@@ -302,6 +309,10 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         y, failed = run(snap, loaded, x, "infer")
         if failed is not None:
             return failed
+        client_id = body.get("id") if isinstance(body, dict) else None
+        rid = follower.windows.add(
+            loaded.version.number, x, y, None if client_id is None else str(client_id)
+        )
         import numpy as np
 
         arr = np.asarray(y)
@@ -317,10 +328,35 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
                 }
             ],
         }
-        if isinstance(body, dict) and "id" in body:
-            out["id"] = body["id"]
+        # The id to send labels back with (POST …/feedback): the request's own if given.
+        out["id"] = rid
         task = shadow_task(snap, shadow, x, y, time.perf_counter() - start)
         return _json(out, version=loaded.rev, background=task)
+
+    async def feedback(request: Request) -> Response:
+        """Labels that arrive later: {"id": <response id>, "value": <true value(s)>}, or
+        {"items": [{"id": …, "value": …}, …]}; joined to their predictions per window."""
+        if request.path_params["model"] != name:
+            return _error(404, f"this server serves {name}")
+        try:
+            body = await body_of(request)
+        except _Reject as rej:
+            return rej.response()
+        items = body.get("items") if isinstance(body, dict) else None
+        if items is None:
+            items = [body]
+        joined = unknown = 0
+        for item in items:
+            if not isinstance(item, dict) or "id" not in item or "value" not in item:
+                return _error(400, 'feedback is {"id": …, "value": …} or {"items": [...]}')
+            try:
+                n = follower.windows.feedback(str(item["id"]), item["value"])
+            except ValueError as exc:
+                return _error(400, str(exc))
+            joined += n
+            unknown += n == 0
+        status = 200 if joined or not unknown else 404
+        return _json({"joined": joined, "unknown_ids": unknown}, status)
 
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -339,6 +375,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         (pinned + "/ready", model_ready, "GET"),
         (base + "/infer", infer, "POST"),
         (pinned + "/infer", infer, "POST"),
+        (base + "/feedback", feedback, "POST"),
         ("/metrics", prometheus, "GET"),
     ):
         app.add_route(path, handler, methods=[method])

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelkeep.errors import ModelkeepError
+from modelkeep.monitor.policy import Evaluator, Firing
 from modelkeep.serve.loaded import Loaded
+from modelkeep.serve.windows import Sealed, Windows
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -69,6 +71,8 @@ class Follower:
         alias: str,
         interval: float = 0.5,
         on_swap: Callable[[Snapshot], None] | None = None,
+        window_rows: int = 500,
+        window_seconds: float = 30.0,
     ) -> None:
         self._repo_factory = repo_factory
         self.model = model
@@ -83,6 +87,9 @@ class Follower:
         self._thread: threading.Thread | None = None
         self.shadow = ShadowStats()
         self._shadow_flushed = 0
+        self.windows = Windows(window_rows, window_seconds)
+        self.evaluator: Evaluator | None = None
+        self.actions: list[dict[str, Any]] = []  # what policies did (also in the event log)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -102,6 +109,8 @@ class Follower:
             # Serve the primary alone until the candidate loads.
             table = dataclasses.replace(table, candidate=None, mode="single")
         self.snapshot = Snapshot(table, models)
+        rules = repo.policy(self.model)
+        self.evaluator = Evaluator(rules) if rules else None
         self._thread = threading.Thread(target=self._run, name="modelkeep-follow", daemon=True)
         self._thread.start()
 
@@ -117,6 +126,7 @@ class Follower:
                 repo = repo or self._repo_factory()
                 self._sync(repo)
                 self._flush_shadow(repo)
+                self._close_windows(repo)
                 self.registry_ok = True
             except ModelkeepError as exc:
                 # The registry may be unreachable: keep serving what is loaded.
@@ -177,6 +187,65 @@ class Follower:
         if self.on_swap is not None:
             self.on_swap(self.snapshot)
 
+    # -- monitoring windows -------------------------------------------------------------
+
+    def _close_windows(self, repo: Repo) -> None:
+        snap = self.snapshot
+        if snap is None:
+            return
+        for window in self.windows.seal():
+            loaded = snap.models.get(window.version)
+            if loaded is None:
+                continue  # the version was unloaded meanwhile
+            body = summarise_window(window, loaded)
+            drifted = bool(body.get("drift", {}).get("drifted", False))
+            body["id"] = repo.record_report(
+                loaded.version,
+                kind="window",
+                source=f"window {window.window}",
+                drifted=drifted,
+                body=body,
+            )
+            if self.evaluator is not None and window.version == snap.table.primary:
+                values = dict(body.get("metrics", {}))
+                if "drift" in body:
+                    values["drift_share"] = body["drift"]["share"]
+                for firing in self.evaluator.window(window.window, values, loaded.version.metrics):
+                    self._act(repo, firing, loaded)
+
+    def _act(self, repo: Repo, firing: Firing, loaded: Loaded) -> None:
+        rule = firing.rule
+        cmp = "<" if rule.below is not None else ">"
+        values = ", ".join(f"{v:.4g}" for v in firing.values)
+        text = (
+            f"policy {rule.name!r}: {rule.metric} {values} {cmp} {firing.bound:.4g} in "
+            f"window(s) {', '.join(f'#{w}' for w in firing.windows)} of {loaded.rev}"
+        )
+        evidence: dict[str, Any] = {
+            "rule": rule.name,
+            "metric": rule.metric,
+            "windows": firing.windows,
+            "values": firing.values,
+            "bound": firing.bound,
+            "version": loaded.rev,
+            "action": rule.action,
+        }
+        log.warning("%s → %s", text, rule.action)
+        outcome = "alerted"
+        if rule.action == "rollback":
+            try:
+                before, ref = repo.rollback(f"{self.model}@{self.alias}", message=text)
+                outcome = f"rolled back {self.model}:{before} → {self.model}:{ref.version}"
+            except ModelkeepError as exc:
+                outcome = f"could not roll back: {exc}"
+        evidence["outcome"] = outcome
+        repo.record_event(
+            self.model, "monitor.alert", f"{text}; {outcome}", ref=self.alias, details=evidence
+        )
+        self.actions.append(evidence)
+        if rule.webhook:
+            threading.Thread(target=_post, args=(rule.webhook, evidence), daemon=True).start()
+
     def _flush_shadow(self, repo: Repo) -> None:
         snap = self.snapshot
         if snap is None or snap.table.mode != "shadow" or snap.table.deployment is None:
@@ -187,3 +256,48 @@ class Follower:
             stats = self.shadow.as_dict()
             self._shadow_flushed = self.shadow.compared
         repo.record_deployment_stats(snap.table.deployment, stats)
+
+
+def summarise_window(window: Sealed, loaded: Loaded) -> dict[str, Any]:
+    """A sealed window as a report: drift against the reference, live metrics."""
+    import numpy as np
+
+    body: dict[str, Any] = {
+        "version": loaded.rev,
+        "window": window.window,
+        "rows": window.rows,
+        "errors": window.errors,
+        "seconds": round(window.seconds, 3),
+        "labelled": len(window.y_true),
+    }
+    reference = loaded.reference
+    if reference is not None:
+        import pandas as pd
+
+        from modelkeep.monitor.drift import compare
+        from modelkeep.profiles import Profile
+
+        names = list(reference.features)
+        parts = [x.to_numpy() if hasattr(x, "to_numpy") else np.asarray(x) for x in window.xs]
+        rows = np.concatenate([p.reshape(len(p), -1) for p in parts])
+        if rows.shape[1] == len(names):
+            preds = np.concatenate([np.asarray(y).ravel() for y in window.ys])
+            current = Profile.of(pd.DataFrame(rows, columns=names), preds)
+            body["drift"] = compare(reference, current).to_dict()
+    if window.y_true:
+        from modelkeep.evaluation import scores
+
+        task = loaded.version.artifact.get("task")
+        body["metrics"] = scores(
+            window.y_true, window.y_pred, task, getattr(loaded.model, "classes_", None)
+        )
+    return body
+
+
+def _post(url: str, evidence: dict[str, Any]) -> None:
+    import httpx
+
+    try:
+        httpx.post(url, json=evidence, timeout=5.0)
+    except httpx.HTTPError as exc:
+        log.warning("alert webhook %s failed: %s", url, exc)

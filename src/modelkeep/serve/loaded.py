@@ -25,6 +25,7 @@ class Loaded:
     width: int | None  # tensor inputs: values per row
     wants_frame: bool  # the model checks feature names: give it a DataFrame
     load_seconds: float = 0.0
+    reference: Any = None  # the version's reference profile, for live windows
 
     def __post_init__(self) -> None:
         # Worked out once: requests only call them.
@@ -45,7 +46,14 @@ class Loaded:
             width = int(sig["shape"][1])
         wants_frame = columns is not None and hasattr(model, "feature_names_in_")
         return cls(
-            version, model, columns, dtypes or {}, width, wants_frame, time.perf_counter() - start
+            version,
+            model,
+            columns,
+            dtypes or {},
+            width,
+            wants_frame,
+            time.perf_counter() - start,
+            repo.profile(version),
         )
 
     def warm(self) -> None:

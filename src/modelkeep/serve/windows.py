@@ -1,0 +1,114 @@
+"""Real-time monitoring windows: what each version saw and answered, and the labels
+that arrived later. Requests only append under a lock; summarising happens on the
+follower's thread when a window is full (rows) or old enough (seconds)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+# Predictions kept for joining late labels (oldest forgotten first).
+MAX_PENDING = 50_000
+
+
+@dataclass
+class _Open:
+    started: float = field(default_factory=time.monotonic)
+    xs: list[Any] = field(default_factory=list)
+    ys: list[Any] = field(default_factory=list)
+    rows: int = 0
+    labelled_pred: list[Any] = field(default_factory=list)
+    labelled_true: list[Any] = field(default_factory=list)
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class Sealed:
+    version: int
+    window: int
+    xs: list[Any]
+    ys: list[Any]
+    rows: int
+    y_pred: list[Any]
+    y_true: list[Any]
+    errors: int
+    seconds: float
+
+
+class Windows:
+    def __init__(self, rows: int = 500, seconds: float = 30.0) -> None:
+        self.rows = rows
+        self.seconds = seconds
+        self._open: dict[int, _Open] = {}
+        self._pending: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._prefix = f"{os.getpid():x}"
+        self._window_ids = itertools.count(1)
+
+    def add(self, version: int, x: Any, y: Any, rid: str | None = None) -> str:
+        """Record one request; returns the id its labels can be sent back with (the
+        client's own request id when it gave one)."""
+        rid = rid or f"{self._prefix}-{next(self._ids)}"
+        with self._lock:
+            w = self._open.get(version)
+            if w is None:
+                w = self._open[version] = _Open()
+            w.xs.append(x)
+            w.ys.append(y)
+            w.rows += len(y)
+            self._pending[rid] = (version, y)
+            if len(self._pending) > MAX_PENDING:
+                self._pending.popitem(last=False)
+        return rid
+
+    def error(self, version: int) -> None:
+        with self._lock:
+            self._open.setdefault(version, _Open()).errors += 1
+
+    def feedback(self, rid: str, values: Any) -> int:
+        """Join true values to the predictions of request ``rid``; returns rows joined."""
+        import numpy as np
+
+        with self._lock:
+            found = self._pending.pop(rid, None)
+            if found is None:
+                return 0
+            version, y = found
+            truth = np.asarray(values).ravel()
+            pred = np.asarray(y).ravel()
+            if len(truth) != len(pred):
+                self._pending[rid] = found
+                raise ValueError(f"request {rid} had {len(pred)} rows, got {len(truth)} labels")
+            w = self._open.setdefault(version, _Open())
+            w.labelled_pred.extend(pred.tolist())
+            w.labelled_true.extend(truth.tolist())
+            return len(truth)
+
+    def seal(self, now: float | None = None) -> list[Sealed]:
+        """Windows that are full or old enough, closed and handed over."""
+        now = time.monotonic() if now is None else now
+        out = []
+        with self._lock:
+            for version, w in list(self._open.items()):
+                if w.rows >= self.rows or (w.rows and now - w.started >= self.seconds):
+                    out.append(
+                        Sealed(
+                            version,
+                            next(self._window_ids),
+                            w.xs,
+                            w.ys,
+                            w.rows,
+                            w.labelled_pred,
+                            w.labelled_true,
+                            w.errors,
+                            now - w.started,
+                        )
+                    )
+                    self._open[version] = _Open()
+        return out
