@@ -459,6 +459,12 @@ def serve(
     max_body: Annotated[
         int, typer.Option("--max-body", help="Largest request body in bytes (else 413).")
     ] = 8 << 20,
+    window_rows: Annotated[
+        int, typer.Option("--window-rows", help="Monitoring window: close after this many rows.")
+    ] = 500,
+    window_seconds: Annotated[
+        float, typer.Option("--window-seconds", help="…or after this many seconds.")
+    ] = 30.0,
 ) -> None:
     """Serve a revision over HTTP: OIP v2 (/v2/...), POST /predict and GET /metrics.
 
@@ -468,7 +474,16 @@ def serve(
     from modelkeep.serve.run import serve as run_server
 
     try:
-        run_server(_state["repo"], rev, host=host, port=port, workers=workers, max_body=max_body)
+        run_server(
+            _state["repo"],
+            rev,
+            host=host,
+            port=port,
+            workers=workers,
+            max_body=max_body,
+            window_rows=window_rows,
+            window_seconds=window_seconds,
+        )
     except ModelkeepError as exc:
         fail(exc)
 
@@ -785,6 +800,49 @@ def monitor_run(
         render.monitor_report(body)
     if body["drift"]["drifted"]:
         raise typer.Exit(1)
+
+
+@monitor_app.command("policy")
+def monitor_policy(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    path: Annotated[Path | None, typer.Argument(help="Policy file (TOML) to attach.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Attach a policy to a model (or show it). A running server applies it to every
+    monitoring window of the served version:
+
+        [[rule]]
+        name = "quality drop"
+        metric = "f1"                # live metric from feedback labels, or drift_share
+        below = "reference - 0.05"   # or above = 0.3; reference = the version's metric
+        windows = 3                  # consecutive failing windows
+        action = "rollback"          # or alert
+        cooldown = "10m"
+        webhook = "http://127.0.0.1:9000/hook"   # optional: POST the evidence
+    """
+    from modelkeep.errors import ModelkeepError, UsageError
+
+    try:
+        repo = open_repo()
+        if path is not None:
+            if not path.is_file():
+                raise UsageError(f"{path}: no such policy file")
+            rules = repo.set_policy(name, path.read_text())
+        else:
+            rules = repo.policy(name) or []
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json([vars(r) for r in rules])
+        return
+    if not rules:
+        out.print(f"{name} has no policy: `modelkeep monitor policy {name} policy.toml`")
+    for r in rules:
+        bound = f"below {r.below}" if r.below is not None else f"above {r.above}"
+        out.print(
+            f"{r.name}: {r.metric} {bound} for {r.windows} window(s) → {r.action} "
+            f"(cooldown {r.cooldown:g} s)"
+        )
 
 
 @monitor_app.command("report")

@@ -129,14 +129,14 @@ def _numeric(
         n, m = ref.count, cur.count
         p = float(stats.kstwo.sf(d, round(n * m / (n + m)))) if n and m else 1.0
         limit = thresholds.get("ks", DEFAULT_THRESHOLDS["ks"])
-        return FeatureDrift(name, "numeric", "ks", d, limit, p < limit, psi, p)
+        return FeatureDrift(name, "numeric", "ks", d, limit, bool(p < limit), psi, p)
     # Wasserstein-1 between the bucketed distributions, in units of the reference std.
     gaps = np.diff(values)
     w = float(np.sum(np.abs(cdf_a - cdf_b)[:-1] * gaps)) if len(values) > 1 else 0.0
     std = ref.std or 0.0
     norm = w / std if std > 0 else (0.0 if w == 0 else math.inf)
     limit = thresholds.get("wasserstein", DEFAULT_THRESHOLDS["wasserstein"])
-    return FeatureDrift(name, "numeric", "wasserstein", norm, limit, norm >= limit, psi)
+    return FeatureDrift(name, "numeric", "wasserstein", norm, limit, bool(norm >= limit), psi)
 
 
 def _categorical(
@@ -157,11 +157,12 @@ def _categorical(
         chi, p = stats.chisquare(cb, expected)
         limit = thresholds.get("chisquare", DEFAULT_THRESHOLDS["chisquare"])
         return FeatureDrift(
-            name, "categorical", "chisquare", float(chi), limit, p < limit, psi, float(p)
+            name, "categorical", "chisquare", float(chi), limit, bool(p < limit), psi, float(p)
         )
-    js = float(jensenshannon(pa, pb, base=2)) if len(keys) else 0.0
+    # Natural log, as scipy's default and Evidently use.
+    js = float(jensenshannon(pa, pb)) if len(keys) else 0.0
     limit = thresholds.get("jensenshannon", DEFAULT_THRESHOLDS["jensenshannon"])
-    return FeatureDrift(name, "categorical", "jensenshannon", js, limit, js >= limit, psi)
+    return FeatureDrift(name, "categorical", "jensenshannon", js, limit, bool(js >= limit), psi)
 
 
 def compare_summary(
@@ -204,4 +205,6 @@ def compare(
             current.predictions,
             {**default, **thresholds.get("prediction", {})},
         )
-    return DriftReport(features, share, share >= dataset_share, preds, reference.rows, current.rows)
+    return DriftReport(
+        features, share, bool(share >= dataset_share), preds, reference.rows, current.rows
+    )

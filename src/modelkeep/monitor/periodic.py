@@ -42,9 +42,16 @@ def run_check(
     if not hasattr(frame, "columns") or not len(frame):
         raise DataFormatError(f"{data}: a monitoring batch is a non-empty table")
     features = features_of(frame, version.artifact, target)
+    missing = [f for f in reference.features if f not in features.columns]
+    if missing:
+        raise DataFormatError(
+            f"{data}: lacks the feature column(s) {', '.join(missing)} of {version.rev}"
+        )
+    # The reference's features, in its order: that is what the model was trained on.
+    features = features[list(reference.features)]
     model = repo.load(version)
     preds = predict(model, features)
-    current = Profile.of(features[list(reference.features)], preds)
+    current = Profile.of(features, preds)
     report = compare(reference, current, thresholds)
     body: dict[str, Any] = {"version": version.rev, "drift": report.to_dict()}
     if target is not None:

@@ -19,14 +19,26 @@ ENV = "MODELKEEP_SERVE"
 
 
 def prepare(
-    repo_path: str | Path | None, rev: str, max_body: int = DEFAULT_MAX_BODY, interval: float = 0.5
+    repo_path: str | Path | None,
+    rev: str,
+    max_body: int = DEFAULT_MAX_BODY,
+    interval: float = 0.5,
+    window_rows: int = 500,
+    window_seconds: float = 30.0,
 ) -> tuple[Follower, FastAPI]:
     """A started follower (its first version loaded and warmed) and its app."""
     from modelkeep.repo import Repo
 
     model, alias = parse_alias(rev)
     root = Repo.find(None if repo_path is None else Path(repo_path))
-    follower = Follower(lambda: Repo(root), model, alias, interval)
+    follower = Follower(
+        lambda: Repo(root),
+        model,
+        alias,
+        interval,
+        window_rows=window_rows,
+        window_seconds=window_seconds,
+    )
     follower.start()
     return follower, create_app(follower, max_body)
 
@@ -34,7 +46,14 @@ def prepare(
 def app_from_env() -> FastAPI:
     """uvicorn factory for worker processes: each worker follows the revision itself."""
     config = json.loads(os.environ[ENV])
-    _, app = prepare(config["repo"], config["rev"], config["max_body"], config["interval"])
+    _, app = prepare(
+        config["repo"],
+        config["rev"],
+        config["max_body"],
+        config["interval"],
+        config["window_rows"],
+        config["window_seconds"],
+    )
     return app
 
 
@@ -47,13 +66,15 @@ def serve(
     max_body: int = DEFAULT_MAX_BODY,
     interval: float = 0.5,
     log_level: str = "warning",
+    window_rows: int = 500,
+    window_seconds: float = 30.0,
 ) -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # Load (and so check) the revision in this process first: a bad revision or a
     # version that cannot load fails here, with a one-line error, before any worker.
-    follower, app = prepare(repo_path, rev, max_body, interval)
+    follower, app = prepare(repo_path, rev, max_body, interval, window_rows, window_seconds)
     if workers <= 1:
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
         follower.stop()
@@ -63,7 +84,14 @@ def serve(
 
     root = Repo.find(None if repo_path is None else Path(repo_path))
     os.environ[ENV] = json.dumps(
-        {"repo": str(root), "rev": rev, "max_body": max_body, "interval": interval}
+        {
+            "repo": str(root),
+            "rev": rev,
+            "max_body": max_body,
+            "interval": interval,
+            "window_rows": window_rows,
+            "window_seconds": window_seconds,
+        }
     )
     uvicorn.run(
         "modelkeep.serve.run:app_from_env",
