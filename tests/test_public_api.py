@@ -57,6 +57,11 @@ COMMANDS = [
     "gc",
     "demo",
     "alias",
+    "update",
+    "serve",
+    "deploy",
+    "deployments",
+    "monitor",
 ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,3 +187,73 @@ def _session(workdir: Path, say: Callable[[str], None]) -> None:
     report = repo.fsck()
     say("$ modelkeep fsck")
     say(f"  → {'ok' if report.ok else 'PROBLEMS'}: {report.objects_checked} objects verified")
+    _closed_loop(repo, test, say)
+
+
+POLICY = """
+[[rule]]
+name = "quality drop"
+metric = "f1"
+below = "reference - 0.05"
+windows = 2
+action = "rollback"
+cooldown = "0s"
+"""
+
+
+def _closed_loop(repo: Repo, test: Any, say: Callable[[str], None]) -> None:
+    """Serve @production, watch live quality fall, and let the policy roll it back."""
+    try:
+        import httpx
+
+        from modelkeep.serve.run import serve_in_thread
+    except ImportError:
+        say("\n(install modelkeep[serve] to see serving and the monitoring loop)")
+        return
+    say("\n# Serving and monitoring: the loop closes")
+    repo.promote("churn:2", "production", "forest back in production")
+    say("$ modelkeep promote churn:2 production")
+    repo.set_policy("churn", POLICY)
+    say("$ modelkeep monitor policy churn policy.toml   # f1 < reference - 0.05 twice → rollback")
+    columns = [c for c in test.columns if c != "label"]
+    with serve_in_thread(repo.root, "churn@production", interval=0.1, window_rows=200) as (
+        base,
+        follower,
+    ):
+        say(f"$ modelkeep serve churn@production   # listening on {base}")
+
+        def traffic(rows: Any, flip: bool) -> int:
+            sent = 0
+            with httpx.Client(base_url=base, timeout=10) as client:
+                for start in range(0, len(rows), 25):
+                    batch = rows.iloc[start : start + 25]
+                    r = client.post("/predict", json={"inputs": batch[columns].to_numpy().tolist()})
+                    r.raise_for_status()
+                    truth = batch["label"].to_numpy()
+                    client.post(
+                        "/v2/models/churn/feedback",
+                        json={
+                            "id": r.json()["id"],
+                            "value": (1 - truth if flip else truth).tolist(),
+                        },
+                    ).raise_for_status()
+                    sent += 1
+            return sent
+
+        n = traffic(test.iloc[:500], flip=False)
+        say(f"  {n} requests like the training data, true labels fed back: quality holds")
+        deadline = time.monotonic() + 30
+        sent = 0
+        while repo.resolve("churn@production").number == 2 and time.monotonic() < deadline:
+            sent += traffic(test.iloc[500:900], flip=True)
+            time.sleep(0.3)
+        say(f"  {sent} more requests whose labels disagree with the model: live f1 collapses")
+    now = repo.resolve("churn@production")
+    for action in follower.actions:
+        say(
+            f"  policy {action['rule']!r} fired on windows {action['windows']}: {action['outcome']}"
+        )
+    say(f"  → churn@production is {now.rev}; not one request failed")
+    rollback = next(e for e in repo.history("churn@production") if e.action == "rollback")
+    say("$ modelkeep history churn@production")
+    say(f"  rollback  {rollback.before} → {rollback.after}  {rollback.message}")

@@ -8,9 +8,6 @@ configured windows, with no failed request, and the event log says why.
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -18,16 +15,14 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 import modelkeep
-from modelkeep.serve.run import prepare
+from modelkeep.serve.run import serve_in_thread
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 POLICY = """
@@ -40,38 +35,6 @@ action = "rollback"
 cooldown = "0s"
 """
 COLUMNS = ["a", "b", "c", "d"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _server(root: Path) -> Iterator[tuple[str, object]]:
-    follower, app = prepare(
-        root, "churn@production", interval=0.1, window_rows=200, window_seconds=60.0
-    )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                break
-        time.sleep(0.05)
-    try:
-        yield base, follower
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        follower.stop()  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -124,19 +87,25 @@ def test_a_quality_drop_rolls_production_back(repo_root: Path) -> None:
     repo = modelkeep.Repo(repo_root / "repo")
     test = pd.read_csv(repo_root / "test.csv")
     failures: list[str] = []
-    with _server(repo_root / "repo") as (base, follower):
+    with serve_in_thread(
+        repo_root / "repo",
+        "churn@production",
+        interval=0.1,
+        window_rows=200,
+        window_seconds=60.0,
+    ) as (base, follower):
         # Healthy traffic: windows close, no rule fires.
         _traffic(base, test.iloc[:600], flip=False, failures=failures)
         time.sleep(0.5)
         assert repo.resolve("churn@production").number == 2
-        assert follower.actions == []  # type: ignore[attr-defined]
+        assert follower.actions == []
         # Labels now disagree with the model: live f1 collapses.
         deadline = time.monotonic() + 30
         while repo.resolve("churn@production").number == 2 and time.monotonic() < deadline:
             _traffic(base, test.iloc[600:1000], flip=True, failures=failures)
             time.sleep(0.3)
         assert repo.resolve("churn@production").number == 1
-        actions = list(follower.actions)  # type: ignore[attr-defined]
+        actions = list(follower.actions)
     assert failures == []
     assert len(actions) == 1
     assert actions[0]["rule"] == "quality drop"

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelkeep.revision import parse_alias
 from modelkeep.serve.app import DEFAULT_MAX_BODY, create_app
 from modelkeep.serve.follower import Follower
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from fastapi import FastAPI
 
 ENV = "MODELKEEP_SERVE"
@@ -41,6 +44,47 @@ def prepare(
     )
     follower.start()
     return follower, create_app(follower, max_body)
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    repo_path: str | Path, rev: str, **options: Any
+) -> Iterator[tuple[str, Follower]]:
+    """A real server on a free 127.0.0.1 port, in a thread (demo, tests, notebooks).
+    Yields its base URL and follower; stops both on exit."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    follower, app = prepare(repo_path, rev, **options)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name="modelkeep-serve", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError(f"the server on {base} did not become ready")
+            time.sleep(0.05)
+        yield base, follower
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        follower.stop()
 
 
 def app_from_env() -> FastAPI:
