@@ -263,6 +263,7 @@ def servers(fixture: Fixture, workdir: Path) -> Iterator[dict[str, Server]]:
                 "127.0.0.1",
                 "--port",
                 str(free_port()),
+                *SERVE_ARGS,
             ],
             workdir,
             workdir / "modelkeep-serve.log",
@@ -883,6 +884,10 @@ def render(result: dict[str, Any]) -> str:
 # -- main -----------------------------------------------------------------------------
 
 
+# Extra arguments for `modelkeep serve` (--serve-arg), e.g. to measure --no-monitor.
+SERVE_ARGS: list[str] = []
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -890,6 +895,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--concurrency", type=int, default=32, help="connections and tasks (default 32)"
+    )
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="extra argument for `modelkeep serve` (repeatable), e.g. --serve-arg=--no-monitor",
     )
     parser.add_argument(
         "--rounds",
@@ -918,6 +929,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    SERVE_ARGS.extend(args.serve_arg)
     with workspace(args.workdir, args.keep, _CREATED) as workdir:
         client = args.client
         if client == "auto":

@@ -465,6 +465,9 @@ def serve(
     window_seconds: Annotated[
         float, typer.Option("--window-seconds", help="…or after this many seconds.")
     ] = 30.0,
+    monitor: Annotated[
+        bool, typer.Option("--monitor/--no-monitor", help="Summarise traffic in windows.")
+    ] = True,
 ) -> None:
     """Serve a revision over HTTP: OIP v2 (/v2/...), POST /predict and GET /metrics.
 
@@ -483,6 +486,7 @@ def serve(
             max_body=max_body,
             window_rows=window_rows,
             window_seconds=window_seconds,
+            monitoring=monitor,
         )
     except ModelkeepError as exc:
         fail(exc)

@@ -218,8 +218,12 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         if failed is not None:
             return failed
         client_id = body.get("id") if isinstance(body, dict) else None
-        rid = follower.windows.add(
-            loaded.version.number, x, y, None if client_id is None else str(client_id)
+        rid = (
+            follower.windows.add(
+                loaded.version.number, x, y, None if client_id is None else str(client_id)
+            )
+            if follower.monitoring
+            else client_id
         )
         task = shadow_task(snap, shadow, x, y, time.perf_counter() - start)
         return _json(
@@ -310,13 +314,17 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
         if failed is not None:
             return failed
         client_id = body.get("id") if isinstance(body, dict) else None
-        rid = follower.windows.add(
-            loaded.version.number, x, y, None if client_id is None else str(client_id)
+        rid = (
+            follower.windows.add(
+                loaded.version.number, x, y, None if client_id is None else str(client_id)
+            )
+            if follower.monitoring
+            else client_id
         )
         import numpy as np
 
         arr = np.asarray(y)
-        out = {
+        out: dict[str, Any] = {
             "model_name": name,
             "model_version": loaded.rev,
             "outputs": [

@@ -73,6 +73,7 @@ class Follower:
         on_swap: Callable[[Snapshot], None] | None = None,
         window_rows: int = 500,
         window_seconds: float = 30.0,
+        monitoring: bool = True,
     ) -> None:
         self._repo_factory = repo_factory
         self.model = model
@@ -87,6 +88,7 @@ class Follower:
         self._thread: threading.Thread | None = None
         self.shadow = ShadowStats()
         self._shadow_flushed = 0
+        self.monitoring = monitoring
         self.windows = Windows(window_rows, window_seconds)
         self.evaluator: Evaluator | None = None
         self.actions: list[dict[str, Any]] = []  # what policies did (also in the event log)

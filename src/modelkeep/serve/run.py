@@ -28,6 +28,7 @@ def prepare(
     interval: float = 0.5,
     window_rows: int = 500,
     window_seconds: float = 30.0,
+    monitoring: bool = True,
 ) -> tuple[Follower, FastAPI]:
     """A started follower (its first version loaded and warmed) and its app."""
     from modelkeep.repo import Repo
@@ -41,6 +42,7 @@ def prepare(
         interval,
         window_rows=window_rows,
         window_seconds=window_seconds,
+        monitoring=monitoring,
     )
     follower.start()
     return follower, create_app(follower, max_body)
@@ -97,6 +99,7 @@ def app_from_env() -> FastAPI:
         config["interval"],
         config["window_rows"],
         config["window_seconds"],
+        config["monitoring"],
     )
     return app
 
@@ -112,13 +115,16 @@ def serve(
     log_level: str = "warning",
     window_rows: int = 500,
     window_seconds: float = 30.0,
+    monitoring: bool = True,
 ) -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # Load (and so check) the revision in this process first: a bad revision or a
     # version that cannot load fails here, with a one-line error, before any worker.
-    follower, app = prepare(repo_path, rev, max_body, interval, window_rows, window_seconds)
+    follower, app = prepare(
+        repo_path, rev, max_body, interval, window_rows, window_seconds, monitoring
+    )
     if workers <= 1:
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
         follower.stop()
@@ -135,6 +141,7 @@ def serve(
             "interval": interval,
             "window_rows": window_rows,
             "window_seconds": window_seconds,
+            "monitoring": monitoring,
         }
     )
     uvicorn.run(
