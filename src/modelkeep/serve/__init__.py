@@ -1,4 +1,4 @@
-"""Serving a revision over HTTP (FastAPI + uvicorn): OIP v2, /predict, /metrics, hot swap.
+"""Serving a revision over HTTP (Starlette + uvicorn): OIP v2, /predict, /metrics, hot swap.
 
 A job: it reads the repository through ``Repo``'s public API only.
 """

@@ -16,7 +16,7 @@ from modelkeep.serve.follower import Follower
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from fastapi import FastAPI
+    from starlette.applications import Starlette
 
 ENV = "MODELKEEP_SERVE"
 
@@ -29,7 +29,7 @@ def prepare(
     window_rows: int = 500,
     window_seconds: float = 30.0,
     monitoring: bool = True,
-) -> tuple[Follower, FastAPI]:
+) -> tuple[Follower, Starlette]:
     """A started follower (its first version loaded and warmed) and its app."""
     from modelkeep.repo import Repo
 
@@ -89,7 +89,7 @@ def serve_in_thread(
         follower.stop()
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> Starlette:
     """uvicorn factory for worker processes: each worker follows the revision itself."""
     config = json.loads(os.environ[ENV])
     _, app = prepare(
