@@ -124,6 +124,15 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
         except orjson.JSONDecodeError as exc:
             raise _Reject(400, f"malformed JSON: {exc}") from None
 
+    def remember(loaded: Loaded, body: Any, x: Any, y: Any) -> Any:
+        """Into the monitoring window; returns the id labels can be sent back with."""
+        client_id = body.get("id") if isinstance(body, dict) else None
+        if not follower.monitoring:
+            return client_id
+        return follower.windows.add(
+            loaded.version.number, x, y, None if client_id is None else str(client_id)
+        )
+
     def refused(status: int, message: str, endpoint: str) -> Response:
         # Counted under the version being served: refusals are part of its traffic.
         snap = follower.snapshot
@@ -218,14 +227,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
         y, failed = run(snap, loaded, x, "predict")
         if failed is not None:
             return failed
-        client_id = body.get("id") if isinstance(body, dict) else None
-        rid = (
-            follower.windows.add(
-                loaded.version.number, x, y, None if client_id is None else str(client_id)
-            )
-            if follower.monitoring
-            else client_id
-        )
+        rid = remember(loaded, body, x, y)
         task = shadow_task(snap, shadow, x, y, time.perf_counter() - start)
         return _json(
             {"predictions": y, "model_version": loaded.rev, "id": rid},
@@ -314,14 +316,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
         y, failed = run(snap, loaded, x, "infer")
         if failed is not None:
             return failed
-        client_id = body.get("id") if isinstance(body, dict) else None
-        rid = (
-            follower.windows.add(
-                loaded.version.number, x, y, None if client_id is None else str(client_id)
-            )
-            if follower.monitoring
-            else client_id
-        )
+        rid = remember(loaded, body, x, y)
         import numpy as np
 
         arr = np.asarray(y)
