@@ -7,6 +7,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -15,6 +16,23 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 MIB = 1 << 20
+
+
+@dataclass
+class Check:
+    """A figure against its target: PASS when ``value <= limit`` (n/a without a value)."""
+
+    name: str
+    value: float | None
+    limit: float
+    unit: str
+    detail: str
+
+    @property
+    def status(self) -> str:
+        if self.value is None:
+            return "n/a"
+        return "PASS" if self.value <= self.limit else "MISS"
 
 
 def log(message: str) -> None:

@@ -52,7 +52,7 @@ from modelkeep.profiles import Profile
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-from _bench import log, mib, row, secs, timed, workspace
+from _bench import Check, log, mib, row, secs, timed, workspace
 
 SEED = 20240607
 N_FEATURES = 20
@@ -420,21 +420,6 @@ def run_evidently(
 
 
 # -- the run -----------------------------------------------------------------------------
-
-
-@dataclass
-class Check:
-    name: str
-    value: float | None
-    limit: float
-    unit: str
-    detail: str
-
-    @property
-    def status(self) -> str:
-        if self.value is None:
-            return "n/a"
-        return "PASS" if self.value <= self.limit else "MISS"
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:

@@ -39,7 +39,7 @@ import modelkeep
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-from _bench import log, mib, row, secs, timed, workspace
+from _bench import Check, log, mib, row, secs, timed, workspace
 
 T = TypeVar("T")
 
@@ -158,21 +158,6 @@ class CommitRow:
     seconds: float
     floor_seconds: float
     store_added_bytes: int
-
-
-@dataclass
-class Check:
-    name: str
-    value: float | None
-    limit: float
-    unit: str
-    detail: str
-
-    @property
-    def status(self) -> str:
-        if self.value is None:
-            return "n/a"
-        return "PASS" if self.value <= self.limit else "MISS"
 
 
 def run(size_mib: int, workdir: Path) -> dict[str, Any]:
