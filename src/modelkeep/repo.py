@@ -217,6 +217,9 @@ class Repo:
                 number = up[0]
         return self.registry.version(r.model, number)
 
+    def _version(self, rev: str | Version) -> Version:
+        return rev if isinstance(rev, Version) else self.resolve(rev)
+
     def _before_moves(self, model: str, ref: str, back: int) -> int:
         moves = self.registry.ref_moves(model, ref)
         if len(moves) < back or moves[back - 1].before is None:
@@ -514,7 +517,7 @@ class Repo:
             raise type(exc)(f"{exc} — the tree of {version.rev}; run `modelkeep fsck`") from None
 
     def files(self, rev: str | Version) -> list[FileInfo]:
-        version = rev if isinstance(rev, Version) else self.resolve(rev)
+        version = self._version(rev)
         out = []
         for path, entry in self.tree(version).entries.items():
             manifest = self._manifest(version, path, entry.file)
@@ -703,7 +706,7 @@ class Repo:
         ``.modelkeep/cache`` first. ``trusted``: types to trust beyond skops'
         defaults, or True (needed for pickles).
         """
-        version = rev if isinstance(rev, Version) else self.resolve(rev)
+        version = self._version(rev)
         folder = self._materialize(version)
         record = version.artifact
         if not record:
@@ -745,7 +748,7 @@ class Repo:
 
     def profile(self, rev: str | Version) -> Profile | None:
         """The reference profile stored with a version (None if it has none)."""
-        version = rev if isinstance(rev, Version) else self.resolve(rev)
+        version = self._version(rev)
         oid = version.artifact.get("profile")
         if oid is None:
             return None
@@ -1052,7 +1055,7 @@ class Repo:
         Plans first: files that exist and differ stop the checkout (nothing is
         written) unless ``force``. Each file is written to a temp file and renamed.
         """
-        version = rev if isinstance(rev, Version) else self.resolve(rev)
+        version = self._version(rev)
         tree = self.tree(version)
         dest_path = Path(dest) if dest is not None else Path.cwd() / version.model
         if dest_path.exists() and not dest_path.is_dir():

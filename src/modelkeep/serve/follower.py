@@ -101,12 +101,9 @@ class Follower:
         table = repo.routing(self.model, self.alias)
         models = {table.primary: self._load(repo, table.primary)}
         for number in table.loaded()[1:]:  # candidate and previous: not fatal
-            try:
-                models[number] = self._load(repo, number)
-            except Exception as exc:
-                self._failed[number] = time.monotonic()
-                self.last_error = f"{self.model}:{number} failed to load or warm: {exc}"
-                log.error(self.last_error)
+            loaded = self._try_load(repo, number)
+            if loaded is not None:
+                models[number] = loaded
         if table.candidate is not None and table.candidate not in models:
             # Serve the primary alone until the candidate loads.
             table = dataclasses.replace(table, candidate=None, mode="single")
@@ -150,6 +147,18 @@ class Follower:
         log.info("loaded %s in %.2f s", loaded.rev, loaded.load_seconds)
         return loaded
 
+    def _try_load(self, repo: Repo, number: int) -> Loaded | None:
+        """Load and warm a version; a failure is recorded, never raised: a broken
+        version must never be switched to, and the server keeps what it serves."""
+        try:
+            return self._load(repo, number)
+        except Exception as exc:
+            self._failed[number] = time.monotonic()
+            self.last_error = f"{self.model}:{number} failed to load or warm: {exc}"
+            serving = self.snapshot.primary().rev if self.snapshot is not None else "nothing"
+            log.error("%s; still serving %s", self.last_error, serving)
+            return None
+
     def _sync(self, repo: Repo) -> None:
         current = self.snapshot
         assert current is not None
@@ -163,12 +172,9 @@ class Follower:
             failed_at = self._failed.get(number)
             if failed_at is not None and time.monotonic() - failed_at < RETRY_FAILED_AFTER:
                 continue
-            try:
-                models[number] = self._load(repo, number)
-            except Exception as exc:  # a broken version must never be switched to
-                self._failed[number] = time.monotonic()
-                self.last_error = f"{self.model}:{number} failed to load or warm: {exc}"
-                log.error("%s; still serving %s", self.last_error, current.primary().rev)
+            loaded = self._try_load(repo, number)
+            if loaded is not None:
+                models[number] = loaded
         if table.primary not in models or (
             table.candidate is not None and table.candidate not in models
         ):

@@ -12,6 +12,7 @@ verified against the id before a byte is returned.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -216,6 +217,21 @@ def _ahead(fetch: Callable[[ObjectId], T], manifest: FileManifest) -> Iterator[T
             yield result
 
 
+@contextlib.contextmanager
+def _mapped(path: Path) -> Iterator[memoryview]:
+    """A read-only view of the whole file (mmap cannot map an empty file)."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            yield memoryview(b"")
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            view = memoryview(mm)
+            try:
+                yield view
+            finally:
+                view.release()
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
@@ -409,16 +425,8 @@ class ObjectStore:
     def store_file(
         self, path: Path, writer: ObjectWriter, progress: Progress | None = None
     ) -> FileManifest:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                return self.store_buffer(memoryview(b""), writer, progress)
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                view = memoryview(mm)
-                try:
-                    return self.store_buffer(view, writer, progress)
-                finally:
-                    view.release()
+        with _mapped(path) as view:
+            return self.store_buffer(view, writer, progress)
 
     def manifest_of(self, buf: memoryview) -> ObjectId:
         """The id a buffer would have as a file, without storing anything."""
@@ -426,15 +434,8 @@ class ObjectStore:
         return ObjectId.of(_encode_manifest(len(buf), chunks))
 
     def manifest_of_file(self, path: Path) -> ObjectId:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size == 0:
-                return self.manifest_of(memoryview(b""))
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                view = memoryview(mm)
-                try:
-                    return self.manifest_of(view)
-                finally:
-                    view.release()
+        with _mapped(path) as view:
+            return self.manifest_of(view)
 
     def _json(self, oid: ObjectId, kind: str) -> dict[str, Any]:
         try:
