@@ -72,6 +72,9 @@ def describe(
         )
     if model is None and (input_example is not None or training_data is not None):
         model = _load_for_checks(saved, files, trusted)
+    if target is not None:
+        # The label column's name: what later updates (e.g. by policy) train on.
+        record["target"] = target
     if model is not None:
         record["task"] = task_of(model)
         if not record["class"]:

@@ -10,6 +10,7 @@ import shutil
 import stat
 import struct
 import tempfile
+import tomllib
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -99,7 +100,7 @@ class Repo:
 
     def _setup(self, backend: Backend, params: ChunkParams, url: str, new: bool = False) -> None:
         self.store = ObjectStore(backend, params)
-        self._policies: dict[str, str] = {}
+        self._policies: dict[str, tuple[str, str]] = {}
         self.registry = Registry(url)
         if new:
             self.registry.create()
@@ -944,26 +945,32 @@ class Repo:
             details=details,
         )
 
-    def set_policy(self, name: str, text: str, message: str = "") -> list[Any]:
-        """Attach a monitoring policy (TOML, validated) to model ``name``."""
+    def set_policy(
+        self, name: str, text: str, message: str = "", *, fmt: str | None = None
+    ) -> list[Any]:
+        """Attach a monitoring policy to model ``name``: TOML or YAML text (``fmt``
+        "toml" or "yaml"; None tries both), validated before anything is stored."""
         from modelkeep.monitor.policy import parse
 
         check_name(name)
-        rules = parse(text, f"policy of {name}")
+        rules = parse(text, f"policy of {name}", fmt)
         self.registry.default_branch(name)  # the model must exist
+        kind = fmt or ("toml" if _is_toml(text) else "yaml")
         if self._control is None:
-            self._policies[name] = text
+            self._policies[name] = (text, kind)
         else:
             folder = self._control / "policies"
             folder.mkdir(exist_ok=True)
             tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
             tmp.write_text(text)
-            os.replace(tmp, folder / f"{name}.toml")
+            os.replace(tmp, folder / f"{name}.{kind}")
+            # A policy changed format: the old file must not shadow the new one.
+            (folder / f"{name}.{'yaml' if kind == 'toml' else 'toml'}").unlink(missing_ok=True)
         self.record_event(
             name,
             "policy.set",
             message or f"{len(rules)} rule(s)",
-            details={"rules": [r.name for r in rules]},
+            details={"rules": [r.name for r in rules], "format": kind},
         )
         return rules
 
@@ -971,12 +978,16 @@ class Repo:
         """The rules attached to ``name`` (None if it has no policy)."""
         from modelkeep.monitor.policy import parse
 
+        found: tuple[str, str] | None = None
         if self._control is None:
-            text = self._policies.get(name)
+            found = self._policies.get(name)
         else:
-            path = self._control / "policies" / f"{name}.toml"
-            text = path.read_text() if path.is_file() else None
-        return None if text is None else parse(text, f"policy of {name}")
+            for kind in ("toml", "yaml"):
+                path = self._control / "policies" / f"{name}.{kind}"
+                if path.is_file():
+                    found = (path.read_text(), kind)
+                    break
+        return None if found is None else parse(found[0], f"policy of {name}", found[1])
 
     def record_deployment_stats(self, deployment: int, stats: dict[str, Any]) -> None:
         """Figures a server measured for a rollout (shadow agreement, latencies)."""
@@ -1381,6 +1392,14 @@ def _stat_key(path: Path) -> list[int] | None:
     except OSError:
         return None
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode]
+
+
+def _is_toml(text: str) -> bool:
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return False
+    return True
 
 
 def _looks_like_header(head: bytes | memoryview) -> bool:

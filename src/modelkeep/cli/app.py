@@ -809,7 +809,9 @@ def monitor_run(
 @monitor_app.command("policy")
 def monitor_policy(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    path: Annotated[Path | None, typer.Argument(help="Policy file (TOML) to attach.")] = None,
+    path: Annotated[
+        Path | None, typer.Argument(help="Policy file (TOML or YAML) to attach.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Attach a policy to a model (or show it). A running server applies it to every
@@ -820,9 +822,20 @@ def monitor_policy(
         metric = "f1"                # live metric from feedback labels, or drift_share
         below = "reference - 0.05"   # or above = 0.3; reference = the version's metric
         windows = 3                  # consecutive failing windows
-        action = "rollback"          # or alert
+        action = "rollback"          # rollback | update | alert
         cooldown = "10m"
         webhook = "http://127.0.0.1:9000/hook"   # optional: POST the evidence
+
+        [[rule]]
+        name = "features drift"
+        metric = "drift_share"
+        above = 0.3
+        windows = 2
+        action = "update"            # train on recent labelled traffic, gate, promote
+        strategy = "incremental"     # or batch
+        gate = "f1 >= parent"        # optional; min_rows = 200, promote = true
+
+    In YAML the same keys go in a list under `rules:`.
     """
     from modelkeep.errors import ModelkeepError, UsageError
 
@@ -831,7 +844,9 @@ def monitor_policy(
         if path is not None:
             if not path.is_file():
                 raise UsageError(f"{path}: no such policy file")
-            rules = repo.set_policy(name, path.read_text())
+            suffix = path.suffix.lower()
+            fmt = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}.get(suffix)
+            rules = repo.set_policy(name, path.read_text(), fmt=fmt)
         else:
             rules = repo.policy(name) or []
     except ModelkeepError as exc:
@@ -844,8 +859,9 @@ def monitor_policy(
     for r in rules:
         bound = f"below {r.below}" if r.below is not None else f"above {r.above}"
         out.print(
-            f"{r.name}: {r.metric} {bound} for {r.windows} window(s) → {r.action} "
-            f"(cooldown {r.cooldown:g} s)"
+            f"{r.name}: {r.metric} {bound} for {r.windows} window(s) → {r.action}"
+            + (f" ({r.strategy}, gate {r.gate or 'default'})" if r.action == "update" else "")
+            + f" (cooldown {r.cooldown:g} s)"
         )
 
 

@@ -1,15 +1,22 @@
 """Policies: what to do when monitoring windows keep failing a check.
 
-A policy file (TOML) holds rules:
+A policy file (TOML, or YAML with the same keys under ``rules:``) holds rules:
 
     [[rule]]
     name = "quality drop"
     metric = "f1"                 # a live metric (needs feedback labels) or drift_share
     below = "reference - 0.05"    # or above = 0.3; "reference" is the version's own metric
     windows = 3                   # consecutive failing windows before acting
-    action = "rollback"           # rollback | alert
+    action = "rollback"           # rollback | update | alert
     cooldown = "10m"              # no second action of this rule within this time
     webhook = "http://127.0.0.1:9000/hook"   # alert (and any action): POST the evidence
+
+    # action = "update" only: train on the recent labelled traffic (feedback), gate the
+    # candidate against the served version, and move the alias if it passes.
+    strategy = "incremental"      # or batch (the parent's training data + the new rows)
+    gate = "f1 >= parent"         # the update's gate (default: the task's default gate)
+    min_rows = 200                # labelled rows needed; fewer → the action waits
+    promote = true                # false: commit the candidate, leave the alias alone
 
 Every action and alert is written to the event log with the windows and numbers
 that caused it; the same evidence never fires a rule twice.
@@ -25,7 +32,23 @@ from typing import Any
 
 from modelkeep.errors import UsageError
 
-ACTIONS = ("rollback", "alert")
+ACTIONS = ("rollback", "update", "alert")
+UPDATE_STRATEGIES = ("incremental", "batch")
+_KEYS = {
+    "name",
+    "metric",
+    "below",
+    "above",
+    "windows",
+    "action",
+    "cooldown",
+    "webhook",
+    "strategy",
+    "gate",
+    "min_rows",
+    "promote",
+}
+_UPDATE_KEYS = {"strategy", "gate", "min_rows", "promote"}
 _BOUND = re.compile(r"^\s*(reference)?\s*(?:([+-])\s*)?(\d+(?:\.\d*)?|\.\d+)?\s*$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
@@ -44,6 +67,10 @@ class Rule:
     action: str
     cooldown: float
     webhook: str | None
+    strategy: str = "incremental"
+    gate: str | None = None
+    min_rows: int = 200
+    promote: bool = True
 
     def bound(self, reference: float | None) -> float:
         text = self.below if self.below is not None else self.above
@@ -77,65 +104,136 @@ def _duration(text: Any, where: str) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def parse(text: str, source: str = "policy") -> list[Rule]:
-    """Rules from TOML text, validated with errors that name the rule and the key."""
+def _load(text: str, source: str, fmt: str | None) -> Any:
+    """The document, from TOML or YAML (``fmt`` from the file suffix; None: either)."""
+    if fmt not in (None, "toml", "yaml"):
+        raise PolicyError(f"{source}: policy format {fmt!r} is not toml or yaml")
+    toml_error = None
+    if fmt in (None, "toml"):
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            toml_error = exc
+            if fmt == "toml":
+                raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+    import yaml
+
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        if fmt is None:
+            raise PolicyError(
+                f"{source}: neither TOML ({toml_error}) nor YAML ({' '.join(str(exc).split())})"
+            ) from None
+        raise PolicyError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(doc, dict):
+        if fmt is None:
+            raise PolicyError(
+                f"{source}: neither TOML ({toml_error}) nor a YAML mapping with rules:"
+            )
+        raise PolicyError(f"{source}: a policy is a mapping with a list of rules under rules:")
+    # The YAML spelling is ``rules:``; TOML's array of tables is ``[[rule]]``.
+    if "rules" in doc and "rule" not in doc:
+        doc["rule"] = doc.pop("rules")
+    return doc
+
+
+def parse(text: str, source: str = "policy", fmt: str | None = None) -> list[Rule]:
+    """Rules from TOML or YAML text, validated with errors that name the rule and key."""
+    doc = _load(text, source, fmt)
+    unknown_top = set(doc) - {"rule"}
+    if unknown_top:
+        raise PolicyError(
+            f"{source}: unknown top-level key(s) {', '.join(sorted(map(str, unknown_top)))}; "
+            "a policy holds only rules ([[rule]] in TOML, rules: in YAML)"
+        )
     rules = doc.get("rule")
     if not isinstance(rules, list) or not rules:
-        raise PolicyError(f"{source}: no [[rule]] tables; see `modelkeep monitor policy --help`")
-    out = []
-    for i, raw in enumerate(rules):
-        where = f"{source}, rule {i + 1}"
-        if not isinstance(raw, dict):
-            raise PolicyError(f"{where}: a rule is a table of keys")
-        unknown = set(raw) - {
-            "name",
-            "metric",
-            "below",
-            "above",
-            "windows",
-            "action",
-            "cooldown",
-            "webhook",
-        }
-        if unknown:
-            raise PolicyError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-        name = str(raw.get("name", f"rule {i + 1}"))
-        metric = raw.get("metric")
-        if not isinstance(metric, str) or not metric:
-            raise PolicyError(f'{where}: needs metric = "f1" (or drift_share, rmse, …)')
-        if ("below" in raw) == ("above" in raw):
-            raise PolicyError(f"{where}: give exactly one of below = … or above = …")
-        bound = str(raw.get("below", raw.get("above")))
-        if not _BOUND.match(bound) or not bound.strip():
-            raise PolicyError(
-                f"{where}: bound {bound!r} must be a number, reference, or reference ± number"
-            )
-        windows = raw.get("windows", 1)
-        if not isinstance(windows, int) or windows < 1:
-            raise PolicyError(f"{where}: windows must be a whole number ≥ 1")
-        action = raw.get("action", "alert")
-        if action not in ACTIONS:
-            raise PolicyError(f"{where}: action {action!r} is not one of {', '.join(ACTIONS)}")
-        webhook = raw.get("webhook")
-        if webhook is not None and not str(webhook).startswith(("http://", "https://")):
-            raise PolicyError(f"{where}: webhook must be an http(s) URL")
-        out.append(
-            Rule(
-                name,
-                metric,
-                str(raw["below"]) if "below" in raw else None,
-                str(raw["above"]) if "above" in raw else None,
-                windows,
-                action,
-                _duration(raw.get("cooldown", "10m"), where),
-                webhook,
-            )
+        raise PolicyError(
+            f"{source}: no rules ([[rule]] tables in TOML, a rules: list in YAML); see "
+            "`modelkeep monitor policy --help`"
+        )
+    out = [_rule(raw, f"{source}, rule {i + 1}", i) for i, raw in enumerate(rules)]
+    names = [r.name for r in out]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise PolicyError(
+            f"{source}: rule name(s) {', '.join(dupes)} used twice; names must differ"
         )
     return out
+
+
+def _rule(raw: Any, where: str, i: int) -> Rule:
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: a rule is a table (mapping) of keys")
+    unknown = set(raw) - _KEYS
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    name = str(raw.get("name", f"rule {i + 1}"))
+    metric = raw.get("metric")
+    if not isinstance(metric, str) or not metric:
+        raise PolicyError(f'{where}: needs metric = "f1" (or drift_share, rmse, …)')
+    if ("below" in raw) == ("above" in raw):
+        raise PolicyError(f"{where}: give exactly one of below = … or above = …")
+    bound = str(raw.get("below", raw.get("above")))
+    if not _BOUND.match(bound) or not bound.strip():
+        raise PolicyError(
+            f"{where}: bound {bound!r} must be a number, reference, or reference ± number"
+        )
+    windows = raw.get("windows", 1)
+    if not isinstance(windows, int) or isinstance(windows, bool) or windows < 1:
+        raise PolicyError(f"{where}: windows must be a whole number ≥ 1")
+    action = raw.get("action", "alert")
+    if action not in ACTIONS:
+        raise PolicyError(f"{where}: action {action!r} is not one of {', '.join(ACTIONS)}")
+    webhook = raw.get("webhook")
+    if webhook is not None and not str(webhook).startswith(("http://", "https://")):
+        raise PolicyError(f"{where}: webhook must be an http(s) URL")
+    extra = _update_options(raw, where) if action == "update" else {}
+    if action != "update" and set(raw) & _UPDATE_KEYS:
+        keys = ", ".join(sorted(set(raw) & _UPDATE_KEYS))
+        raise PolicyError(f'{where}: {keys} only apply to action = "update"')
+    return Rule(
+        name,
+        metric,
+        str(raw["below"]) if "below" in raw else None,
+        str(raw["above"]) if "above" in raw else None,
+        windows,
+        action,
+        _duration(raw.get("cooldown", "10m"), where),
+        str(webhook) if webhook is not None else None,
+        **extra,
+    )
+
+
+def _update_options(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    strategy = raw.get("strategy", "incremental")
+    if strategy not in UPDATE_STRATEGIES:
+        raise PolicyError(
+            f"{where}: strategy {strategy!r} is not one of {', '.join(UPDATE_STRATEGIES)}"
+        )
+    gate = raw.get("gate")
+    if gate is not None:
+        from modelkeep.errors import GateRuleError
+        from modelkeep.evaluation import CLASSIFICATION, REGRESSION
+        from modelkeep.update.gate import Gate
+
+        try:
+            Gate(str(gate), {*CLASSIFICATION, *REGRESSION})
+        except GateRuleError as exc:
+            raise PolicyError(f"{where}: {exc}") from None
+    min_rows = raw.get("min_rows", 200)
+    if not isinstance(min_rows, int) or isinstance(min_rows, bool) or min_rows < 10:
+        raise PolicyError(f"{where}: min_rows must be a whole number ≥ 10 (some are held out)")
+    promote = raw.get("promote", True)
+    if not isinstance(promote, bool):
+        raise PolicyError(f"{where}: promote must be true or false")
+    return {
+        "strategy": strategy,
+        "gate": str(gate) if gate is not None else None,
+        "min_rows": min_rows,
+        "promote": promote,
+    }
 
 
 @dataclass

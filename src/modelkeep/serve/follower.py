@@ -92,6 +92,7 @@ class Follower:
         self.windows = Windows(window_rows, window_seconds)
         self.evaluator: Evaluator | None = None
         self.actions: list[dict[str, Any]] = []  # what policies did (also in the event log)
+        self._updating: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -240,7 +241,9 @@ class Follower:
         }
         log.warning("%s → %s", text, rule.action)
         outcome = "alerted"
-        if rule.action == "rollback":
+        if rule.action == "update":
+            outcome = self._start_update(firing, text, evidence, loaded)
+        elif rule.action == "rollback":
             try:
                 before, ref = repo.rollback(f"{self.model}@{self.alias}", message=text)
                 outcome = f"rolled back {self.model}:{before} → {self.model}:{ref.version}"
@@ -253,6 +256,46 @@ class Follower:
         self.actions.append(evidence)
         if rule.webhook:
             threading.Thread(target=_post, args=(rule.webhook, evidence), daemon=True).start()
+
+    def _start_update(
+        self, firing: Firing, text: str, evidence: dict[str, Any], loaded: Loaded
+    ) -> str:
+        """Training may take a while: it runs beside the follower, which keeps swapping
+        and closing windows; its result is a second event with the same evidence."""
+        if self._updating is not None and self._updating.is_alive():
+            return "no update: the previous one is still running"
+        labelled = self.windows.labelled()
+        columns = loaded.columns or (
+            list(loaded.reference.features) if loaded.reference is not None else None
+        )
+
+        def run() -> None:
+            from modelkeep.monitor.actions import update_from_feedback
+
+            try:
+                repo = self._repo_factory()
+                outcome, details = update_from_feedback(
+                    repo, self.model, self.alias, firing.rule, labelled, columns, text
+                )
+                done = {**evidence, "outcome": outcome, "update": details}
+                repo.record_event(
+                    self.model,
+                    "monitor.update",
+                    f"{text}; {outcome}",
+                    ref=self.alias,
+                    details=done,
+                )
+                log.warning("%s", outcome)
+            except Exception as exc:  # a failed update must not take the server down
+                log.exception("policy update failed")
+                done = {**evidence, "outcome": f"update failed: {exc}"}
+            self.actions.append(done)
+            if firing.rule.webhook:
+                _post(firing.rule.webhook, done)
+
+        self._updating = threading.Thread(target=run, name="modelkeep-update", daemon=True)
+        self._updating.start()
+        return "update started"
 
     def _flush_shadow(self, repo: Repo) -> None:
         snap = self.snapshot

@@ -8,12 +8,14 @@ import itertools
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 # Predictions kept for joining late labels (oldest forgotten first).
 MAX_PENDING = 50_000
+# Labelled rows kept for policy-triggered updates (the most recent ones).
+MAX_LABELLED = 20_000
 
 
 @dataclass
@@ -45,7 +47,10 @@ class Windows:
         self.rows = rows
         self.seconds = seconds
         self._open: dict[int, _Open] = {}
-        self._pending: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self._pending: OrderedDict[str, tuple[int, Any, Any]] = OrderedDict()
+        # (version, inputs, true values) of joined requests, newest last.
+        self._labelled: deque[tuple[int, Any, Any]] = deque()
+        self._labelled_rows = 0
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._prefix = f"{os.getpid():x}"
@@ -62,7 +67,7 @@ class Windows:
             w.xs.append(x)
             w.ys.append(y)
             w.rows += len(y)
-            self._pending[rid] = (version, y)
+            self._pending[rid] = (version, x, y)
             if len(self._pending) > MAX_PENDING:
                 self._pending.popitem(last=False)
         return rid
@@ -79,7 +84,7 @@ class Windows:
             found = self._pending.pop(rid, None)
             if found is None:
                 return 0
-            version, y = found
+            version, x, y = found
             truth = np.asarray(values).ravel()
             pred = np.asarray(y).ravel()
             if len(truth) != len(pred):
@@ -88,7 +93,16 @@ class Windows:
             w = self._open.setdefault(version, _Open())
             w.labelled_pred.extend(pred.tolist())
             w.labelled_true.extend(truth.tolist())
+            self._labelled.append((version, x, truth))
+            self._labelled_rows += len(truth)
+            while self._labelled_rows - len(self._labelled[0][2]) >= MAX_LABELLED:
+                self._labelled_rows -= len(self._labelled.popleft()[2])
             return len(truth)
+
+    def labelled(self) -> list[tuple[int, Any, Any]]:
+        """The most recent labelled requests: (version, inputs, true values)."""
+        with self._lock:
+            return list(self._labelled)
 
     def seal(self, now: float | None = None) -> list[Sealed]:
         """Windows that are full or old enough, closed and handed over."""
