@@ -455,7 +455,13 @@ def serve(
     rev: Annotated[str, typer.Argument(help="MODEL@ALIAS to follow, e.g. churn@production.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes. With more than one, monitoring windows are slots of "
+            "--window-seconds of wall-clock time, merged across workers."
+        ),
+    ] = 1,
     max_body: Annotated[
         int, typer.Option("--max-body", help="Largest request body in bytes (else 413).")
     ] = 8 << 20,

@@ -16,6 +16,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -68,7 +69,13 @@ def _plain(y: Any) -> Any:
 
 
 class _Metrics:
-    def __init__(self) -> None:
+    """Request counters and the last window's figures per version. With several
+    workers (prometheus-client's multiprocess mode, PROMETHEUS_MULTIPROC_DIR set by
+    ``serve``), /metrics adds up every worker's counters; window gauges are set by the
+    worker that merges windows, so the most recent value is the whole server's."""
+
+    def __init__(self, multiprocess: bool = False) -> None:
+        self.multiprocess = multiprocess
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "modelkeep_requests",
@@ -99,6 +106,65 @@ class _Metrics:
             registry=self.registry,
         )
 
+        def gauge(name: str, doc: str, labels: list[str]) -> Gauge:
+            return Gauge(name, doc, labels, registry=self.registry, multiprocess_mode="mostrecent")
+
+        self.window_rows = gauge("modelkeep_window_rows", "Rows in the last window", ["version"])
+        self.window_labelled = gauge(
+            "modelkeep_window_labelled", "Labelled rows in the last window", ["version"]
+        )
+        self.window_errors = gauge(
+            "modelkeep_window_errors", "Model errors in the last window", ["version"]
+        )
+        self.window_drift_share = gauge(
+            "modelkeep_window_drift_share",
+            "Share of features drifting in the last window",
+            ["version"],
+        )
+        self.window_drifted = gauge(
+            "modelkeep_window_drifted", "1 if the last window drifted, else 0", ["version"]
+        )
+        self.window_feature_drift = gauge(
+            "modelkeep_window_feature_drift",
+            "Drift statistic per feature in the last window",
+            ["version", "feature", "test"],
+        )
+        self.window_metric = gauge(
+            "modelkeep_window_metric",
+            "Live quality in the last window (from feedback labels)",
+            ["version", "metric"],
+        )
+        self.window_latency = gauge(
+            "modelkeep_window_latency_ms",
+            "Latency quantiles in the last window",
+            ["version", "quantile"],
+        )
+
+    def window(self, body: dict[str, Any]) -> None:
+        version = body["version"]
+        self.window_rows.labels(version).set(body["rows"])
+        self.window_labelled.labels(version).set(body["labelled"])
+        self.window_errors.labels(version).set(body["errors"])
+        drift = body.get("drift")
+        if drift is not None:
+            self.window_drift_share.labels(version).set(drift["share"])
+            self.window_drifted.labels(version).set(int(drift["drifted"]))
+            for f in drift["features"]:
+                self.window_feature_drift.labels(version, f["name"], f["test"]).set(f["statistic"])
+        for metric, value in body.get("metrics", {}).items():
+            self.window_metric.labels(version, metric).set(value)
+        for q, ms in body.get("latency_ms", {}).items():
+            self.window_latency.labels(version, q).set(ms)
+
+    def exposition(self) -> bytes:
+        if not self.multiprocess:
+            return bytes(generate_latest(self.registry))
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return bytes(generate_latest(merged))
+
 
 def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlette:
     """The ASGI app serving ``follower``'s revision (already started).
@@ -106,7 +172,8 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
     Starlette, not FastAPI (which DESIGN names): the handlers read and write bytes
     themselves, and FastAPI's layers around them measured ~280 µs per request on this
     machine — 30 % of single-row throughput (benchmarks/serve.py)."""
-    metrics = _Metrics()
+    metrics = _Metrics(multiprocess=follower.shared is not None)
+    follower.on_window = metrics.window
     name = follower.model
 
     async def body_of(request: Request) -> Any:
@@ -124,13 +191,13 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
         except orjson.JSONDecodeError as exc:
             raise _Reject(400, f"malformed JSON: {exc}") from None
 
-    def remember(loaded: Loaded, body: Any, x: Any, y: Any) -> Any:
+    def remember(loaded: Loaded, body: Any, x: Any, y: Any, seconds: float) -> Any:
         """Into the monitoring window; returns the id labels can be sent back with."""
         client_id = body.get("id") if isinstance(body, dict) else None
         if not follower.monitoring:
             return client_id
         return follower.windows.add(
-            loaded.version.number, x, y, None if client_id is None else str(client_id)
+            loaded.version.number, x, y, None if client_id is None else str(client_id), seconds
         )
 
     def refused(status: int, message: str, endpoint: str) -> Response:
@@ -227,7 +294,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
         y, failed = run(snap, loaded, x, "predict")
         if failed is not None:
             return failed
-        rid = remember(loaded, body, x, y)
+        rid = remember(loaded, body, x, y, time.perf_counter() - start)
         task = shadow_task(snap, shadow, x, y, time.perf_counter() - start)
         return _json(
             {"predictions": y, "model_version": loaded.rev, "id": rid},
@@ -316,7 +383,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
         y, failed = run(snap, loaded, x, "infer")
         if failed is not None:
             return failed
-        rid = remember(loaded, body, x, y)
+        rid = remember(loaded, body, x, y, time.perf_counter() - start)
         import numpy as np
 
         arr = np.asarray(y)
@@ -349,7 +416,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
         items = body.get("items") if isinstance(body, dict) else None
         if items is None:
             items = [body]
-        joined = unknown = 0
+        joined = unknown = forwarded = 0
         for item in items:
             if not isinstance(item, dict) or "id" not in item or "value" not in item:
                 return _error(400, 'feedback is {"id": …, "value": …} or {"items": [...]}')
@@ -357,13 +424,21 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
                 n = follower.windows.feedback(str(item["id"]), item["value"])
             except ValueError as exc:
                 return _error(400, str(exc))
+            if n == 0 and follower.shared is not None:
+                # Another worker may have made this prediction: it joins it there.
+                follower.forward_label(str(item["id"]), item["value"])
+                forwarded += 1
+                continue
             joined += n
             unknown += n == 0
-        status = 200 if joined or not unknown else 404
-        return _json({"joined": joined, "unknown_ids": unknown}, status)
+        status = 200 if joined or forwarded or not unknown else 404
+        out = {"joined": joined, "unknown_ids": unknown}
+        if follower.shared is not None:
+            out["forwarded"] = forwarded
+        return _json(out, status)
 
     async def prometheus(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     base = "/v2/models/{model}"
     pinned = base + "/versions/{version:int}"

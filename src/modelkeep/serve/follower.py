@@ -7,15 +7,21 @@ started on a version finishes on it however many swaps happen meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import functools
+import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from modelkeep.errors import ModelkeepError
 from modelkeep.monitor.policy import Evaluator, Firing
+from modelkeep.monitor.window import WindowSummary
 from modelkeep.serve.loaded import Loaded
 from modelkeep.serve.windows import Sealed, Windows
 
@@ -74,6 +80,7 @@ class Follower:
         window_rows: int = 500,
         window_seconds: float = 30.0,
         monitoring: bool = True,
+        shared: str | Path | None = None,
     ) -> None:
         self._repo_factory = repo_factory
         self.model = model
@@ -89,7 +96,15 @@ class Follower:
         self.shadow = ShadowStats()
         self._shadow_flushed = 0
         self.monitoring = monitoring
-        self.windows = Windows(window_rows, window_seconds)
+        # Several workers: ``shared`` is their common folder (leader lock, label spool);
+        # windows become wall-clock slots whose per-worker parts the leader merges.
+        self.shared = Path(shared) if shared is not None else None
+        self.windows = Windows(window_rows, window_seconds, aligned=self.shared is not None)
+        self.on_window: Callable[[dict[str, Any]], None] | None = None
+        self._leader: IO[str] | None = None
+        self._merged: set[tuple[int, int]] = set()
+        self._spool_offsets: dict[str, int] = {}
+        self._spool_lock = threading.Lock()
         self.evaluator: Evaluator | None = None
         self.actions: list[dict[str, Any]] = []  # what policies did (also in the event log)
         self._updating: threading.Thread | None = None
@@ -118,6 +133,9 @@ class Follower:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._leader is not None:
+            self._leader.close()  # releases the lock: another worker may lead
+            self._leader = None
 
     def _run(self) -> None:
         repo = None
@@ -126,6 +144,8 @@ class Follower:
                 repo = repo or self._repo_factory()
                 self._sync(repo)
                 self._flush_shadow(repo)
+                if self.shared is not None:
+                    self._read_spool()
                 self._close_windows(repo)
                 self.registry_ok = True
             except ModelkeepError as exc:
@@ -202,25 +222,107 @@ class Follower:
         snap = self.snapshot
         if snap is None:
             return
-        for window in self.windows.seal():
-            loaded = snap.models.get(window.version)
+        for sealed in self.windows.seal():
+            loaded = snap.models.get(sealed.version)
             if loaded is None:
                 continue  # the version was unloaded meanwhile
-            body = summarise_window(window, loaded)
-            drifted = bool(body.get("drift", {}).get("drifted", False))
-            body["id"] = repo.record_report(
+            summary = summarise(sealed, loaded, self.windows.worker)
+            if self.shared is None:
+                self._publish(repo, snap, loaded, summary, sealed.window)
+                continue
+            repo.record_report(
                 loaded.version,
-                kind="window",
-                source=f"window {window.window}",
-                drifted=drifted,
-                body=body,
+                kind="window-part",
+                source=f"slot {sealed.window}, worker {self.windows.worker}",
+                drifted=False,
+                body={
+                    "slot": sealed.window,
+                    "summary": summary.to_json(),
+                    "profile": None if summary.profile is None else summary.profile.to_json(),
+                },
             )
-            if self.evaluator is not None and window.version == snap.table.primary:
-                values = dict(body.get("metrics", {}))
-                if "drift" in body:
-                    values["drift_share"] = body["drift"]["share"]
-                for firing in self.evaluator.window(window.window, values, loaded.version.metrics):
-                    self._act(repo, firing, loaded)
+        if self.shared is not None and self._lead():
+            self._merge_parts(repo, snap)
+
+    def _publish(
+        self, repo: Repo, snap: Snapshot, loaded: Loaded, summary: WindowSummary, window: int
+    ) -> None:
+        """Store a (whole-server) window as a report, export it, judge it by policy."""
+        body = window_report(summary, loaded, window, slot=self.shared is not None)
+        drifted = bool(body.get("drift", {}).get("drifted", False))
+        body["id"] = repo.record_report(
+            loaded.version, kind="window", source=f"window {window}", drifted=drifted, body=body
+        )
+        if self.on_window is not None:
+            self.on_window(body)
+        if self.evaluator is not None and loaded.version.number == snap.table.primary:
+            values = dict(body.get("metrics", {}))
+            if "drift" in body:
+                values["drift_share"] = body["drift"]["share"]
+            for firing in self.evaluator.window(window, values, loaded.version.metrics):
+                self._act(repo, firing, loaded)
+
+    def _lead(self) -> bool:
+        """Whether this worker merges the windows (holds the leader lock). A worker
+        that dies releases it, and the next one to ask takes over."""
+        if self._leader is not None:
+            return True
+        assert self.shared is not None
+        handle = (self.shared / "leader.lock").open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._leader = handle
+        log.info("worker %s merges the monitoring windows", self.windows.worker)
+        return True
+
+    def _merge_parts(self, repo: Repo, snap: Snapshot) -> None:
+        """Merge the workers' parts of every slot that ended a grace period ago (time
+        for every worker to write its part) and was not merged yet."""
+        settled = time.time() - (3 * self.interval + 1.0)
+        for number, loaded in snap.models.items():
+            parts: dict[int, list[WindowSummary]] = {}
+            for r in repo.reports(f"{self.model}:{number}", limit=500):
+                if r["kind"] == "window" and "slot" in r:
+                    self._merged.add((number, r["slot"]))
+                elif r["kind"] == "window-part":
+                    part = WindowSummary.from_json(r["summary"], r.get("profile"))
+                    if part.end <= settled:
+                        parts.setdefault(r["slot"], []).append(part)
+            for slot in sorted(parts):
+                if (number, slot) in self._merged:
+                    continue
+                merged = functools.reduce(WindowSummary.merge, parts[slot])
+                self._merged.add((number, slot))
+                self._publish(repo, snap, loaded, merged, slot)
+
+    def forward_label(self, rid: str, value: Any) -> None:
+        """A label for a prediction this worker did not make: into the spool, where the
+        worker that made it picks it up on its next poll."""
+        assert self.shared is not None
+        line = json.dumps({"id": rid, "value": value}) + "\n"
+        with self._spool_lock, (self.shared / f"labels-{self.windows.worker}.jsonl").open(
+            "a"
+        ) as f:
+            f.write(line)
+
+    def _read_spool(self) -> None:
+        assert self.shared is not None
+        for path in self.shared.glob("labels-*.jsonl"):
+            if path.name == f"labels-{self.windows.worker}.jsonl":
+                continue
+            offset = self._spool_offsets.get(path.name, 0)
+            with path.open("rb") as f:
+                f.seek(offset)
+                data = f.read()
+            end = data.rfind(b"\n") + 1  # a line being written is read next time
+            for line in data[:end].splitlines():
+                item = json.loads(line)
+                with contextlib.suppress(ValueError):  # mismatched rows: dropped
+                    self.windows.feedback(item["id"], item["value"])
+            self._spool_offsets[path.name] = offset + end
 
     def _act(self, repo: Repo, firing: Firing, loaded: Loaded) -> None:
         rule = firing.rule
@@ -309,39 +411,69 @@ class Follower:
         repo.record_deployment_stats(snap.table.deployment, stats)
 
 
-def summarise_window(window: Sealed, loaded: Loaded) -> dict[str, Any]:
-    """A sealed window as a report: drift against the reference, live metrics."""
+def summarise(sealed: Sealed, loaded: Loaded, worker: str) -> WindowSummary:
+    """One process's sealed window as a mergeable summary."""
     import numpy as np
 
+    inputs = predictions = None
+    if sealed.rows:
+        predictions = np.concatenate([np.asarray(y).ravel() for y in sealed.ys])
+        parts = [x.to_numpy() if hasattr(x, "to_numpy") else np.asarray(x) for x in sealed.xs]
+        rows = np.concatenate([p.reshape(len(p), -1) for p in parts])
+        reference = loaded.reference
+        names = list(reference.features) if reference is not None else loaded.columns
+        if names is not None and rows.shape[1] == len(names):
+            import pandas as pd
+
+            inputs = pd.DataFrame(rows, columns=names)
+    return WindowSummary.of(
+        loaded.version.number,
+        sealed.start,
+        sealed.end,
+        inputs=inputs,
+        predictions=predictions,
+        requests=len(sealed.ys),
+        errors=sealed.errors,
+        latencies=sealed.latencies,
+        y_true=sealed.y_true,
+        y_pred=sealed.y_pred,
+        regression=loaded.version.artifact.get("task") == "regression",
+        worker=worker,
+    )
+
+
+def window_report(
+    summary: WindowSummary, loaded: Loaded, window: int, slot: bool = False
+) -> dict[str, Any]:
+    """A window as a report: counts, latency, drift against the reference, live
+    metrics, and the mergeable summary itself (so windows can be re-merged later)."""
     body: dict[str, Any] = {
         "version": loaded.rev,
-        "window": window.window,
-        "rows": window.rows,
-        "errors": window.errors,
-        "seconds": round(window.seconds, 3),
-        "labelled": len(window.y_true),
+        "window": window,
+        "rows": summary.rows,
+        "requests": summary.requests,
+        "errors": summary.errors,
+        "seconds": round(summary.end - summary.start, 3),
+        "labelled": summary.labelled,
+        "workers": len(summary.workers),
     }
+    if slot:
+        body["slot"] = window
+    if summary.latency.count:
+        body["latency_ms"] = {
+            q: round(1000 * (summary.latency.quantile(v) or 0.0), 3)
+            for q, v in (("p50", 0.5), ("p99", 0.99))
+        }
     reference = loaded.reference
-    if reference is not None:
-        import pandas as pd
-
+    if reference is not None and summary.profile is not None:
         from modelkeep.monitor.drift import compare
-        from modelkeep.profiles import Profile
 
-        names = list(reference.features)
-        parts = [x.to_numpy() if hasattr(x, "to_numpy") else np.asarray(x) for x in window.xs]
-        rows = np.concatenate([p.reshape(len(p), -1) for p in parts])
-        if rows.shape[1] == len(names):
-            preds = np.concatenate([np.asarray(y).ravel() for y in window.ys])
-            current = Profile.of(pd.DataFrame(rows, columns=names), preds)
-            body["drift"] = compare(reference, current).to_dict()
-    if window.y_true:
-        from modelkeep.evaluation import scores
-
+        body["drift"] = compare(reference, summary.profile).to_dict()
+    if summary.labelled:
         task = loaded.version.artifact.get("task")
-        body["metrics"] = scores(
-            window.y_true, window.y_pred, task, getattr(loaded.model, "classes_", None)
-        )
+        body["metrics"] = summary.metrics(task, getattr(loaded.model, "classes_", None))
+    body["summary"] = summary.to_json()
+    body["profile"] = None if summary.profile is None else summary.profile.to_json()
     return body
 
 

@@ -29,8 +29,10 @@ def prepare(
     window_rows: int = 500,
     window_seconds: float = 30.0,
     monitoring: bool = True,
+    shared: str | None = None,
 ) -> tuple[Follower, Starlette]:
-    """A started follower (its first version loaded and warmed) and its app."""
+    """A started follower (its first version loaded and warmed) and its app;
+    ``shared`` is the folder workers of one server share (see ``serve``)."""
     from modelkeep.repo import Repo
 
     model, alias = parse_alias(rev)
@@ -43,6 +45,7 @@ def prepare(
         window_rows=window_rows,
         window_seconds=window_seconds,
         monitoring=monitoring,
+        shared=shared,
     )
     follower.start()
     return follower, create_app(follower, max_body)
@@ -100,6 +103,7 @@ def app_from_env() -> Starlette:
         config["window_rows"],
         config["window_seconds"],
         config["monitoring"],
+        config["shared"],
     )
     return app
 
@@ -130,9 +134,17 @@ def serve(
         follower.stop()
         return
     follower.stop()
+    import shutil
+    import tempfile
+
     from modelkeep.repo import Repo
 
     root = Repo.find(None if repo_path is None else Path(repo_path))
+    # What the workers share: prometheus-client's multiprocess files (so /metrics adds
+    # up every worker), the label spool and the lock of the worker merging windows.
+    shared = tempfile.mkdtemp(prefix="modelkeep-serve-")
+    os.mkdir(os.path.join(shared, "prometheus"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(shared, "prometheus")
     os.environ[ENV] = json.dumps(
         {
             "repo": str(root),
@@ -142,14 +154,18 @@ def serve(
             "window_rows": window_rows,
             "window_seconds": window_seconds,
             "monitoring": monitoring,
+            "shared": shared,
         }
     )
-    uvicorn.run(
-        "modelkeep.serve.run:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
-    )
+    try:
+        uvicorn.run(
+            "modelkeep.serve.run:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+        )
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

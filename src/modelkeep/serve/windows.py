@@ -1,6 +1,11 @@
 """Real-time monitoring windows: what each version saw and answered, and the labels
 that arrived later. Requests only append under a lock; summarising happens on the
-follower's thread when a window is full (rows) or old enough (seconds)."""
+follower's thread when a window is full (rows) or old enough (seconds).
+
+With several workers (``aligned``), windows are slots of wall-clock time — slot k
+covers [k·seconds, (k+1)·seconds) — so that every worker's window of a slot covers the
+same span and their summaries merge into one window of the whole server.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +25,11 @@ MAX_LABELLED = 20_000
 
 @dataclass
 class _Open:
-    started: float = field(default_factory=time.monotonic)
+    start: float = field(default_factory=time.time)
+    opened: float = field(default_factory=time.monotonic)
     xs: list[Any] = field(default_factory=list)
     ys: list[Any] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
     rows: int = 0
     labelled_pred: list[Any] = field(default_factory=list)
     labelled_true: list[Any] = field(default_factory=list)
@@ -32,40 +39,58 @@ class _Open:
 @dataclass(frozen=True)
 class Sealed:
     version: int
-    window: int
+    window: int  # a slot number when aligned, else this process's window counter
+    start: float  # unix seconds
+    end: float
     xs: list[Any]
     ys: list[Any]
+    latencies: list[float]
     rows: int
     y_pred: list[Any]
     y_true: list[Any]
     errors: int
-    seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
 
 
 class Windows:
-    def __init__(self, rows: int = 500, seconds: float = 30.0) -> None:
+    def __init__(self, rows: int = 500, seconds: float = 30.0, aligned: bool = False) -> None:
         self.rows = rows
         self.seconds = seconds
-        self._open: dict[int, _Open] = {}
+        self.aligned = aligned
+        self._open: dict[tuple[int, int], _Open] = {}
         self._pending: OrderedDict[str, tuple[int, Any, Any]] = OrderedDict()
         # (version, inputs, true values) of joined requests, newest last.
         self._labelled: deque[tuple[int, Any, Any]] = deque()
         self._labelled_rows = 0
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._prefix = f"{os.getpid():x}"
+        self.worker = f"{os.getpid():x}"
         self._window_ids = itertools.count(1)
 
-    def add(self, version: int, x: Any, y: Any, rid: str | None = None) -> str:
+    def _window(self, version: int) -> _Open:
+        """The open window of ``version`` (caller holds the lock)."""
+        slot = int(time.time() // self.seconds) if self.aligned else 0
+        w = self._open.get((version, slot))
+        if w is None:
+            w = self._open[(version, slot)] = _Open()
+            if self.aligned:
+                w.start = slot * self.seconds
+        return w
+
+    def add(
+        self, version: int, x: Any, y: Any, rid: str | None = None, seconds: float = 0.0
+    ) -> str:
         """Record one request; returns the id its labels can be sent back with (the
         client's own request id when it gave one)."""
-        rid = rid or f"{self._prefix}-{next(self._ids)}"
+        rid = rid or f"{self.worker}-{next(self._ids)}"
         with self._lock:
-            w = self._open.get(version)
-            if w is None:
-                w = self._open[version] = _Open()
+            w = self._window(version)
             w.xs.append(x)
             w.ys.append(y)
+            w.latencies.append(seconds)
             w.rows += len(y)
             self._pending[rid] = (version, x, y)
             if len(self._pending) > MAX_PENDING:
@@ -74,7 +99,7 @@ class Windows:
 
     def error(self, version: int) -> None:
         with self._lock:
-            self._open.setdefault(version, _Open()).errors += 1
+            self._window(version).errors += 1
 
     def feedback(self, rid: str, values: Any) -> int:
         """Join true values to the predictions of request ``rid``; returns rows joined."""
@@ -90,7 +115,7 @@ class Windows:
             if len(truth) != len(pred):
                 self._pending[rid] = found
                 raise ValueError(f"request {rid} had {len(pred)} rows, got {len(truth)} labels")
-            w = self._open.setdefault(version, _Open())
+            w = self._window(version)
             w.labelled_pred.extend(pred.tolist())
             w.labelled_true.extend(truth.tolist())
             self._labelled.append((version, x, truth))
@@ -104,25 +129,39 @@ class Windows:
         with self._lock:
             return list(self._labelled)
 
+    def _due(self, w: _Open, slot: int, now: float, wall: float) -> bool:
+        if self.aligned:
+            return wall >= (slot + 1) * self.seconds
+        busy = w.rows or w.errors or w.labelled_true
+        return bool(w.rows >= self.rows or (busy and now - w.opened >= self.seconds))
+
     def seal(self, now: float | None = None) -> list[Sealed]:
-        """Windows that are full or old enough, closed and handed over."""
+        """Windows that are full or old enough (aligned: whose slot has ended), closed
+        and handed over."""
         now = time.monotonic() if now is None else now
+        wall = time.time()
         out = []
         with self._lock:
-            for version, w in list(self._open.items()):
-                if w.rows >= self.rows or (w.rows and now - w.started >= self.seconds):
-                    out.append(
-                        Sealed(
-                            version,
-                            next(self._window_ids),
-                            w.xs,
-                            w.ys,
-                            w.rows,
-                            w.labelled_pred,
-                            w.labelled_true,
-                            w.errors,
-                            now - w.started,
-                        )
+            for (version, slot), w in list(self._open.items()):
+                if not self._due(w, slot, now, wall):
+                    continue
+                del self._open[(version, slot)]
+                if not (w.rows or w.errors or w.labelled_true):
+                    continue
+                end = (slot + 1) * self.seconds if self.aligned else w.start + (now - w.opened)
+                out.append(
+                    Sealed(
+                        version,
+                        slot if self.aligned else next(self._window_ids),
+                        w.start,
+                        end,
+                        w.xs,
+                        w.ys,
+                        w.latencies,
+                        w.rows,
+                        w.labelled_pred,
+                        w.labelled_true,
+                        w.errors,
                     )
-                    self._open[version] = _Open()
+                )
         return out
