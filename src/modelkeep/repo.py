@@ -969,7 +969,8 @@ class Repo:
         return self.registry.schedules(name, active=not include_removed)
 
     def unschedule(self, schedule_id: int, message: str = "") -> Schedule:
-        """Stop a schedule; it stays listed (``schedules(all=True)``) with its last run."""
+        """Stop a schedule; it stays listed, with its last run, in
+        ``schedules(include_removed=True)``."""
         found = self.registry.schedule(schedule_id)
         return self.registry.end_schedule(
             schedule_id,
