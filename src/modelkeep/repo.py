@@ -61,11 +61,14 @@ from modelkeep.store import (
 )
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Iterable, Mapping, Sequence
+    from datetime import timedelta
 
     from modelkeep.deploy import RoutingTable
     from modelkeep.formats.tensordiff import TensorDiff, TensorInfo
-    from modelkeep.registry.records import Deployment
+    from modelkeep.monitor.schedule import ScheduledRun
+    from modelkeep.registry.records import Deployment, Schedule
     from modelkeep.store import Backend, Tree
 
     Progress = Callable[[int], None]
@@ -925,6 +928,98 @@ class Repo:
         from modelkeep.monitor.periodic import run_check
 
         return run_check(self, rev, Path(data), **options)
+
+    # -- scheduled checks -------------------------------------------------------------
+
+    def schedule(
+        self,
+        rev: str,
+        every: str | float | timedelta,
+        data: str | os.PathLike[str],
+        target: str | None = None,
+        message: str = "",
+    ) -> Schedule:
+        """Check ``rev`` every ``every`` (``1h``, ``1d``, seconds) on ``data``, a path
+        template with ``{date}``, ``{time}``, ``{datetime}``, ``{hour}`` or ``{slot}``
+        filled from each slot's start (UTC). The revision is resolved at each run, so
+        ``churn@production`` follows the alias. Runs happen in ``run_due`` (the daemon)."""
+        from modelkeep.monitor.schedule import validate
+        from modelkeep.registry.records import period_text
+
+        revision, seconds, template = validate(self, rev, every, data)
+        if target is not None and not target.strip():
+            raise UsageError("target: give the label column's name, or no target")
+        return self.registry.add_schedule(
+            model=revision.model,
+            revision=str(revision),
+            ref_name=revision.ref,
+            every=seconds,
+            data=template,
+            target=target,
+            actor=lineage.author(),
+            message=message or f"check {revision} every {period_text(seconds)} on {template}",
+        )
+
+    def schedules(
+        self, name: str | None = None, *, include_removed: bool = False
+    ) -> list[Schedule]:
+        """Active schedules (of model ``name``), by id; ``include_removed`` adds the
+        unscheduled ones."""
+        if name is not None:
+            check_name(name)
+        return self.registry.schedules(name, active=not include_removed)
+
+    def unschedule(self, schedule_id: int, message: str = "") -> Schedule:
+        """Stop a schedule; it stays listed, with its last run, in
+        ``schedules(include_removed=True)``."""
+        found = self.registry.schedule(schedule_id)
+        return self.registry.end_schedule(
+            schedule_id,
+            actor=lineage.author(),
+            ref_name=Revision.parse(found.revision).ref,
+            message=message or f"stop checking {found.revision} on {found.data}",
+        )
+
+    def run_due(self, now: datetime | None = None) -> list[ScheduledRun]:
+        """Run every scheduled check that is due at ``now`` (default: the clock; naive
+        means UTC), at most once per slot however many processes call this at once."""
+        from modelkeep.monitor.schedule import run_due
+
+        return run_due(self, now)
+
+    def run_daemon(
+        self,
+        *,
+        poll: float = 30.0,
+        once: bool = False,
+        stop: threading.Event | None = None,
+        on_run: Callable[[ScheduledRun], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> int:
+        """Run due checks as their slots begin until ``stop`` is set (or ``once``);
+        returns how many runs failed. See ``modelkeep.monitor.schedule``."""
+        from modelkeep.monitor.schedule import daemon
+
+        if not poll > 0:
+            raise UsageError(f"poll: {poll!r} must be a positive number of seconds")
+        return daemon(self, poll=poll, once=once, stop=stop, on_run=on_run, on_error=on_error)
+
+    def claim_schedule_slot(self, schedule_id: int, *, expected: int | None, slot: int) -> bool:
+        """Claim a slot (Unix seconds) of a schedule whose last slot was ``expected``;
+        False when another process claimed a slot first."""
+        return self.registry.claim_slot(schedule_id, expected=expected, slot=slot)
+
+    def record_schedule_outcome(
+        self,
+        schedule_id: int,
+        *,
+        slot: int,
+        status: str,
+        report: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """What came of a claimed slot: ``ok``/``drift`` with its report, or ``failed``."""
+        self.registry.finish_slot(schedule_id, slot=slot, status=status, report=report, error=error)
 
     def record_event(
         self,

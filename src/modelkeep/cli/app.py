@@ -892,6 +892,170 @@ def monitor_report(
         render.monitor_report(body)
 
 
+@monitor_app.command("schedule")
+def monitor_schedule(
+    rev: Annotated[
+        str, typer.Argument(help="Revision to judge at each run, e.g. churn@production.")
+    ],
+    every: Annotated[
+        str, typer.Option("--every", help="Period: 30s, 10m, 1h, 1d (aligned to UTC).")
+    ],
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            help="Path template: {date} {time} {datetime} {hour} {slot} (quote it).",
+        ),
+    ],
+    target: Annotated[
+        str | None, typer.Option("--target", help="Label column: adds quality metrics.")
+    ] = None,
+    message: MessageOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a revision on a schedule: `monitor run` on the file of each time slot.
+
+    \b
+    modelkeep monitor schedule churn@production --every 1h --data 'batches/{date}/{time}.parquet'
+    modelkeep monitor schedule churn@production --every 1d --data 'labels/{date}.csv' --target label
+
+    Slots are aligned to UTC: --every 1h runs on the hour, 1d at midnight UTC. The
+    template is filled from the slot's start (UTC): {date} 2026-11-27, {time} 0600,
+    {datetime} 20261127T0600, {hour} 06, {slot} Unix seconds; a relative path is taken
+    from the current folder. The revision is resolved at each run, so a schedule of
+    churn@production judges whatever @production names then. `modelkeep monitor daemon`
+    (or cron running `modelkeep monitor daemon --once`) runs the checks; missed slots
+    are caught up by one run of the latest, not replayed."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        found = open_repo().schedule(rev, every, data, target, message)
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(found.to_dict())
+    else:
+        out.print(render.schedule_line(found))
+
+
+@monitor_app.command("schedules")
+def monitor_schedules(
+    name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    include_removed: Annotated[
+        bool, typer.Option("--all", help="Include unscheduled (removed) schedules.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List scheduled checks: period, data template, last slot and outcome, next due
+    (times in UTC; "now" when a slot is waiting for the daemon)."""
+    from datetime import UTC, datetime
+
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        found = open_repo().schedules(name, include_removed=include_removed)
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json([s.to_dict() for s in found])
+    elif not found:
+        out.print(
+            "no scheduled checks: `modelkeep monitor schedule REV --every 1h --data TEMPLATE`"
+        )
+    else:
+        out.print(render.schedule_table(found, datetime.now(UTC)))
+
+
+@monitor_app.command("unschedule")
+def monitor_unschedule(
+    schedule_id: Annotated[int, typer.Argument(metavar="ID", help="Schedule id (see schedules).")],
+    message: MessageOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop a scheduled check (it stays in `monitor schedules --all` and the event log)."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        found = open_repo().unschedule(schedule_id, message)
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(found.to_dict())
+    else:
+        out.print(f"removed schedule #{found.id}: {found.revision} every {found.period}")
+
+
+@monitor_app.command("daemon")
+def monitor_daemon(
+    once: Annotated[
+        bool, typer.Option("--once", help="Run what is due now and exit (for cron).")
+    ] = False,
+    poll: Annotated[
+        float,
+        typer.Option(
+            "--poll", help="Look for new or changed schedules at least this often (seconds)."
+        ),
+    ] = 30.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run scheduled checks as their slots begin, until Ctrl-C or SIGTERM.
+
+    \b
+    modelkeep monitor daemon                 # keep running (systemd, a container, tmux)
+    */5 * * * * modelkeep --repo /srv/models monitor daemon --once    # or from cron
+
+    One line per run on stdout (--json: one JSON object per line); each run also stores
+    a report with the version it judged and a monitor.scheduled or
+    monitor.schedule_failed event. A failing check is recorded and the others go on.
+    Several daemons may watch one repository: each slot runs once. On a signal the
+    daemon finishes the check under way and exits 0. --once exits 1 if a check failed."""
+    import signal
+    import threading
+
+    from modelkeep.errors import ModelkeepError
+
+    stop = threading.Event()
+
+    def on_run(run: Any) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(run.to_dict(), default=str) + "\n")
+        else:
+            out.print(run.line())
+        sys.stdout.flush()  # a log line is worth little if it waits in a pipe's buffer
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second signal: do not wait for the check
+        render.err.print(f"{signal.Signals(signum).name}: stopping after the check under way")
+        stop.set()
+
+    previous = {}
+    if not once:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        repo = open_repo()
+        if not once:
+            render.err.print(
+                f"watching the schedules of {repo.root} (polling every {poll:g} s); "
+                "stop with Ctrl-C or SIGTERM"
+            )
+        failed = repo.run_daemon(
+            poll=poll,
+            once=once,
+            stop=stop,
+            on_run=on_run,
+            on_error=lambda text: render.err.print(f"warning: {text}"),
+        )
+    except ModelkeepError as exc:
+        fail(exc)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if once and failed:
+        raise typer.Exit(1)
+
+
 @data_app.command("add")
 def data_add(
     name: Annotated[str, typer.Argument(help="Dataset name.")],

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from datetime import datetime
 
-    from modelkeep.registry.records import Event, Version
+    from modelkeep.registry.records import Event, Schedule, Version
     from modelkeep.results import DiffResult
 
 out = Console(highlight=False, soft_wrap=True, markup=False)
@@ -200,6 +200,42 @@ def monitor_report(body: dict[str, Any]) -> None:
     out.print(table)
     for name, value in body.get("metrics", {}).items():
         out.print(f"  {name}: {value:.4f}")
+
+
+def utc(ts: datetime | None) -> str:
+    """A slot time: in UTC, as the data templates are filled."""
+    if ts is None:
+        return "-"
+    return ts.strftime("%Y-%m-%d %H:%M:%SZ" if ts.second else "%Y-%m-%d %H:%MZ")
+
+
+def schedule_line(s: Schedule) -> str:
+    target = f" --target {s.target}" if s.target else ""
+    state = "" if s.active else " [removed]"
+    return (
+        f"schedule #{s.id}: {s.revision} every {s.period} on {s.data}{target}; "
+        f"next due {utc(s.next_due)}{state}"
+    )
+
+
+def schedule_table(schedules: Sequence[Schedule], now: datetime) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("id", "revision", "every", "data", "last slot", "last outcome", "next due"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("id", "revision", "every"))
+    for s in schedules:
+        late = (now - s.next_due).total_seconds()
+        if not s.active:
+            due = "removed"
+        elif late > s.every:
+            # More than a period late: no daemon has been running.
+            due = f"overdue since {utc(s.next_due)}"
+        elif late >= 0:
+            due = "now"
+        else:
+            due = utc(s.next_due)
+        data = s.data + (f" (target {s.target})" if s.target else "")
+        table.add_row(str(s.id), s.revision, s.period, data, utc(s.last_slot), s.outcome, due)
+    return table
 
 
 def signature_text(sig: dict[str, Any]) -> str:

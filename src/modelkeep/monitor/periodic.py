@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelkeep.artifact import features_of
-from modelkeep.errors import DataFormatError, UsageError
+from modelkeep.errors import DataFormatError, PathNotFoundError, UsageError
 from modelkeep.evaluation import evaluate
 from modelkeep.formats import tabular
 from modelkeep.formats.predict import predict, task_of
@@ -18,7 +18,19 @@ from modelkeep.profiles import Profile
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from modelkeep.registry.records import Version
     from modelkeep.repo import Repo
+
+
+def reference_of(repo: Repo, version: Version) -> Profile:
+    """The version's reference profile, or an error that says how to give it one."""
+    reference = repo.profile(version)
+    if reference is None:
+        raise UsageError(
+            f"{version.rev} has no reference profile to compare with: commit the model with "
+            "its training data (--data FILE --target COL)"
+        )
+    return reference
 
 
 def run_check(
@@ -29,15 +41,15 @@ def run_check(
     target: str | None = None,
     thresholds: Mapping[str, Mapping[str, float]] | None = None,
     store: bool = True,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """Check ``data`` against the reference profile of the version ``rev`` names."""
+    """Check ``data`` against the reference profile of the version ``rev`` names.
+
+    ``source`` is what the stored report says it judged (default: the data path)."""
     version = repo.resolve(rev)
-    reference = repo.profile(version)
-    if reference is None:
-        raise UsageError(
-            f"{version.rev} has no reference profile to compare with: commit the model with "
-            "its training data (--data FILE --target COL)"
-        )
+    reference = reference_of(repo, version)
+    if not Path(data).is_file():
+        raise PathNotFoundError(f"{data}: no such data file")
     frame = tabular.read(Path(data))
     if not hasattr(frame, "columns") or not len(frame):
         raise DataFormatError(f"{data}: a monitoring batch is a non-empty table")
@@ -60,6 +72,10 @@ def run_check(
         body["task"] = task
     if store:
         body["id"] = repo.record_report(
-            version, kind="batch", source=str(data), drifted=report.drifted, body=body
+            version,
+            kind="batch",
+            source=source or str(data),
+            drifted=report.drifted,
+            body=body,
         )
     return body

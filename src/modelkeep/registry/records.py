@@ -1,12 +1,11 @@
-"""Typed records the registry hands out: versions, refs, events, models."""
+"""Typed records the registry hands out: versions, refs, events, models, schedules."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 
 def _plain(value: Any) -> Any:
@@ -158,4 +157,84 @@ class ModelInfo:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = _plain(asdict(self))
+        return out
+
+
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def period_text(seconds: int) -> str:
+    """``3600`` → ``1h``: the period in the largest unit that divides it."""
+    return next(f"{seconds // size}{unit}" for unit, size in _UNITS if seconds % size == 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A periodic check of a revision, run once per slot of ``every`` seconds.
+
+    Slots are aligned to the Unix epoch (UTC): every hour on the hour, every day at
+    midnight UTC. A slot runs only once, and never one before the schedule existed.
+    """
+
+    id: int
+    model: str
+    revision: str
+    every: int
+    data: str
+    target: str | None
+    created_at: datetime
+    created_by: str
+    last_slot: datetime | None
+    last_run_at: datetime | None
+    last_status: str | None  # running | ok | drift | failed
+    last_report: int | None
+    last_error: str | None
+    active: bool
+
+    @property
+    def period(self) -> str:
+        """``every`` as people write it: 1h, 1d, 90s."""
+        return period_text(self.every)
+
+    @property
+    def first_slot(self) -> int:
+        """Unix seconds of the first slot at or after the schedule's creation."""
+        return -(-math.ceil(self.created_at.timestamp()) // self.every) * self.every
+
+    def due(self, now: datetime) -> int | None:
+        """The slot to run at ``now`` (the latest one that has begun), if it has not run.
+        Earlier slots that were missed are not returned: they are caught up by this one."""
+        slot = math.floor(now.timestamp()) // self.every * self.every
+        if slot < self.first_slot:
+            return None
+        if self.last_slot is not None and slot <= int(self.last_slot.timestamp()):
+            return None
+        return slot
+
+    @property
+    def next_due(self) -> datetime:
+        """When the next slot begins; in the past when runs were missed (they are caught
+        up once, by the latest slot)."""
+        slot = (
+            self.first_slot
+            if self.last_slot is None
+            else max(self.first_slot, int(self.last_slot.timestamp()) + self.every)
+        )
+        return datetime.fromtimestamp(slot, UTC)
+
+    @property
+    def outcome(self) -> str:
+        """The last run, in a few words."""
+        if self.last_status is None:
+            return "not run yet"
+        if self.last_status == "failed":
+            return f"failed: {self.last_error}"
+        if self.last_status == "running":
+            return "running"
+        return f"report #{self.last_report}" + (", drift" if self.last_status == "drift" else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = _plain(asdict(self))
+        out["next_due"] = self.next_due.isoformat()
+        out["outcome"] = self.outcome
         return out

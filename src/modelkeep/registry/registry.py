@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from modelkeep.errors import (
+    ConflictError,
     ModelNotFoundError,
     NotFoundError,
     RefExistsError,
@@ -34,13 +35,15 @@ from modelkeep.registry.records import (
     Event,
     ModelInfo,
     Ref,
+    Schedule,
     Version,
+    period_text,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from sqlalchemy import Connection, CursorResult, Engine, Row
+    from sqlalchemy import Connection, CursorResult, Engine, Row, Select
 
 REF_KINDS = ("branch", "alias", "tag")
 # Event actions that concern a ref without moving it.
@@ -935,6 +938,205 @@ class Registry:
                 }
                 for r in conn.execute(q)
             ]
+
+    # -- monitoring schedules -----------------------------------------------------
+
+    def _schedule(self, row: Row[Any]) -> Schedule:
+        return Schedule(
+            id=row.id,
+            model=row.model_name,
+            revision=row.revision,
+            every=int(row.every_seconds),
+            data=row.data,
+            target=row.target,
+            created_at=_utc(row.created_at),
+            created_by=row.created_by,
+            last_slot=(
+                None if row.last_slot is None else datetime.fromtimestamp(row.last_slot, UTC)
+            ),
+            last_run_at=None if row.last_run_at is None else _utc(row.last_run_at),
+            last_status=row.last_status,
+            last_report=row.last_report,
+            last_error=row.last_error,
+            active=bool(row.active),
+        )
+
+    def _schedule_query(self) -> Select[Any]:
+        return select(t.monitor_schedules, t.models.c.name.label("model_name")).select_from(
+            t.monitor_schedules.join(t.models)
+        )
+
+    def _schedule_row(self, conn: Connection, schedule_id: int) -> Row[Any]:
+        row = conn.execute(
+            self._schedule_query().where(t.monitor_schedules.c.id == schedule_id)
+        ).first()
+        if row is None:
+            raise NotFoundError(
+                f"no schedule #{schedule_id}; `modelkeep monitor schedules` lists them"
+            )
+        return row
+
+    def add_schedule(
+        self,
+        *,
+        model: str,
+        revision: str,
+        ref_name: str | None,
+        every: int,
+        data: str,
+        target: str | None,
+        actor: str,
+        message: str,
+    ) -> Schedule:
+        """Record a schedule and its event, in one transaction. The same check (revision,
+        period, data, target) scheduled twice would run twice per slot: refused."""
+        with self._write() as conn:
+            m = self._model_row(conn, model)
+            same = conn.execute(
+                select(t.monitor_schedules.c.id).where(
+                    t.monitor_schedules.c.model_id == m.id,
+                    t.monitor_schedules.c.active.is_(True),
+                    t.monitor_schedules.c.revision == revision,
+                    t.monitor_schedules.c.every_seconds == every,
+                    t.monitor_schedules.c.data == data,
+                    (
+                        t.monitor_schedules.c.target.is_(None)
+                        if target is None
+                        else t.monitor_schedules.c.target == target
+                    ),
+                )
+            ).first()
+            if same is not None:
+                raise ConflictError(
+                    f"schedule #{same.id} already checks {revision} every {period_text(every)} on "
+                    f"{data}; remove it first with `modelkeep monitor unschedule {same.id}`"
+                )
+            sid = _new_id(
+                conn.execute(
+                    insert(t.monitor_schedules).values(
+                        model_id=m.id,
+                        revision=revision,
+                        every_seconds=every,
+                        data=data,
+                        target=target,
+                        created_at=_now(),
+                        created_by=actor,
+                        active=True,
+                    )
+                )
+            )
+            self._append_event(
+                conn,
+                actor=actor,
+                action="monitor.schedule",
+                model=model,
+                ref_kind="alias" if ref_name else None,
+                ref_name=ref_name,
+                before=None,
+                after=None,
+                message=message,
+                details={
+                    "schedule": sid,
+                    "revision": revision,
+                    "every_seconds": every,
+                    "data": data,
+                    "target": target,
+                },
+            )
+            return self._schedule(self._schedule_row(conn, sid))
+
+    def schedule(self, schedule_id: int) -> Schedule:
+        with self._read() as conn:
+            return self._schedule(self._schedule_row(conn, schedule_id))
+
+    def schedules(self, model: str | None = None, *, active: bool = True) -> list[Schedule]:
+        """Schedules by id; only the active ones unless ``active`` is False."""
+        q = self._schedule_query().order_by(t.monitor_schedules.c.id)
+        if model is not None:
+            q = q.where(t.models.c.name == model)
+        if active:
+            q = q.where(t.monitor_schedules.c.active.is_(True))
+        with self._read() as conn:
+            if model is not None:
+                self._model_row(conn, model)
+            return [self._schedule(r) for r in conn.execute(q)]
+
+    def end_schedule(
+        self, schedule_id: int, *, actor: str, ref_name: str | None, message: str
+    ) -> Schedule:
+        """Deactivate a schedule (kept, with its last outcome, for the record)."""
+        with self._write() as conn:
+            row = self._schedule_row(conn, schedule_id)
+            done = conn.execute(
+                update(t.monitor_schedules)
+                .where(
+                    t.monitor_schedules.c.id == schedule_id,
+                    t.monitor_schedules.c.active.is_(True),
+                )
+                .values(active=False)
+            ).rowcount
+            if done != 1:
+                raise ConflictError(
+                    f"schedule #{schedule_id} ({row.revision}) was already removed; "
+                    "`modelkeep monitor schedules` lists the active ones"
+                )
+            self._append_event(
+                conn,
+                actor=actor,
+                action="monitor.unschedule",
+                model=row.model_name,
+                ref_kind="alias" if ref_name else None,
+                ref_name=ref_name,
+                before=None,
+                after=None,
+                message=message,
+                details={"schedule": schedule_id, "revision": row.revision, "data": row.data},
+            )
+            return self._schedule(self._schedule_row(conn, schedule_id))
+
+    def claim_slot(self, schedule_id: int, *, expected: int | None, slot: int) -> bool:
+        """Compare-and-swap ``last_slot`` from ``expected`` (what the caller saw) to
+        ``slot``. Exactly one of any number of racing callers gets True: only it runs
+        the check, so a slot never runs twice."""
+        col = t.monitor_schedules.c.last_slot
+        with self._write() as conn:
+            done = conn.execute(
+                update(t.monitor_schedules)
+                .where(
+                    t.monitor_schedules.c.id == schedule_id,
+                    t.monitor_schedules.c.active.is_(True),
+                    col.is_(None) if expected is None else col == expected,
+                )
+                .values(
+                    last_slot=slot,
+                    last_run_at=_now(),
+                    last_status="running",
+                    last_report=None,
+                    last_error=None,
+                )
+            ).rowcount
+            return bool(done == 1)
+
+    def finish_slot(
+        self,
+        schedule_id: int,
+        *,
+        slot: int,
+        status: str,
+        report: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """The outcome of a claimed slot; ignored when a later slot was claimed since
+        (a slow run must not overwrite the outcome of the run after it)."""
+        with self._write() as conn:
+            conn.execute(
+                update(t.monitor_schedules)
+                .where(
+                    t.monitor_schedules.c.id == schedule_id,
+                    t.monitor_schedules.c.last_slot == slot,
+                )
+                .values(last_status=status, last_report=report, last_error=error)
+            )
 
     # -- events -------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from sqlalchemy import (
 
 # Bumped by every migration (which also writes it to the meta table), so an open can
 # tell "needs upgrading" or "too new" without loading Alembic.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
@@ -132,6 +132,29 @@ monitor_reports = Table(
     Column("drifted", Boolean, nullable=False),
     Column("body", JSON, nullable=False),
     Index("ix_monitor_reports_version", "version_id", "at"),
+)
+
+monitor_schedules = Table(
+    "monitor_schedules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", ForeignKey("models.id"), nullable=False),
+    # As given (e.g. churn@production): resolved at each run, so it follows the alias.
+    Column("revision", String(300), nullable=False),
+    Column("every_seconds", BigInteger, nullable=False),
+    Column("data", Text, nullable=False),  # path template: {date}, {time}, …
+    Column("target", String(256)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    # Unix seconds of the last slot claimed: whole numbers compare exactly on every
+    # engine, which the compare-and-swap that claims a slot relies on.
+    Column("last_slot", BigInteger),
+    Column("last_run_at", DateTime(timezone=True)),
+    Column("last_status", String(16)),  # running | ok | drift | failed
+    Column("last_report", Integer),
+    Column("last_error", Text),
+    Column("active", Boolean, nullable=False),
+    Index("ix_monitor_schedules_model", "model_id", "active"),
 )
 
 events = Table(

@@ -1,0 +1,310 @@
+"""Scheduled periodic checks: `monitor run` on a data path that names its time slot.
+
+A schedule checks a revision (``churn@production``, resolved at each run, so it
+follows the alias) every ``every`` seconds on a path template such as
+``data/{date}.parquet``. Slots are aligned to the Unix epoch in UTC (``1h`` on the
+hour, ``1d`` at midnight UTC). At any moment the due slot is the latest one that has
+begun; if it has not run, it runs once — so after a gap the missed slots are caught
+up by one run, not replayed — and never a slot from before the schedule existed.
+
+A slot is claimed by a compare-and-swap on the schedule's ``last_slot`` before the
+check runs: of two daemons that see the same slot, one runs it. A slot is run at most
+once: a daemon killed mid-check loses that slot, and the next slot runs as usual.
+
+A job: it talks to ``Repo``'s public API only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import string
+import threading
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelkeep.errors import ModelkeepError, UsageError
+from modelkeep.monitor.periodic import reference_of
+from modelkeep.revision import Revision
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from modelkeep.registry.records import Schedule
+    from modelkeep.repo import Repo
+
+log = logging.getLogger("modelkeep.monitor")
+
+# Template fields, all from the slot's start in UTC.
+FIELDS = {
+    "date": "%Y-%m-%d",  # 2026-11-27
+    "time": "%H%M",  # 0600
+    "datetime": "%Y%m%dT%H%M",  # 20261127T0600
+    "hour": "%H",  # 06
+}
+FIELD_NAMES = (*FIELDS, "slot")  # slot: Unix seconds
+
+
+def parse_every(every: str | float | timedelta) -> int:
+    """A period as whole seconds ≥ 1, from ``30s``, ``10m``, ``2h``, ``1d``, a number of
+    seconds or a ``timedelta``."""
+    from modelkeep.monitor.policy import _duration
+
+    if isinstance(every, timedelta):
+        seconds = every.total_seconds()
+    else:
+        try:
+            seconds = _duration(every, "every")
+        except UsageError:
+            raise UsageError(
+                f"every: cannot read the period {every!r}; use e.g. 30s, 10m, 1h, 1d"
+            ) from None
+    if not math.isfinite(seconds) or seconds < 1 or seconds != int(seconds):
+        raise UsageError(
+            f"every: {every!r} is not a whole number of seconds ≥ 1; use e.g. 30s, 10m, 1h, 1d"
+        )
+    return int(seconds)
+
+
+def check_template(template: str) -> str:
+    """The template, made absolute against the current folder (so a daemon started
+    anywhere reads the same files), after checking it names only known fields."""
+    allowed = ", ".join(f"{{{f}}}" for f in FIELD_NAMES)
+    if not template.strip():
+        raise UsageError("the data template is empty; give a path such as data/{date}.parquet")
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise UsageError(
+            f"data template {template!r} does not parse ({exc}); write a literal brace as "
+            "{{ or }}"
+        ) from None
+    for _literal, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in FIELD_NAMES:
+            raise UsageError(
+                f"data template {template!r} has an unknown field {{{name}}}; "
+                f"the fields are {allowed}"
+            )
+        if spec or conversion:
+            raise UsageError(
+                f"data template {template!r}: write the field as {{{name}}}, without "
+                "a conversion or format spec"
+            )
+    path = os.path.expanduser(template)
+    if not os.path.isabs(path):
+        # Braces in the folder's own name must stay literal.
+        here = str(Path.cwd()).replace("{", "{{").replace("}", "}}")
+        path = os.path.join(here, path)
+    return path
+
+
+def slot_fields(slot: int) -> dict[str, str]:
+    at = datetime.fromtimestamp(slot, UTC)
+    return {**{k: at.strftime(fmt) for k, fmt in FIELDS.items()}, "slot": str(slot)}
+
+
+def format_template(template: str, slot: int) -> str:
+    return template.format(**slot_fields(slot))
+
+
+def validate(
+    repo: Repo, rev: str, every: str | float | timedelta, data: str | os.PathLike[str]
+) -> tuple[Revision, int, str]:
+    """What ``Repo.schedule`` stores, checked: the revision resolves now to a version
+    with a reference profile, the period parses, the template names known fields."""
+    revision = Revision.parse(rev)
+    seconds = parse_every(every)
+    template = check_template(os.fspath(data))
+    reference_of(repo, repo.resolve(revision))
+    return revision, seconds, template
+
+
+@dataclass(frozen=True)
+class ScheduledRun:
+    """One scheduled check: which slot, on which file, and what came of it."""
+
+    schedule: int
+    revision: str
+    slot: datetime
+    data: str
+    version: str | None = None  # the version the revision named at the run
+    report: int | None = None
+    drifted: bool | None = None
+    drifted_features: tuple[str, ...] = ()
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["slot"] = self.slot.isoformat()
+        out["drifted_features"] = list(self.drifted_features)
+        return out
+
+    def line(self) -> str:
+        """One log line: when, which schedule, what it judged and the verdict."""
+        head = (
+            f"{self.slot:%Y-%m-%dT%H:%M:%SZ} schedule #{self.schedule} {self.revision}"
+            + (f" → {self.version}" if self.version else "")
+            + f" on {self.data}: "
+        )
+        if self.error is not None:
+            return head + f"failed: {self.error}"
+        verdict = (
+            f"drift in {', '.join(self.drifted_features) or 'predictions'}"
+            if self.drifted
+            else "no drift"
+        )
+        return head + f"report #{self.report}, {verdict}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, ModelkeepError) else f"{type(exc).__name__}: {text}"
+
+
+def _ref(schedule: Schedule) -> str | None:
+    return Revision.parse(schedule.revision).ref
+
+
+def run_slot(repo: Repo, schedule: Schedule, slot: int) -> ScheduledRun:
+    """Run the check of a slot this process has claimed, and record what came of it."""
+    at = datetime.fromtimestamp(slot, UTC)
+    path = format_template(schedule.data, slot)
+    details: dict[str, Any] = {
+        "schedule": schedule.id,
+        "slot": at.isoformat(),
+        "data": path,
+    }
+    try:
+        body = repo.monitor(
+            schedule.revision,
+            path,
+            target=schedule.target,
+            source=f"schedule #{schedule.id}: {path}",
+        )
+    except Exception as exc:  # one bad schedule must never stop the others
+        if not isinstance(exc, ModelkeepError):
+            log.exception("schedule #%s: the check raised unexpectedly", schedule.id)
+        run = ScheduledRun(schedule.id, schedule.revision, at, path, error=_one_line(exc))
+        repo.record_schedule_outcome(schedule.id, slot=slot, status="failed", error=run.error)
+        repo.record_event(
+            schedule.model,
+            "monitor.schedule_failed",
+            f"schedule #{schedule.id} ({schedule.revision}) on {path}: {run.error}",
+            ref=_ref(schedule),
+            details={**details, "error": run.error},
+        )
+        return run
+    drift = body["drift"]
+    run = ScheduledRun(
+        schedule.id,
+        schedule.revision,
+        at,
+        path,
+        version=body["version"],
+        report=body["id"],
+        drifted=bool(drift["drifted"]),
+        drifted_features=tuple(drift.get("drifted_features", ())),
+        metrics=body.get("metrics"),
+    )
+    repo.record_schedule_outcome(
+        schedule.id, slot=slot, status="drift" if run.drifted else "ok", report=run.report
+    )
+    repo.record_event(
+        schedule.model,
+        "monitor.scheduled",
+        f"schedule #{schedule.id}: {run.version} on {path}: "
+        + (f"drift (report #{run.report})" if run.drifted else f"no drift (report #{run.report})"),
+        ref=_ref(schedule),
+        details={
+            **details,
+            "version": run.version,
+            "report": run.report,
+            "drifted": run.drifted,
+            "drifted_features": list(run.drifted_features),
+            **({"metrics": run.metrics} if run.metrics is not None else {}),
+        },
+    )
+    return run
+
+
+def _aware(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    return now if now.tzinfo else now.replace(tzinfo=UTC)  # naive means UTC
+
+
+def iter_due(
+    repo: Repo, now: datetime | None = None, stop: threading.Event | None = None
+) -> Iterator[ScheduledRun]:
+    """Claim and run, one after the other, the slots due at ``now``; stops claiming
+    when ``stop`` is set (the run under way finishes first)."""
+    moment = _aware(now)
+    for schedule in repo.schedules():
+        if stop is not None and stop.is_set():
+            return
+        slot = schedule.due(moment)
+        if slot is None:
+            continue
+        seen = None if schedule.last_slot is None else int(schedule.last_slot.timestamp())
+        if not repo.claim_schedule_slot(schedule.id, expected=seen, slot=slot):
+            continue  # another daemon claimed it (or it was unscheduled) since we looked
+        yield run_slot(repo, schedule, slot)
+
+
+def run_due(repo: Repo, now: datetime | None = None) -> list[ScheduledRun]:
+    return list(iter_due(repo, now))
+
+
+def _until_next(repo: Repo, poll: float) -> float:
+    """Seconds to sleep: until the earliest next slot, at most ``poll`` (which is how
+    soon schedules added meanwhile are noticed)."""
+    upcoming = [s.next_due for s in repo.schedules()]
+    if not upcoming:
+        return poll
+    wait = (min(upcoming) - datetime.now(UTC)).total_seconds()
+    # A little past the slot's start: waking a hair early would find nothing due.
+    return min(poll, max(0.0, wait) + 0.05)
+
+
+def daemon(
+    repo: Repo,
+    *,
+    poll: float = 30.0,
+    once: bool = False,
+    stop: threading.Event | None = None,
+    on_run: Callable[[ScheduledRun], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+) -> int:
+    """Run due checks until ``stop`` is set (or once); returns how many runs failed.
+
+    A registry that is busy or briefly unreachable is reported through ``on_error``
+    and tried again at the next poll: the daemon outlives it."""
+    stop = stop or threading.Event()
+    failed = 0
+    while not stop.is_set():
+        try:
+            for run in iter_due(repo, stop=stop):
+                failed += not run.ok
+                if on_run is not None:
+                    on_run(run)
+            wait = poll if once else _until_next(repo, poll)
+        except ModelkeepError as exc:
+            if once:
+                raise
+            if on_error is not None:
+                on_error(f"{_one_line(exc)}; trying again in {poll:g} s")
+            wait = poll
+        if once:
+            break
+        stop.wait(wait)
+    return failed
