@@ -922,6 +922,27 @@ class Repo:
         version = self.resolve(rev)
         return self.registry.reports(version.model, version.number, limit)
 
+    def model_reports(
+        self,
+        name: str,
+        limit: int | None = None,
+        since: datetime | None = None,
+        *,
+        profiles: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Monitoring reports of every version of model ``name``, newest first, each with
+        its version ``number``; without their stored profiles unless ``profiles``."""
+        check_name(name)
+        return self.registry.model_reports(name, limit=limit, since=since, profiles=profiles)
+
+    def report_html(self, rev: str, limit: int | None = 1000) -> str:
+        """A self-contained HTML page on the monitoring of ``rev``'s model: the latest
+        verdict of its version, distributions against the reference, metrics and drift
+        over time for every version, alias moves marked (needs the ``report`` extra)."""
+        from modelkeep.monitor.htmlreport import render
+
+        return render(self, rev, limit=limit)
+
     def monitor(self, rev: str, data: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
         """Check a batch against the version's reference profile and store the report
         (entry point of the monitoring job; see ``modelkeep.monitor.periodic``)."""

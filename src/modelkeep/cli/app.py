@@ -874,16 +874,37 @@ def monitor_policy(
 @monitor_app.command("report")
 def monitor_report(
     rev: Annotated[str, typer.Argument(help="Revision whose reports to show.")],
-    limit: Annotated[int | None, typer.Option("-n", help="At most N reports.")] = 10,
+    limit: Annotated[
+        int | None, typer.Option("-n", help="At most N reports (default 10; --html: 1000).")
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write one self-contained HTML page with plots (distributions, metrics and "
+            "drift over time for every version of the model) to this file.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The monitoring reports stored with a version, newest first."""
+    """The monitoring reports stored with a version, newest first (or, with --html, a
+    readable page on the whole model)."""
     from modelkeep.errors import ModelkeepError
 
     try:
-        found = open_repo().reports(rev, limit)
+        if html is not None:
+            render.check_output_file(html)
+            render.write_atomic(html, open_repo().report_html(rev, limit or 1000))
+        else:
+            found = open_repo().reports(rev, limit or 10)
     except ModelkeepError as exc:
         fail(exc)
+    if html is not None:
+        if as_json:
+            emit_json({"html": str(html)})
+        else:
+            out.print(str(html))
+        return
     if as_json:
         emit_json(found)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -13,6 +14,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from datetime import datetime
+    from pathlib import Path
 
     from modelkeep.registry.records import Event, Schedule, Version
     from modelkeep.results import DiffResult
@@ -23,6 +25,43 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def check_output_file(path: Path) -> None:
+    """Fail before any work when ``path`` cannot be written as a file."""
+    from modelkeep.errors import PathNotFoundError, UsageError
+
+    folder = path.parent
+    if not folder.is_dir():
+        raise PathNotFoundError(
+            f"{path}: the folder {folder} does not exist; create it or name a file elsewhere"
+        )
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; name a file in it, e.g. {path / 'report.html'}")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a reader (a browser reloading the
+    page) never sees half a file, and a failure leaves the old one in place."""
+    import os
+    import tempfile
+
+    from modelkeep.errors import UsageError
+
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the page from a web server
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise UsageError(f"{path}: cannot write it: {exc.strerror or exc}") from None
 
 
 def when(ts: datetime) -> str:

@@ -65,7 +65,12 @@ def run_check(
     preds = predict(model, features)
     current = Profile.of(features, preds)
     report = compare(reference, current, thresholds)
-    body: dict[str, Any] = {"version": version.rev, "drift": report.to_dict()}
+    # The batch's own profile, so its distributions can be drawn against the reference later.
+    body: dict[str, Any] = {
+        "version": version.rev,
+        "drift": report.to_dict(),
+        "profile": current.to_json(),
+    }
     if target is not None:
         task = version.artifact.get("task") or task_of(model)
         body["metrics"] = evaluate(model, features, frame[target], task)

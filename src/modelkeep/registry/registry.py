@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy import JSON, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.functions import FunctionElement
 
 from modelkeep.errors import (
     ConflictError,
@@ -1138,6 +1140,51 @@ class Registry:
                 .values(last_status=status, last_report=report, last_error=error)
             )
 
+    def model_reports(
+        self,
+        model: str,
+        *,
+        limit: int | None = None,
+        since: datetime | None = None,
+        profiles: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Reports of every version of a model, newest first, each with its version
+        ``number``. A report's ``profile`` (the largest part by far) is left out in SQL
+        unless ``profiles``: a series over time needs only the verdicts and metrics."""
+        r, v = t.monitor_reports, t.versions
+        body = r.c.body if profiles else _without_profile(r.c.body)
+        q = (
+            select(
+                r.c.id, r.c.at, r.c.kind, r.c.source, r.c.drifted, v.c.number, body.label("body")
+            )
+            .select_from(r.join(v, r.c.version_id == v.c.id))
+            .order_by(r.c.at.desc(), r.c.id.desc())
+        )
+        if since is not None:
+            # Stored as UTC (and naive on SQLite): compare like with like.
+            q = q.where(r.c.at >= (since.astimezone(UTC) if since.tzinfo else since))
+        if limit:
+            q = q.limit(limit)
+        with self._read() as conn:
+            m = self._model_row(conn, model)
+            rows = conn.execute(q.where(v.c.model_id == m.id))
+            out = [
+                {
+                    "id": row.id,
+                    "at": _utc(row.at).isoformat(),
+                    "kind": row.kind,
+                    "source": row.source,
+                    "drifted": row.drifted,
+                    "number": row.number,
+                    **row.body,
+                }
+                for row in rows
+            ]
+        if not profiles:
+            for report in out:  # dialects without a JSON "remove key" leave it in
+                report.pop("profile", None)
+        return out
+
     # -- events -------------------------------------------------------------------
 
     def _append_event(
@@ -1237,3 +1284,26 @@ class Registry:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class _without_profile(FunctionElement[Any]):
+    """A report body without its "profile" key, removed by the database."""
+
+    type = JSON()
+    inherit_cache = True
+    name = "without_profile"
+
+
+@compiles(_without_profile)
+def _without_profile_default(element: _without_profile, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_without_profile, "sqlite")
+def _without_profile_sqlite(element: _without_profile, compiler: Any, **kw: Any) -> str:
+    return f"json_remove({compiler.process(element.clauses, **kw)}, '$.profile')"
+
+
+@compiles(_without_profile, "postgresql")
+def _without_profile_postgresql(element: _without_profile, compiler: Any, **kw: Any) -> str:
+    return f"(({compiler.process(element.clauses, **kw)})::jsonb - 'profile')::json"
