@@ -141,9 +141,11 @@ def test_window_figures_are_exported_in_metrics(tmp_path: Path) -> None:
                 json={"id": r.json()["id"], "value": batch["label"].tolist()},
             )
             assert f.json() == {"joined": 100, "unknown_ids": 0}
-        deadline = time.monotonic() + 10
-        while len(repo.reports("churn:1")) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+            # Windows close on the follower's next poll: wait for this one's report.
+            deadline = time.monotonic() + 10
+            while len(repo.reports("churn:1")) < start // 100 + 1:
+                assert time.monotonic() < deadline, "no window report"
+                time.sleep(0.05)
         text = client.get("/metrics").text
     reports = repo.reports("churn:1")
     assert [r["rows"] for r in reports] == [100, 100]
