@@ -593,3 +593,100 @@ def test_a_registry_from_before_schedules_is_migrated(tmp_path: Path) -> None:
         assert reg.schedules(active=False) == []
     finally:
         reg.dispose()
+
+
+# -- the model's policy judges scheduled reports -----------------------------------
+
+DRIFT_ROLLBACK = """
+[[rule]]
+name = "batches drift"
+metric = "drift_share"
+above = 0.5
+windows = 2
+action = "rollback"
+cooldown = "0s"
+"""
+
+
+def test_two_drifted_batches_roll_production_back_even_from_cron(world: World) -> None:
+    with world.repo() as repo:
+        repo.promote("churn:2", "production")
+        repo.set_policy("churn", DRIFT_ROLLBACK)
+        sched = repo.schedule("churn@production", "1h", world.template)
+    first = sched.first_slot
+    runs = []
+    # Each slot in a fresh Repo, as `monitor daemon --once` from cron would run it.
+    for k, shift in enumerate((0.0, 2.0, 2.0)):
+        world.write(first + k * HOUR, shift=shift)
+        with world.repo() as repo:
+            runs += repo.run_due(at(first + k * HOUR, 60))
+    assert [r.drifted for r in runs] == [False, True, True]
+    assert [r.actions for r in runs[:2]] == [(), ()]
+    assert runs[2].actions == ("batches drift → rolled back churn:2 → churn:1",)
+    with world.repo() as repo:
+        assert repo.resolve("churn@production").number == 1
+        alert = next(e for e in repo.events("churn") if e.action == "monitor.alert")
+        assert alert.details["source"] == f"schedule #{sched.id}"
+        assert alert.details["windows"] == [runs[1].report, runs[2].report]
+        assert all(v > 0.5 for v in alert.details["values"])
+        rollback = next(e for e in repo.history("churn@production") if e.action == "rollback")
+        assert "policy 'batches drift'" in rollback.message
+        assert f"report(s) of schedule #{sched.id}" in rollback.message
+        # The next drifted batch judges churn:1, which has one failing report: no action.
+        world.write(first + 3 * HOUR, shift=2.0)
+        later = repo.run_due(at(first + 3 * HOUR, 60))
+        assert later[0].version == "churn:1"
+        assert later[0].actions == ()
+
+
+def test_the_same_reports_never_fire_twice(world: World) -> None:
+    from modelkeep.monitor.schedule import apply_policy
+
+    policy = DRIFT_ROLLBACK.replace("windows = 2", "windows = 1").replace("rollback", "alert")
+    with world.repo() as repo:
+        repo.set_policy("churn", policy)
+        sched = repo.schedule("churn@production", "1h", world.template)
+        world.write(sched.first_slot, shift=2.0)
+        (run,) = repo.run_due(at(sched.first_slot, 60))
+        assert run.actions == ("batches drift → alerted",)
+        # Applying the policy to the same report again (a daemon restarted mid-way).
+        assert apply_policy(repo, repo.schedules()[0], run) == []
+        alerts = [e for e in repo.events("churn") if e.action == "monitor.alert"]
+        assert len(alerts) == 1
+        assert repo.resolve("churn@production").number == 1
+
+
+def test_a_drifted_labelled_batch_triggers_a_gated_update(world: World) -> None:
+    policy = """
+rules:
+  - name: retrain on drift
+    metric: drift_share
+    above: 0.3
+    action: update
+    strategy: batch
+    gate: accuracy >= 0
+    min_rows: 50
+"""
+    with world.repo() as repo:
+        repo.set_policy("churn", policy)
+        # Without labels (no --target) the rule cannot update, and says so.
+        unlabelled = repo.schedule("churn@production", "1h", world.template)
+        world.write(unlabelled.first_slot, shift=2.0)
+        (run,) = repo.run_due(at(unlabelled.first_slot, 60))
+        assert run.actions == (
+            f"retrain on drift → cannot update: schedule #{unlabelled.id} has no --target, so "
+            "its batches carry no labels",
+        )
+        assert repo.resolve("churn@production").number == 1
+        repo.unschedule(unlabelled.id)
+        # With labels: a batch update, gated, promoted.
+        sched = repo.schedule("churn@production", "1h", world.template, target="label")
+        (run,) = repo.run_due(at(sched.first_slot, 60))
+        assert run.actions == (
+            "retrain on drift → updated: churn:3 passed its gate and is now @production",
+        )
+        production = repo.resolve("churn@production")
+        assert (production.number, production.kind) == (3, "update.batch")
+        assert run.data in production.annotations["update"]["datasets"]
+        alerts = [e for e in repo.events("churn") if e.action == "monitor.alert"]
+        assert alerts[0].details["update"]["candidate"] == "churn:3"

@@ -1,14 +1,16 @@
-"""What a policy does besides alerting: the ``update`` action.
+"""What a policy does when a rule fires — for the server's live windows and for
+scheduled checks alike: describe the evidence, roll the alias back, update, alert.
 
-A rule with ``action = "update"`` trains a candidate from the served version on the
-labelled traffic the server has seen (predictions joined to their late labels), gates
-it against that version, and moves the alias if it passes. The rows are stored first
-as a dataset version (``<model>-feedback``), so the candidate's lineage names exactly
-what it learned from.
+A rule with ``action = "update"`` trains a candidate from the alias's version on
+labelled data — the traffic the server has seen (predictions joined to their late
+labels), or a scheduled check's labelled batch — gates it against that version, and
+moves the alias if it passes. Live rows are stored first as a dataset version
+(``<model>-feedback``), so the candidate's lineage names exactly what it learned from.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,8 +18,51 @@ from typing import TYPE_CHECKING, Any
 from modelkeep.errors import ModelkeepError
 
 if TYPE_CHECKING:
-    from modelkeep.monitor.policy import Rule
+    from modelkeep.monitor.policy import Firing, Rule
     from modelkeep.repo import Repo
+
+log = logging.getLogger("modelkeep.monitor")
+
+
+def evidence_of(firing: Firing, rev: str, source: str = "live") -> tuple[str, dict[str, Any]]:
+    """The one-line reason and the evidence (windows or reports, values, bound)."""
+    rule = firing.rule
+    cmp = "<" if rule.below is not None else ">"
+    values = ", ".join(f"{v:.4g}" for v in firing.values)
+    what = "window(s)" if source == "live" else f"report(s) of {source}"
+    text = (
+        f"policy {rule.name!r}: {rule.metric} {values} {cmp} {firing.bound:.4g} in "
+        f"{what} {', '.join(f'#{w}' for w in firing.windows)} of {rev}"
+    )
+    evidence: dict[str, Any] = {
+        "rule": rule.name,
+        "metric": rule.metric,
+        "windows": firing.windows,
+        "values": firing.values,
+        "bound": firing.bound,
+        "version": rev,
+        "action": rule.action,
+        "source": source,
+    }
+    return text, evidence
+
+
+def rollback(repo: Repo, model: str, alias: str, why: str) -> str:
+    try:
+        before, ref = repo.rollback(f"{model}@{alias}", message=why)
+    except ModelkeepError as exc:
+        return f"could not roll back: {exc}"
+    return f"rolled back {model}:{before} → {model}:{ref.version}"
+
+
+def post(url: str, evidence: dict[str, Any]) -> None:
+    """The alert webhook: POST the evidence; a failing hook is logged, never raised."""
+    import httpx
+
+    try:
+        httpx.post(url, json=evidence, timeout=5.0)
+    except httpx.HTTPError as exc:
+        log.warning("alert webhook %s failed: %s", url, exc)
 
 
 def feedback_frame(
@@ -50,8 +95,7 @@ def update_from_feedback(
     columns: list[str] | None,
     why: str,
 ) -> tuple[str, dict[str, Any]]:
-    """Run the rule's update; returns a one-line outcome and its details. Never raises
-    a modelkeep error: a failed update is an outcome to record, not a server crash."""
+    """The rule's update on the server's labelled traffic (stored as a dataset first)."""
     version = repo.resolve(f"{model}@{alias}")
     target = version.artifact.get("target")
     if not target:
@@ -69,9 +113,27 @@ def update_from_feedback(
             path = Path(tmp) / "feedback.csv"
             frame.to_csv(path, index=False)
             data = repo.data_add(f"{model}-feedback", path, message=why)
+    except ModelkeepError as exc:
+        return f"update failed: {exc}", {"rows": len(frame)}
+    return update(repo, model, alias, rule, data.rev, target, why, rows=len(frame))
+
+
+def update(
+    repo: Repo,
+    model: str,
+    alias: str,
+    rule: Rule,
+    data: str,
+    target: str,
+    why: str,
+    rows: int | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Train, gate and (if the rule says so) promote; returns a one-line outcome and
+    its details. A failed update is an outcome to record, never an exception."""
+    try:
         result = repo.update(
             f"{model}@{alias}",
-            data=data.rev,
+            data=data,
             target=target,
             strategy=rule.strategy,
             gate=rule.gate,
@@ -79,10 +141,10 @@ def update_from_feedback(
             message=f"{rule.strategy} update by {why}",
         )
     except ModelkeepError as exc:
-        return f"update failed: {exc}", {"rows": len(frame)}
+        return f"update failed: {exc}", {"data": data}
     details = {
-        "dataset": data.rev,
-        "rows": len(frame),
+        "dataset": data,
+        "rows": rows,
         "candidate": result.candidate.rev,
         "passed": result.passed,
         "reason": result.reason,

@@ -11,6 +11,12 @@ A slot is claimed by a compare-and-swap on the schedule's ``last_slot`` before t
 check runs: of two daemons that see the same slot, one runs it. A slot is run at most
 once: a daemon killed mid-check loses that slot, and the next slot runs as usual.
 
+The model's policy judges each schedule's reports as the server's policy judges its
+windows: N consecutive failing reports of the same schedule fire a rule. The state is
+read back from the registry (the schedule's reports, and the alerts already fired
+with their evidence), so a daemon run from cron with ``--once`` acts exactly as a
+long-running one, and never twice on the same reports.
+
 A job: it talks to ``Repo``'s public API only.
 """
 
@@ -21,7 +27,7 @@ import math
 import os
 import string
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,6 +144,7 @@ class ScheduledRun:
     drifted_features: tuple[str, ...] = ()
     metrics: dict[str, Any] | None = None
     error: str | None = None
+    actions: tuple[str, ...] = ()  # what the model's policy did about this report
 
     @property
     def ok(self) -> bool:
@@ -163,7 +170,7 @@ class ScheduledRun:
             if self.drifted
             else "no drift"
         )
-        return head + f"report #{self.report}, {verdict}"
+        return head + f"report #{self.report}, {verdict}" + "".join(f"; {a}" for a in self.actions)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -237,6 +244,76 @@ def run_slot(repo: Repo, schedule: Schedule, slot: int) -> ScheduledRun:
     return run
 
 
+def apply_policy(repo: Repo, schedule: Schedule, run: ScheduledRun) -> list[str]:
+    """Feed the schedule's reports on the judged version through the model's policy;
+    act on what fires with this run's report as the newest evidence. Returns one
+    "rule → outcome" line per action."""
+    rules = repo.policy(schedule.model)
+    if not rules or run.version is None or run.report is None:
+        return []
+    from modelkeep.monitor import actions
+    from modelkeep.monitor.policy import Evaluator
+
+    version = repo.resolve(run.version)
+    source = f"schedule #{schedule.id}"
+    mine = [
+        r
+        for r in repo.reports(version.rev, limit=200)
+        if str(r["source"]).startswith(f"{source}:") and r["kind"] == "batch"
+    ][::-1]  # oldest first
+    evaluator = Evaluator(rules)
+    # What already fired: its evidence is used up, and its time starts the cooldown.
+    for event in repo.events(schedule.model, limit=1000):
+        if event.action != "monitor.alert" or event.details.get("source") != source:
+            continue
+        state = evaluator.state.get(str(event.details.get("rule")))
+        if state is not None:
+            state.used |= set(event.details.get("windows", ()))
+            state.last_fired = max(state.last_fired, event.at.timestamp())
+    fired = []
+    for report in mine:
+        values = {**report.get("metrics", {}), "drift_share": report["drift"]["share"]}
+        at = datetime.fromisoformat(report["at"]).timestamp()
+        firings = evaluator.window(report["id"], values, version.metrics, now=at)
+        if report["id"] == run.report:
+            fired = firings
+    rev = Revision.parse(schedule.revision)
+    aliases = {r.name for r in repo.refs(schedule.model, "alias")}
+    alias = rev.ref if rev.ref in aliases and not (rev.back or rev.ancestry) else None
+    out = []
+    for firing in fired:
+        rule = firing.rule
+        text, evidence = actions.evidence_of(firing, version.rev, source)
+        log.warning("%s → %s", text, rule.action)
+        outcome = "alerted"
+        if rule.action != "alert" and alias is None:
+            outcome = f"cannot {rule.action}: {source} follows {schedule.revision}, not an alias"
+        elif rule.action == "rollback":
+            assert alias is not None
+            outcome = actions.rollback(repo, schedule.model, alias, text)
+        elif rule.action == "update":
+            assert alias is not None
+            if schedule.target is None:
+                outcome = f"cannot update: {source} has no --target, so its batches carry no labels"
+            else:
+                outcome, details = actions.update(
+                    repo, schedule.model, alias, rule, run.data, schedule.target, text
+                )
+                evidence["update"] = details
+        evidence["outcome"] = outcome
+        repo.record_event(
+            schedule.model,
+            "monitor.alert",
+            f"{text}; {outcome}",
+            ref=alias,
+            details=evidence,
+        )
+        if rule.webhook:
+            actions.post(rule.webhook, evidence)
+        out.append(f"{rule.name} → {outcome}")
+    return out
+
+
 def _aware(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
@@ -258,7 +335,14 @@ def iter_due(
         seen = None if schedule.last_slot is None else int(schedule.last_slot.timestamp())
         if not repo.claim_schedule_slot(schedule.id, expected=seen, slot=slot):
             continue  # another daemon claimed it (or it was unscheduled) since we looked
-        yield run_slot(repo, schedule, slot)
+        run = run_slot(repo, schedule, slot)
+        if run.ok:
+            try:
+                done = apply_policy(repo, schedule, run)
+            except ModelkeepError as exc:  # a broken policy must not stop the checks
+                done = [f"policy not applied: {_one_line(exc)}"]
+            run = replace(run, actions=tuple(done))
+        yield run
 
 
 def run_due(repo: Repo, now: datetime | None = None) -> list[ScheduledRun]:

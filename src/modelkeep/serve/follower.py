@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from modelkeep.errors import ModelkeepError
+from modelkeep.monitor import actions
 from modelkeep.monitor.policy import Evaluator, Firing
 from modelkeep.monitor.window import WindowSummary
 from modelkeep.serve.loaded import Loaded
@@ -303,9 +304,7 @@ class Follower:
         worker that made it picks it up on its next poll."""
         assert self.shared is not None
         line = json.dumps({"id": rid, "value": value}) + "\n"
-        with self._spool_lock, (self.shared / f"labels-{self.windows.worker}.jsonl").open(
-            "a"
-        ) as f:
+        with self._spool_lock, (self.shared / f"labels-{self.windows.worker}.jsonl").open("a") as f:
             f.write(line)
 
     def _read_spool(self) -> None:
@@ -325,39 +324,23 @@ class Follower:
             self._spool_offsets[path.name] = offset + end
 
     def _act(self, repo: Repo, firing: Firing, loaded: Loaded) -> None:
+        text, evidence = actions.evidence_of(firing, loaded.rev)
         rule = firing.rule
-        cmp = "<" if rule.below is not None else ">"
-        values = ", ".join(f"{v:.4g}" for v in firing.values)
-        text = (
-            f"policy {rule.name!r}: {rule.metric} {values} {cmp} {firing.bound:.4g} in "
-            f"window(s) {', '.join(f'#{w}' for w in firing.windows)} of {loaded.rev}"
-        )
-        evidence: dict[str, Any] = {
-            "rule": rule.name,
-            "metric": rule.metric,
-            "windows": firing.windows,
-            "values": firing.values,
-            "bound": firing.bound,
-            "version": loaded.rev,
-            "action": rule.action,
-        }
         log.warning("%s → %s", text, rule.action)
         outcome = "alerted"
         if rule.action == "update":
             outcome = self._start_update(firing, text, evidence, loaded)
         elif rule.action == "rollback":
-            try:
-                before, ref = repo.rollback(f"{self.model}@{self.alias}", message=text)
-                outcome = f"rolled back {self.model}:{before} → {self.model}:{ref.version}"
-            except ModelkeepError as exc:
-                outcome = f"could not roll back: {exc}"
+            outcome = actions.rollback(repo, self.model, self.alias, text)
         evidence["outcome"] = outcome
         repo.record_event(
             self.model, "monitor.alert", f"{text}; {outcome}", ref=self.alias, details=evidence
         )
         self.actions.append(evidence)
         if rule.webhook:
-            threading.Thread(target=_post, args=(rule.webhook, evidence), daemon=True).start()
+            threading.Thread(
+                target=actions.post, args=(rule.webhook, evidence), daemon=True
+            ).start()
 
     def _start_update(
         self, firing: Firing, text: str, evidence: dict[str, Any], loaded: Loaded
@@ -372,11 +355,9 @@ class Follower:
         )
 
         def run() -> None:
-            from modelkeep.monitor.actions import update_from_feedback
-
             try:
                 repo = self._repo_factory()
-                outcome, details = update_from_feedback(
+                outcome, details = actions.update_from_feedback(
                     repo, self.model, self.alias, firing.rule, labelled, columns, text
                 )
                 done = {**evidence, "outcome": outcome, "update": details}
@@ -393,7 +374,7 @@ class Follower:
                 done = {**evidence, "outcome": f"update failed: {exc}"}
             self.actions.append(done)
             if firing.rule.webhook:
-                _post(firing.rule.webhook, done)
+                actions.post(firing.rule.webhook, done)
 
         self._updating = threading.Thread(target=run, name="modelkeep-update", daemon=True)
         self._updating.start()
@@ -475,12 +456,3 @@ def window_report(
     body["summary"] = summary.to_json()
     body["profile"] = None if summary.profile is None else summary.profile.to_json()
     return body
-
-
-def _post(url: str, evidence: dict[str, Any]) -> None:
-    import httpx
-
-    try:
-        httpx.post(url, json=evidence, timeout=5.0)
-    except httpx.HTTPError as exc:
-        log.warning("alert webhook %s failed: %s", url, exc)
