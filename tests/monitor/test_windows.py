@@ -166,6 +166,44 @@ def test_window_figures_are_exported_in_metrics(tmp_path: Path) -> None:
     assert _metric(text, "modelkeep_window_latency_ms", version="churn:1", quantile="p99")
 
 
+def test_live_columns_keep_their_names_whatever_their_order(tmp_path: Path) -> None:
+    """Stored profiles list features sorted by name; the served rows come in the
+    signature's order (here z, a, m): a window must not swap them."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {"z": rng.normal(100, 1, 3000), "a": rng.normal(0, 1, 3000), "m": rng.normal(-50, 5, 3000)}
+    )
+    frame["label"] = (frame["a"] > 0).astype(int)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    repo = modelkeep.Repo.init(tmp_path / "repo")
+    features = ["z", "a", "m"]
+    model = LogisticRegression().fit(frame[features], frame["label"])
+    repo.commit(
+        "churn",
+        model,
+        "z, a, m",
+        input_example=frame[features].head(),
+        data=[str(tmp_path / "train.csv")],
+        target="label",
+    )
+    repo.promote("churn:1", "production")
+    live = frame.iloc[:300]
+    with serve_in_thread(tmp_path / "repo", "churn@production", interval=0.1, window_rows=300) as (
+        base,
+        _follower,
+    ):
+        r = httpx.post(f"{base}/predict", json={"inputs": live[features].to_numpy().tolist()})
+        assert r.status_code == 200
+        deadline = time.monotonic() + 10
+        while not repo.reports("churn:1"):
+            assert time.monotonic() < deadline, "no window report"
+            time.sleep(0.05)
+    (report,) = repo.reports("churn:1")
+    assert report["drift"]["drifted_features"] == []
+    assert report["profile"]["features"]["z"]["count"] == 300
+    assert report["summary"]["rows"] == 300
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

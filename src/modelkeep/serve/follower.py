@@ -401,8 +401,11 @@ def summarise(sealed: Sealed, loaded: Loaded, worker: str) -> WindowSummary:
         predictions = np.concatenate([np.asarray(y).ravel() for y in sealed.ys])
         parts = [x.to_numpy() if hasattr(x, "to_numpy") else np.asarray(x) for x in sealed.xs]
         rows = np.concatenate([p.reshape(len(p), -1) for p in parts])
-        reference = loaded.reference
-        names = list(reference.features) if reference is not None else loaded.columns
+        # Rows are in the signature's column order. (A stored profile lists its
+        # features sorted by name, which is no column order to rely on.)
+        names = loaded.columns
+        if names is None and loaded.reference is not None:
+            names = list(loaded.reference.features)
         if names is not None and rows.shape[1] == len(names):
             import pandas as pd
 
