@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelkeep.errors import UsageError
+from modelkeep.errors import MissingDependencyError, UsageError
 from modelkeep.graph import graph_lines, labels_by_version
 from modelkeep.repo import Repo
 
@@ -257,3 +257,15 @@ def _closed_loop(repo: Repo, test: Any, say: Callable[[str], None]) -> None:
     rollback = next(e for e in repo.history("churn@production") if e.action == "rollback")
     say("$ modelkeep history churn@production")
     say(f"  rollback  {rollback.before} → {rollback.after}  {rollback.message}")
+    try:
+        page = repo.report_html("churn:2")
+    except MissingDependencyError:
+        say("\n(install modelkeep[report] to see the HTML monitoring report)")
+        return
+    out = repo.root / "report.html"
+    out.write_text(page)
+    say("$ modelkeep monitor report churn:2 --html report.html")
+    say(
+        f"  → {out} ({len(page) // 1024} KB, self-contained): live windows vs the "
+        "reference, f1 over time, the rollback marked"
+    )

@@ -21,5 +21,9 @@ def test_demo_runs_the_whole_story(cli: Any, e2e_base: Any) -> None:
     assert "matches churn:1 byte for byte" in out
     assert "$ modelkeep fsck" in out
     assert "→ ok:" in out
+    # The monitoring loop, then its HTML report (the dev extra has the report extra).
+    assert "policy 'quality drop' fired on windows" in out
+    assert "$ modelkeep monitor report churn:2 --html report.html" in out
+    assert "KB, self-contained" in out
     # The demo cleans up after itself (TMPDIR is the test folder).
     assert not list(e2e_base.glob("modelkeep-demo-*"))
