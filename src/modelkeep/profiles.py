@@ -255,7 +255,7 @@ class NumericSummary:
             key = logs.astype(np.int64)
             span = int(key.max()) + 1
             if out.low < 0 < out.high:  # negatives count in a second run of buckets
-                np.add(key, span, out=key, where=signed < 0)
+                key += np.signbit(signed).astype(np.int64) * span
             counts = np.bincount(key, minlength=2 * span)
             out.pos = _sparse(counts[:span], int(first))
             out.neg = _sparse(counts[span:], int(first))
@@ -396,6 +396,27 @@ def cdf_points(a: NumericSummary, b: NumericSummary) -> tuple[Any, Any, Any]:
     )
 
 
+def _keyed(bins: dict[int, int], shift: int = 0) -> tuple[Any, Any]:
+    """Bin numbers (as floats: positions; re-binned ``shift`` times coarser) and counts."""
+    import numpy as np
+
+    keys = np.fromiter(bins.keys(), dtype=np.float64, count=len(bins))
+    counts = np.fromiter(bins.values(), dtype=np.float64, count=len(bins))
+    return (np.floor(np.ldexp(keys, -shift)) if shift else keys), counts
+
+
+def _aligned(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any, Any]:
+    """The union of two sets of keyed counts: keys ascending, counts of each (0 if none)."""
+    import numpy as np
+
+    keys = np.unique(np.concatenate((a[0], b[0])))
+    return (
+        keys,
+        np.bincount(np.searchsorted(keys, a[0]), a[1], keys.size),
+        np.bincount(np.searchsorted(keys, b[0]), b[1], keys.size),
+    )
+
+
 def _edges(lo: Any, hi: Any, ca: Any, cb: Any) -> tuple[Any, Any, Any]:
     """Cells [lo, hi) in increasing order with their counts → (edge, count below) pairs."""
     import numpy as np
@@ -412,27 +433,23 @@ def _edges(lo: Any, hi: Any, ca: Any, cb: Any) -> tuple[Any, Any, Any]:
 def _log_edges(a: NumericSummary, b: NumericSummary) -> tuple[Any, Any, Any]:
     import numpy as np
 
-    neg = np.array(sorted(set(a.neg) | set(b.neg), reverse=True), dtype=np.float64)
-    pos = np.array(sorted(set(a.pos) | set(b.pos)), dtype=np.float64)
-    lo = [-np.power(_GAMMA, neg)]
-    # The bucket next to zero ends where the zero bucket starts (not at its nominal edge).
-    hi = [np.minimum(-np.power(_GAMMA, neg - 1), -_MIN_MAGNITUDE)]
-    ca = [[a.neg.get(k, 0) for k in neg.astype(int).tolist()]]
-    cb = [[b.neg.get(k, 0) for k in neg.astype(int).tolist()]]
-    if a.zero or b.zero:
-        lo.append(np.array([-_MIN_MAGNITUDE]))
-        hi.append(np.array([_MIN_MAGNITUDE]))
-        ca.append([a.zero])
-        cb.append([b.zero])
-    lo.append(np.maximum(np.power(_GAMMA, pos - 1), _MIN_MAGNITUDE))
-    hi.append(np.power(_GAMMA, pos))
-    ca.append([a.pos.get(k, 0) for k in pos.astype(int).tolist()])
-    cb.append([b.pos.get(k, 0) for k in pos.astype(int).tolist()])
+    neg, na, nb = (v[::-1] for v in _aligned(_keyed(a.neg), _keyed(b.neg)))  # by value
+    pos, pa, pb = _aligned(_keyed(a.pos), _keyed(b.pos))
+    zero = [1.0] if a.zero or b.zero else []
     return _edges(
-        np.concatenate(lo),
-        np.concatenate(hi),
-        np.concatenate(ca).astype(np.float64),
-        np.concatenate(cb).astype(np.float64),
+        np.concatenate(
+            (-np.power(_GAMMA, neg), [-_MIN_MAGNITUDE] * len(zero), np.power(_GAMMA, pos - 1))
+        ),
+        # The buckets next to zero end where the zero bucket starts (not at their edge).
+        np.concatenate(
+            (
+                np.minimum(-np.power(_GAMMA, neg - 1), -_MIN_MAGNITUDE),
+                [_MIN_MAGNITUDE] * len(zero),
+                np.power(_GAMMA, pos),
+            )
+        ),
+        np.concatenate((na, [float(a.zero)] * len(zero), pa)),
+        np.concatenate((nb, [float(b.zero)] * len(zero), pb)),
     )
 
 
@@ -440,15 +457,8 @@ def _grid_edges(a: Grid, b: Grid) -> tuple[Any, Any, Any]:
     import numpy as np
 
     exp = max(a.exp, b.exp)
-    ba, bb = a.at(exp).bins, b.at(exp).bins
-    keys = sorted(set(ba) | set(bb))
-    k = np.array(keys, dtype=np.float64)
-    return _edges(
-        np.ldexp(k, exp),
-        np.ldexp(k + 1, exp),
-        np.array([ba.get(i, 0) for i in keys], dtype=np.float64),
-        np.array([bb.get(i, 0) for i in keys], dtype=np.float64),
-    )
+    keys, ca, cb = _aligned(_keyed(a.bins, exp - a.exp), _keyed(b.bins, exp - b.exp))
+    return _edges(np.ldexp(keys, exp), np.ldexp(keys + 1, exp), ca, cb)
 
 
 @dataclass
