@@ -12,8 +12,8 @@ float rounding:
 - a fixed-width grid (bin ``floor(x / 2**exp)``) whose width is a power of two picked
   from the data's spread (64 to 128 bins per standard deviation, or per IQR / 1.349
   when that is smaller): its resolution is relative to the spread, so a feature far
-  from zero (a year around 2010, temperatures in kelvin) gets bins of 1/16 of a year
-  or kelvin where the log sketch has buckets of 40 years or 6 K.
+  from zero (a year around 2010 ± 10, temperatures of 290 ± 5 K) gets bins of 1/8 of
+  a year or 1/16 K where the log sketch has buckets 40 years or 6 K wide.
 
 Widths are powers of two and bin edges multiples of the width, so a bin of width 2w is
 exactly two bins of width w (bin ``i`` becomes ``i >> 1``): summaries on different
@@ -25,10 +25,10 @@ their shape). Drift tests read both histograms together (``cdf_points``).
 
 A categorical column keeps counts per category.
 
-Format 2 adds the grid and ``m2`` (the sum of squared deviations from the mean, a
-variance that stays exact far from zero) and keeps every key of format 1: profiles
-stored as format 1 load and compare on their log sketch, and older modelkeep reads a
-format 2 profile as a format 1 one.
+Format 2 adds the grid, ``m2`` (the sum of squared deviations from the mean: a
+variance that stays accurate far from zero) and the features' order, and keeps every
+key of format 1: profiles stored as format 1 load and compare on their log sketch,
+and older modelkeep reads a format 2 profile as a format 1 one.
 """
 
 from __future__ import annotations
