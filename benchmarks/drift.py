@@ -5,8 +5,8 @@
                                [--evidently-venv DIR] [--install-timeout 360] [--json]
 
 A reference and a current set of N rows x 20 numeric features (assorted distributions,
-each with a spread comparable to its distance from zero) are made from seeded batches
-of --batch-rows rows; the current set has drift injected in 5 seeded features (shifts
+two of them far from zero: years around 2010 and temperatures in kelvin) are made from
+seeded batches of --batch-rows rows; the current set has drift injected in 5 seeded features (shifts
 of 0.3-0.5 std and scale changes). For every size:
 
 - in memory: `Profile.of(reference)`, `Profile.of(current)` and `compare` on the whole
@@ -76,8 +76,9 @@ _CREATED = (
 
 # -- the data -----------------------------------------------------------------------------
 
-# (name, draw(rng, n)): every feature's spread is comparable to its distance from zero
-# (the sketch's resolution is relative to a value's magnitude).
+# (name, draw(rng, n)): most spread about as far as they are from zero; a year and a
+# temperature in kelvin sit far from zero, where only a grid relative to the spread
+# (not the log sketch's 2 % buckets) sees a shift.
 _DISTRIBUTIONS: list[tuple[str, Callable[[np.random.Generator, int], np.ndarray]]] = [
     ("normal(0,1)", lambda r, n: r.normal(0.0, 1.0, n)),
     ("normal(10,3)", lambda r, n: r.normal(10.0, 3.0, n)),
@@ -89,6 +90,8 @@ _DISTRIBUTIONS: list[tuple[str, Callable[[np.random.Generator, int], np.ndarray]
     ("beta(2,5)", lambda r, n: r.beta(2.0, 5.0, n)),
     ("normal(-5,2)", lambda r, n: r.normal(-5.0, 2.0, n)),
     ("laplace(1,1)", lambda r, n: r.laplace(1.0, 1.0, n)),
+    ("year(2010,10)", lambda r, n: np.round(r.normal(2010.0, 10.0, n))),
+    ("kelvin(290,5)", lambda r, n: r.normal(290.0, 5.0, n)),
 ]
 # Drift kinds: (label, transform(values, mean, std)).
 _DRIFTS: list[tuple[str, Callable[[np.ndarray, float, float], np.ndarray]]] = [

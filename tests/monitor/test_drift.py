@@ -2,9 +2,9 @@
 on the raw data, verdicts and thresholds, merging, and `monitor run` / `monitor report`
 end to end through the Python API and the CLI.
 
-The numeric sketch buckets values with 1 % relative accuracy, so its resolution is
-relative to a value's magnitude: the data here has a spread comparable to its distance
-from zero (see ``test_drift_far_from_zero_is_seen`` for data that has not).
+Numeric summaries hold a log-bucket sketch (fine near zero) and a grid whose width
+follows the data's spread (fine far from zero: years, kelvin); the tests below cover
+both kinds of data.
 """
 
 from __future__ import annotations
@@ -333,14 +333,23 @@ def test_drift_of_merged_halves_equals_drift_of_the_whole(rows: tuple[int, int])
     cur = frame(m, 0.2)
     ref_preds, cur_preds = rng.random(n), rng.random(m)
     reference = Profile.of(ref, ref_preds)
-    whole = compare(reference, Profile.of(cur, cur_preds))
+    # Windows summarised like the reference (as live monitoring does) share its grids:
+    # the parts merge into exactly the whole.
+    whole = compare(reference, Profile.of(cur, cur_preds, like=reference))
     cut = m // 3
-    merged_current = Profile.of(cur.iloc[:cut], cur_preds[:cut]).merge(
-        Profile.of(cur.iloc[cut:], cur_preds[cut:])
+    merged_current = Profile.of(cur.iloc[:cut], cur_preds[:cut], like=reference).merge(
+        Profile.of(cur.iloc[cut:], cur_preds[cut:], like=reference)
     )
     merged = compare(reference, merged_current)
     assert merged == whole  # every statistic, p-value, PSI and verdict, exactly
     assert whole.to_dict() == merged.to_dict()
+    # Parts that picked their own grids merge too (on the coarsest): same verdicts.
+    own = Profile.of(cur.iloc[:cut], cur_preds[:cut]).merge(
+        Profile.of(cur.iloc[cut:], cur_preds[cut:])
+    )
+    for w, g in zip(whole.features, compare(reference, own).features, strict=True):
+        assert (g.name, g.test, g.drifted) == (w.name, w.test, w.drifted)
+        assert g.statistic == pytest.approx(w.statistic, rel=0.02, abs=1e-3)
 
     # A reference merged from parts: counts merge exactly, its std up to float rounding.
     parts = Profile.of(ref.iloc[: n // 2], ref_preds[: n // 2]).merge(
@@ -368,12 +377,6 @@ def test_a_missing_feature_is_an_error() -> None:
         compare(ref, Profile.of(pd.DataFrame({"x": ["a"], "y": [2.0], "k": ["a"]})))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: the sketch's buckets are 2 % of a value wide, so a feature "
-    "far from zero (a year around 2010, kelvin temperatures) barely registers a shift; "
-    "profiles need centred buckets or an added fixed-width histogram",
-)
 @pytest.mark.parametrize("rows", [SMALL, LARGE], ids=["small", "large"])
 def test_drift_far_from_zero_is_seen(rows: tuple[int, int]) -> None:
     rng = np.random.default_rng(1)
@@ -382,6 +385,61 @@ def test_drift_far_from_zero_is_seen(rows: tuple[int, int]) -> None:
     assert stats.ks_2samp(a, b).pvalue < 1e-10
     assert stats.wasserstein_distance(a, b) / a.std() > 0.9
     assert drift_of(a, b).drifted
+
+
+# Features far from zero: (mean, std, whole numbers?).
+FAR = {"year": (2010.0, 10.0, True), "kelvin": (290.0, 5.0, False)}
+
+
+@pytest.mark.parametrize("rows", [SMALL, LARGE], ids=["small", "large"])
+@pytest.mark.parametrize("feature", sorted(FAR))
+def test_half_a_std_shift_far_from_zero_is_seen_and_a_fresh_sample_is_not(
+    feature: str, rows: tuple[int, int]
+) -> None:
+    """A year around 2010 ± 10 and temperatures of 290 ± 5 K: a shift of 0.5 std drifts,
+    a fresh sample of the same distribution does not — with the current summarised on
+    its own grid or on the reference's (``like=``), and statistics as scipy's on the
+    raw values."""
+    mean, std, whole = FAR[feature]
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+
+        def draw(n: int, shift: float, rng: np.random.Generator = rng) -> Any:
+            x = rng.normal(mean + shift * std, std, n)
+            return np.round(x) if whole else x
+
+        ref = draw(rows[0], 0.0)
+        reference = NumericSummary.of(ref)
+        assert reference.grid is not None
+        for cur, drift in ((draw(rows[1], 0.0), False), (draw(rows[1], 0.5), True)):
+            for current in (NumericSummary.of(cur), NumericSummary.of(cur, reference.grid.exp)):
+                got = compare_summary(feature, reference, current)
+                assert got.drifted is drift, (seed, got)
+                if got.test == "ks":
+                    truth = stats.ks_2samp(ref, cur)
+                    assert abs(got.statistic - truth.statistic) <= 0.02, (seed, got, truth)
+                    assert bool(truth.pvalue < 0.05) is drift
+                else:
+                    w = stats.wasserstein_distance(ref, cur) / ref.std()
+                    assert got.test == "wasserstein"
+                    assert abs(got.statistic - w) <= 0.05 * w, (seed, got.statistic, w)
+                    assert bool(w >= 0.1) is drift
+
+
+def test_a_format1_reference_far_from_zero_is_compared_on_its_log_sketch() -> None:
+    """A reference stored without a grid (format 1) still compares — on the log sketch
+    both sides have, as before: far from zero that sees a 0.5-std shift only in part."""
+    rng = np.random.default_rng(8)
+    ref, cur = np.round(rng.normal(2010, 10, 5000)), np.round(rng.normal(2015, 10, 4000))
+    doc = NumericSummary.of(ref).to_json()
+    del doc["grid"], doc["m2"]
+    old = NumericSummary.from_json(doc)
+    assert old.grid is None
+    with_grid = compare_summary("year", NumericSummary.of(ref), NumericSummary.of(cur))
+    without = compare_summary("year", old, NumericSummary.of(cur))
+    truth = stats.wasserstein_distance(ref, cur) / ref.std()
+    assert with_grid.statistic == pytest.approx(truth, rel=0.01)
+    assert without.statistic < 0.8 * truth  # 2 % buckets: 40 years wide
 
 
 # -- end to end: API and CLI ----------------------------------------------------------------
@@ -518,9 +576,9 @@ def test_monitor_through_the_python_api(setup: Setup) -> None:
         assert drifted["drift"]["drifted_features"] == ["a", "b"]
         assert drifted["drift"]["share"] == pytest.approx(2 / 3)
         assert drifted["drift"]["predictions"]["drifted"] is True
-        # The same check as the library call on the raw data.
+        # The same check as the library call on the raw data (on the reference's grids).
         raw = pd.read_csv(setup.files["drifted"])
-        direct = compare(reference, Profile.of(raw[FEATURES]))
+        direct = compare(reference, Profile.of(raw[FEATURES], like=reference))
         assert [f["statistic"] for f in drifted["drift"]["features"]] == [
             f.statistic for f in direct.features
         ]
@@ -659,3 +717,40 @@ def test_reference_profile_matches_scipy_on_the_training_data(setup: Setup) -> N
         got = compare_summary(name, summary, NumericSummary.of(drifted[name]))
         truth = stats.wasserstein_distance(train[name], drifted[name]) / train[name].std(ddof=0)
         assert math.isclose(got.statistic, truth, rel_tol=0.05)
+
+
+def test_monitor_sees_drift_far_from_zero(tmp_path: Path) -> None:
+    """A model of years and kelvin temperatures: a batch 0.5 std warmer drifts in kelvin
+    alone, a batch of the same climate does not (the check summarises batches on the
+    reference's grids)."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(21)
+
+    def climate(n: int, warmer: float) -> pd.DataFrame:
+        x = pd.DataFrame(
+            {"year": np.round(rng.normal(2010, 10, n)), "kelvin": rng.normal(290 + warmer, 5, n)}
+        )
+        return x.assign(label=(x["kelvin"] + 0.2 * (x["year"] - 2010) > 290).astype(np.int64))
+
+    files = {}
+    for name, frame in {
+        "train": climate(3000, 0.0),
+        "same": climate(2000, 0.0),
+        "warmer": climate(2000, 2.5),
+    }.items():
+        files[name] = tmp_path / f"{name}.csv"
+        frame.to_csv(files[name], index=False)
+    train = pd.read_csv(files["train"])
+    model = LogisticRegression(max_iter=1000).fit(train[["year", "kelvin"]], train["label"])
+    with modelkeep.Repo.init(tmp_path / "repo") as repo:
+        repo.commit("climate", model, data=[files["train"]], target="label")
+        same = repo.monitor("climate:1", files["same"], target="label", store=False)
+        warmer = repo.monitor("climate:1", files["warmer"], target="label", store=False)
+    assert same["drift"]["drifted_features"] == []
+    assert warmer["drift"]["drifted_features"] == ["kelvin"]
+    # In the model's order (stored profiles are JSON with sorted keys).
+    assert [f["name"] for f in warmer["drift"]["features"]] == ["year", "kelvin"]
+    by_name = {f["name"]: f for f in warmer["drift"]["features"]}
+    assert by_name["kelvin"]["statistic"] == pytest.approx(0.5, abs=0.06)
+    assert by_name["year"]["statistic"] < 0.1

@@ -10,9 +10,15 @@ Which test, when (Evidently's DataDriftPreset defaults, so verdicts agree with i
 PSI is reported for every column (≥ 0.2 is the usual alarm). The dataset drifts
 when at least half of its features do. Every threshold can be set per feature.
 
-Numeric summaries are log-bucket histograms with a fixed bucket for every value,
-so two summaries line up bucket by bucket; statistics computed on them match the
-raw-data ones to within the sketch's 1 % relative accuracy.
+Numeric summaries hold two histograms whose bins depend on the value alone: a log-
+bucket sketch (fine near zero and across heavy tails) and a grid with a width
+relative to the data's spread (fine far from zero: years, kelvin). Both empirical
+CDFs are known exactly at every edge of either (``profiles.cdf_points``; two grids
+of different widths are compared on the coarser), so the statistics computed there
+match the raw-data ones closely — within 0.01 for KS and 1 % for Wasserstein/std on
+the tests' data. A format-1 reference (no grid) compares on the log sketch alone.
+Summarise a window ``Profile.of(frame, preds, like=reference)`` to put it on the
+reference's grids.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from modelkeep.profiles import CategoricalSummary, NumericSummary
+from modelkeep.profiles import CategoricalSummary, NumericSummary, cdf_points
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -72,31 +78,6 @@ class DriftReport:
         return out
 
 
-def _aligned(a: NumericSummary, b: NumericSummary) -> tuple[Any, Any, Any]:
-    """Bucket values and the two count vectors over the union of buckets."""
-    import numpy as np
-
-    keys = sorted({("n", -i) for i in a.neg} | {("n", -i) for i in b.neg})
-    values = [-2 * _gamma() ** -k / (_gamma() + 1) for _, k in keys]
-    ca = [a.neg.get(-k, 0) for _, k in keys]
-    cb = [b.neg.get(-k, 0) for _, k in keys]
-    if a.zero or b.zero:
-        values.append(0.0)
-        ca.append(a.zero)
-        cb.append(b.zero)
-    pos = sorted(set(a.pos) | set(b.pos))
-    values += [2 * _gamma() ** i / (_gamma() + 1) for i in pos]
-    ca += [a.pos.get(i, 0) for i in pos]
-    cb += [b.pos.get(i, 0) for i in pos]
-    return np.asarray(values), np.asarray(ca, float), np.asarray(cb, float)
-
-
-def _gamma() -> float:
-    from modelkeep.profiles import RELATIVE_ACCURACY
-
-    return (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
-
-
 def _deciles(pa: Any, pb: Any, bins: int = 10) -> tuple[Any, Any]:
     """The fine buckets merged into ~10 bins of equal reference mass: PSI is defined
     on such coarse bins (on hundreds of sketch buckets it would measure noise)."""
@@ -120,19 +101,20 @@ def _numeric(
     import numpy as np
     from scipy import stats
 
-    values, ca, cb = _aligned(ref, cur)
-    pa, pb = ca / max(ca.sum(), 1), cb / max(cb.sum(), 1)
-    psi = _psi(*_deciles(pa, pb))
-    cdf_a, cdf_b = np.cumsum(pa), np.cumsum(pb)
-    if ref.count <= SMALL_SAMPLE:
-        d = float(np.max(np.abs(cdf_a - cdf_b))) if len(values) else 0.0
-        n, m = ref.count, cur.count
+    # Both empirical CDFs, known exactly at the edges of every bucket and bin.
+    x, ca, cb = cdf_points(ref, cur)
+    n, m = ref.count, cur.count
+    cdf_a, cdf_b = ca / max(n, 1), cb / max(m, 1)
+    psi = _psi(*_deciles(np.diff(cdf_a), np.diff(cdf_b)))
+    gap = np.abs(cdf_a - cdf_b)
+    if n <= SMALL_SAMPLE:
+        d = float(gap.max()) if x.size else 0.0
         p = float(stats.kstwo.sf(d, round(n * m / (n + m)))) if n and m else 1.0
         limit = thresholds.get("ks", DEFAULT_THRESHOLDS["ks"])
         return FeatureDrift(name, "numeric", "ks", d, limit, bool(p < limit), psi, p)
-    # Wasserstein-1 between the bucketed distributions, in units of the reference std.
-    gaps = np.diff(values)
-    w = float(np.sum(np.abs(cdf_a - cdf_b)[:-1] * gaps)) if len(values) > 1 else 0.0
+    # Wasserstein-1 in units of the reference std, with the values between two edges
+    # placed at their midpoint: each edge's CDF gap spans half the way to either side.
+    w = float(np.sum(gap[1:-1] * (x[2:] - x[:-2]))) / 2 if x.size > 2 else 0.0
     std = ref.std or 0.0
     norm = w / std if std > 0 else (0.0 if w == 0 else math.inf)
     limit = thresholds.get("wasserstein", DEFAULT_THRESHOLDS["wasserstein"])

@@ -59,11 +59,13 @@ def run_check(
         raise DataFormatError(
             f"{data}: lacks the feature column(s) {', '.join(missing)} of {version.rev}"
         )
-    # The reference's features, in its order: that is what the model was trained on.
-    features = features[list(reference.features)]
+    # The model's inputs in the batch's order (a signature's, when there is one): a
+    # format-1 reference lists its features sorted by name, not in the model's order.
+    features = features[[c for c in features.columns if c in reference.features]]
     model = repo.load(version)
     preds = predict(model, features)
-    current = Profile.of(features, preds)
+    # On the reference's grids: the batch lines up with it bin for bin, however few its rows.
+    current = Profile.of(features, preds, like=reference)
     report = compare(reference, current, thresholds)
     # The batch's own profile, so its distributions can be drawn against the reference later.
     body: dict[str, Any] = {
