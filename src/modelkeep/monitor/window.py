@@ -58,14 +58,16 @@ class WindowSummary:
         y_pred: list[Any],
         regression: bool,
         worker: str,
+        like: Profile | None = None,
     ) -> WindowSummary:
         """Summarise one process's window (``inputs``: a DataFrame, or None when the
-        model's inputs are not tabular)."""
+        model's inputs are not tabular) — on the grids of ``like``, the reference, so
+        that windows of every worker line up with it and with each other bin for bin."""
         import numpy as np
 
         profile = None
         if inputs is not None:
-            profile = Profile.of(inputs, predictions)
+            profile = Profile.of(inputs, predictions, like=like)
         out = cls(
             version,
             start,

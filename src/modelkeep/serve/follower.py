@@ -423,6 +423,7 @@ def summarise(sealed: Sealed, loaded: Loaded, worker: str) -> WindowSummary:
         y_pred=sealed.y_pred,
         regression=loaded.version.artifact.get("task") == "regression",
         worker=worker,
+        like=loaded.reference,
     )
 
 
