@@ -23,11 +23,11 @@ from modelkeep.errors import NotFoundError
 from modelkeep.formats._deps import need
 from modelkeep.monitor.drift import DATASET_SHARE
 from modelkeep.profiles import (
-    RELATIVE_ACCURACY,
     CategoricalSummary,
     NumericSummary,
     Profile,
     Summary,
+    cdf_points,
 )
 
 if TYPE_CHECKING:
@@ -399,27 +399,16 @@ class _Figures:
 
 
 def _cdf(summary: NumericSummary, edges: Any) -> Any:
-    """Rows at or below each edge (rows outside the edges are not drawn). A sketch
-    bucket's rows are spread evenly over its interval:
-    placed at one representative value, buckets (2 % of a value wide) and plot bins
-    (of fixed width) would beat into a sawtooth."""
+    """Rows below each plot edge, interpolated between the points where the profile
+    knows the count exactly (its log buckets' and its grid's edges, see
+    ``profiles.cdf_points``) — fine near zero and far from it alike."""
     import numpy as np
 
-    gamma = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
-    # Bucket i holds magnitudes in (gamma**(i-1), gamma**i] (see modelkeep.profiles).
-    spans = [(-(gamma**i), -(gamma ** (i - 1)), c) for i, c in summary.neg.items()]
-    spans += [(0.0, 0.0, summary.zero)] if summary.zero else []
-    spans += [(gamma ** (i - 1), gamma**i, c) for i, c in summary.pos.items()]
-    lo, hi, counts = (np.asarray(x, dtype=np.float64) for x in zip(*spans, strict=True))
-    # The exact min and max bound the outermost buckets.
-    lo = np.clip(lo, summary.low, summary.high)
-    hi = np.clip(hi, summary.low, summary.high)
-    x = np.asarray(edges, dtype=np.float64)[:, None].copy()
-    # Rows exactly on the first edge (a point mass at 0, at the min) are in the first bin.
-    x[0] = np.nextafter(x[0], -np.inf)
-    width = hi - lo
-    inside = np.where(width > 0, (x - lo) / np.where(width > 0, width, 1.0), x >= lo)
-    return (np.clip(inside, 0.0, 1.0) * counts).sum(axis=1)
+    x, below, _ = cdf_points(summary, summary)
+    # The exact min and max bound the outermost bins.
+    xs = np.concatenate(([summary.low], np.clip(x, summary.low, summary.high), [summary.high]))
+    cs = np.concatenate(([0.0], below, [float(summary.count)]))
+    return np.interp(np.asarray(edges, dtype=np.float64), xs, cs, left=0.0, right=summary.count)
 
 
 # -- the page --------------------------------------------------------------------------
