@@ -104,6 +104,13 @@ class Chunker:
             return [(base, len(buf))] if len(buf) else []
         return [(base + c.offset, c.length) for c in self._cdc.cut_buf(buf)]
 
+    def cut(self, segment: memoryview, base: int = 0) -> list[Span]:
+        """Spans of one format-aware segment (a safetensors header or tensor) that
+        starts at ``base``: whole when it fits one chunk, else cut by content."""
+        if len(segment) <= self.params.max_tensor_chunk:
+            return [(base, len(segment))] if len(segment) else []
+        return self._cdc_spans(segment, base)
+
     def spans(self, buf: memoryview) -> list[Span]:
         """Ordered, contiguous spans covering ``buf`` exactly."""
         if not len(buf):
@@ -113,8 +120,5 @@ class Chunker:
             return self._cdc_spans(buf, 0)
         out: list[Span] = []
         for offset, length in segments:
-            if length <= self.params.max_tensor_chunk:
-                out.append((offset, length))
-            else:
-                out.extend(self._cdc_spans(buf[offset : offset + length], offset))
+            out.extend(self.cut(buf[offset : offset + length], offset))
         return out
