@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import blake3
 import zstandard
 
 from modelkeep.errors import CorruptObjectError, ObjectMissingError
@@ -302,30 +303,23 @@ def _mapped(path: Path) -> Iterator[memoryview]:
                 view.release()
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
 
 
-def _copy_range(src: int, offset: int, length: int, fd: int) -> None:
-    """Copy ``length`` bytes of file ``src`` from ``offset`` to ``fd``, in the kernel
-    when it can."""
-    try:
-        while length:
-            done = os.copy_file_range(src, fd, length, offset)
-            if done == 0:
-                raise EOFError("an object file is shorter than its object")
-            offset += done
-            length -= done
-    except OSError:  # no copy_file_range here (other OS, filesystem): copy in user space
-        while length:
-            block = os.pread(src, min(length, 8 << 20), offset)
-            if not block:
-                raise EOFError("an object file is shorter than its object") from None
-            _write_all(fd, block)
-            offset += len(block)
-            length -= len(block)
+_BOUNCE = 1 << 20  # a copy's buffer: small enough to stay in cache between hash and write
+_local = threading.local()
+
+
+def _bounce_buffer() -> memoryview:
+    buf: memoryview | None = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = memoryview(bytearray(_BOUNCE))
+    return buf
 
 
 def _loose_key(oid: ObjectId) -> str:
@@ -567,56 +561,76 @@ class ObjectStore:
         }
         return Tree(oid, entries)
 
-    def _fetch(self, oid: ObjectId) -> tuple[int, int] | bytes | memoryview:
-        """A verified chunk: its bytes, or (fd, length) of a raw loose file on local
-        disk whose payload (after the codec byte) was verified through mmap. The
-        caller copies from that same open file in the kernel, like `cp`, and closes
-        it: objects are replaced only by rename, so the bytes hashed are the bytes
-        copied."""
-        path = self.backend.local_path(_loose_key(oid))
-        if path is not None:
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                return self.get(oid)
-            try:
-                size = os.fstat(fd).st_size
-                if size > 1 and os.pread(fd, 1, 0)[0] == RAW:
-                    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
-                        view = memoryview(mm)[1:]
-                        try:
-                            ok = ObjectId.of(view) == oid
-                        finally:
-                            view.release()
-                    if not ok:
-                        raise CorruptObjectError(
-                            f"object {oid.short} is corrupted (content does not match)"
-                        )
-                    return fd, size - 1
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)
-        return self.get(oid)
-
     def iter_chunks(self, manifest: FileManifest) -> Iterator[bytes | memoryview]:
         """The file's chunks in order, verified, read ahead on a thread pool."""
         yield from _ahead(self.get, manifest)
 
+    def _copy_chunk(self, chunk: ChunkRef, fd: int, offset: int) -> int:
+        """Write one verified chunk into ``fd`` at ``offset``; returns its size.
+
+        A raw loose object on local disk is streamed through a small buffer that is
+        hashed and then written: one pass over the bytes, and the bytes verified are
+        the bytes written. Anything else is read whole, verified, then written."""
+        path = self.backend.local_path(_loose_key(chunk.id))
+        src = -1
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                src = os.open(path, os.O_RDONLY)
+        if src < 0:
+            _pwrite_all(fd, self.get(chunk.id), offset)
+            return chunk.size
+        try:
+            if os.pread(src, 1, 0) != bytes([RAW]):
+                _pwrite_all(fd, self.get(chunk.id), offset)
+                return chunk.size
+            if os.fstat(src).st_size - 1 != chunk.size:
+                raise CorruptObjectError(
+                    f"object {chunk.id.short} is corrupted (its size does not match)"
+                )
+            buf = _bounce_buffer()
+            hasher = blake3.blake3()
+            done = 0
+            while done < chunk.size:
+                n = os.preadv(src, [buf[: min(len(buf), chunk.size - done)]], 1 + done)
+                if n == 0:
+                    raise CorruptObjectError(f"object {chunk.id.short} is truncated")
+                hasher.update(buf[:n])
+                _pwrite_all(fd, buf[:n], offset + done)
+                done += n
+        finally:
+            os.close(src)
+        if hasher.hexdigest() != chunk.id.hex:
+            raise CorruptObjectError(
+                f"object {chunk.id.short} is corrupted (content does not match)"
+            )
+        return chunk.size
+
     def write_file(self, manifest: FileManifest, fd: int, progress: Progress | None = None) -> None:
-        """Write the file's verified content to ``fd``."""
-        for piece in _ahead(self._fetch, manifest):
-            if isinstance(piece, tuple):
-                src, length = piece
-                try:
-                    _copy_range(src, 1, length, fd)
-                finally:
-                    os.close(src)
-            else:
-                _write_all(fd, piece)
-                length = len(piece)
-            if progress:
-                progress(length)
+        """Write the file's verified content into ``fd``, a regular file, from offset 0.
+
+        Chunks are copied on a thread pool, each at its own offset (hashing and
+        copying release the GIL). On an error the file holds part of the content,
+        perhaps a chunk that did not verify: the caller discards it."""
+        offsets = []
+        at = 0
+        for chunk in manifest.chunks:
+            offsets.append(at)
+            at += chunk.size
+
+        def copy(i: int) -> int:
+            return self._copy_chunk(manifest.chunks[i], fd, offsets[i])
+
+        if len(manifest.chunks) > 1:
+            with ThreadPoolExecutor(_WORKERS) as pool:
+                sizes = pool.map(copy, range(len(manifest.chunks)))
+                for n in sizes:
+                    if progress:
+                        progress(n)
+        else:
+            for i in range(len(manifest.chunks)):
+                n = copy(i)
+                if progress:
+                    progress(n)
 
     def read_range(self, manifest: FileManifest, begin: int, end: int) -> bytes:
         """Bytes ``begin:end`` of a file, reading (and verifying) only the chunks needed."""
