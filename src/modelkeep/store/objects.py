@@ -466,13 +466,14 @@ class ObjectStore:
 
     def _store_pieces(
         self,
-        pieces: list[memoryview],
+        pieces: Iterable[memoryview],
         size: int,
         writer: ObjectWriter,
         progress: Progress | None,
     ) -> FileManifest:
         """Store each piece as one chunk (hashing, compressing and writing on a thread
-        pool: all three release the GIL) and the manifest listing them in order."""
+        pool: all three release the GIL) and the manifest listing them in order.
+        ``pieces`` may be lazy: the pool starts on the first while the rest are cut."""
 
         def put(piece: memoryview) -> ChunkRef:
             ref = ChunkRef(writer.add(piece), len(piece))
@@ -480,7 +481,7 @@ class ObjectStore:
                 progress(len(piece))
             return ref
 
-        if len(pieces) > 1:
+        if size > self.params.max_size:  # more than one chunk, surely
             with ThreadPoolExecutor(_WORKERS) as pool:
                 chunks = tuple(pool.map(put, pieces))
         else:
@@ -494,7 +495,7 @@ class ObjectStore:
         self, buf: memoryview, writer: ObjectWriter, progress: Progress | None = None
     ) -> FileManifest:
         """Chunk, hash and store ``buf``; only chunks not already stored are written."""
-        pieces = [buf[off : off + length] for off, length in self.chunker.spans(buf)]
+        pieces = (buf[off : off + length] for off, length in self.chunker.iter_spans(buf))
         return self._store_pieces(pieces, len(buf), writer, progress)
 
     def store_parts(
@@ -516,9 +517,9 @@ class ObjectStore:
             if len(parts) != 1:
                 raise ValueError("unsegmented content comes as one part")
             return self.store_buffer(parts[0], writer, progress)
-        pieces = [
+        pieces = (
             part[off : off + length] for part in parts for off, length in self.chunker.cut(part)
-        ]
+        )
         return self._store_pieces(pieces, sum(len(p) for p in parts), writer, progress)
 
     def store_file(
