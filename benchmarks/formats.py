@@ -27,7 +27,8 @@ each with its own PASS/MISS; the issue's targets name the first):
 Each timed commit goes into a repository made empty just before. A load is timed cold
 (`.modelkeep/cache` deleted first, so the checkout into the cache counts) and warm
 (cache kept). Every time is the median of 3 runs, or 1 run when the first takes over
-10 s. A missed target gets one more, profiled run and a one-line "where the time goes".
+10 s; the bare calls and modelkeep's take turns, run by run, so that other work on the
+machine weighs on both alike. A missed target gets one more, profiled run and a one-line "where the time goes".
 
 Only the state dict is measured, not an nn.Module: modelkeep stores a module with the
 import path of its class, and a class defined here would live in __main__, which
@@ -133,18 +134,25 @@ class Timing:
     runs: list[float]
 
 
-def measure(fn: Callable[[], T], before: Callable[[], object] | None = None) -> tuple[Timing, T]:
-    """Median of ``RUNS`` runs of ``fn`` (1 run if the first is long); ``before`` is
-    called, untimed, ahead of each. Returns the timing and the last result."""
-    times: list[float] = []
+Job = tuple["Callable[[], Any]", "Callable[[], object] | None"]
+
+
+def measure(*jobs: Job) -> list[tuple[Timing, Any]]:
+    """Each job (``fn``, ``before``) run ``RUNS`` times, the jobs taking turns so that
+    what else the machine does weighs on all of them alike (1 round if a first run is
+    long); ``before`` is called, untimed, ahead of each run. Returns each job's median
+    timing and last result."""
+    times: list[list[float]] = [[] for _ in jobs]
+    results: list[Any] = [None] * len(jobs)
     for _ in range(RUNS):
-        if before is not None:
-            before()
-        seconds, result = timed(fn)
-        times.append(seconds)
-        if seconds > LONG_RUN_SECONDS:
+        for i, (fn, before) in enumerate(jobs):
+            if before is not None:
+                before()
+            seconds, results[i] = timed(fn)
+            times[i].append(seconds)
+        if max(t[0] for t in times) > LONG_RUN_SECONDS:
             break
-    return Timing(statistics.median(times), times), result
+    return [(Timing(statistics.median(t), t), r) for t, r in zip(times, results, strict=True)]
 
 
 def tree_bytes(root: Path) -> int:
@@ -296,30 +304,28 @@ def bench_sklearn(target_mib: int, workdir: Path) -> dict[str, Any]:
     def bare_load() -> Any:
         return sio.load(path, trusted=sio.get_untrusted_types(file=path))
 
-    log("  skops.io.dump (alone, then with fsync) / load")
     unlink = lambda: path.unlink(missing_ok=True)  # noqa: E731
-    dump_t, _ = measure(lambda: sio.dump(model, path), before=unlink)
-    durable_t, _ = measure(fsynced(path, lambda: sio.dump(model, path)), before=unlink)
-    file_bytes = path.stat().st_size
-    load_t, loaded = measure(bare_load)
-    same(loaded, "skops.io.load")
-    del loaded
-
     scratch = Scratch(workdir / SKLEARN_REPO)
     try:
-        log("  modelkeep commit")
-        commit_t, version = measure(
-            lambda: scratch.repo.commit(FOREST, model, "formats benchmark"), before=scratch.reset
+        log("  skops.io.dump, dump + fsync, modelkeep commit (in turn)")
+        (dump_t, _), (durable_t, _), (commit_t, version) = measure(
+            (lambda: sio.dump(model, path), unlink),
+            (fsynced(path, lambda: sio.dump(model, path)), unlink),
+            (lambda: scratch.repo.commit(FOREST, model, "formats benchmark"), scratch.reset),
         )
+        file_bytes = path.stat().st_size
         if version.rev != f"{FOREST}:1" or version.format != "sklearn":
             raise RuntimeError(f"expected {FOREST}:1 as sklearn, commit made {version.rev}")
-        log("  modelkeep load, cold then warm")
-        cold_t, loaded = measure(lambda: scratch.repo.load(FOREST), before=scratch.drop_cache)
-        same(loaded, "repo.load (cold)")
-        del loaded
-        warm_t, loaded = measure(lambda: scratch.repo.load(FOREST))
-        same(loaded, "repo.load (warm)")
-        del loaded
+        log("  skops.io.load, modelkeep load cold then warm (in turn)")
+        (load_t, bare), (cold_t, cold_loaded), (warm_t, warm_loaded) = measure(
+            (bare_load, None),
+            (lambda: scratch.repo.load(FOREST), scratch.drop_cache),
+            (lambda: scratch.repo.load(FOREST), None),
+        )
+        same(bare, "skops.io.load")
+        same(cold_loaded, "repo.load (cold)")
+        same(warm_loaded, "repo.load (warm)")
+        del bare, cold_loaded, warm_loaded
         stored = scratch.store_bytes()
 
         commit = _pair(dump_t, commit_t, COMMIT_MAX_RATIO)
@@ -377,35 +383,32 @@ def bench_torch(target_mib: int, workdir: Path) -> dict[str, Any]:
         ):
             raise RuntimeError(f"the state dict loaded by {who} differs")
 
-    log("  safetensors save_file (alone, then with fsync) / load_file (alone, then read)")
     unlink = lambda: path.unlink(missing_ok=True)  # noqa: E731
-    save_t, _ = measure(lambda: st.save_file(state, str(path)), before=unlink)
-    durable_t, _ = measure(fsynced(path, lambda: st.save_file(state, str(path))), before=unlink)
-    file_bytes = path.stat().st_size
-    load_t, loaded = measure(lambda: st.load_file(str(path)))
-    same(loaded, state, "load_file")
-    del loaded
-    load_read_t, _ = measure(lambda: read_all(st.load_file(str(path))))
-
     scratch = Scratch(workdir / TORCH_REPO)
     try:
-        log("  modelkeep commit")
-        commit_t, version = measure(
-            lambda: scratch.repo.commit(NET, state, "formats benchmark"), before=scratch.reset
+        log("  save_file, save_file + fsync, modelkeep commit (in turn)")
+        (save_t, _), (durable_t, _), (commit_t, version) = measure(
+            (lambda: st.save_file(state, str(path)), unlink),
+            (fsynced(path, lambda: st.save_file(state, str(path))), unlink),
+            (lambda: scratch.repo.commit(NET, state, "formats benchmark"), scratch.reset),
         )
+        file_bytes = path.stat().st_size
         if version.rev != f"{NET}:1" or version.format != "torch":
             raise RuntimeError(f"expected {NET}:1 as torch, commit made {version.rev}")
-        log("  modelkeep load, cold then warm, each alone then read")
-        cold_t, loaded = measure(lambda: scratch.repo.load(NET), before=scratch.drop_cache)
-        same(loaded, state, "repo.load (cold)")
-        del loaded
-        cold_read_t, _ = measure(
-            lambda: read_all(scratch.repo.load(NET)), before=scratch.drop_cache
+        log("  load_file, modelkeep load cold then warm, each alone then read (in turn)")
+        timings = measure(
+            (lambda: st.load_file(str(path)), None),
+            (lambda: read_all(st.load_file(str(path))), None),
+            (lambda: scratch.repo.load(NET), scratch.drop_cache),
+            (lambda: read_all(scratch.repo.load(NET)), scratch.drop_cache),
+            (lambda: scratch.repo.load(NET), None),
+            (lambda: read_all(scratch.repo.load(NET)), None),
         )
-        warm_t, loaded = measure(lambda: scratch.repo.load(NET))
-        same(loaded, state, "repo.load (warm)")
-        del loaded
-        warm_read_t, _ = measure(lambda: read_all(scratch.repo.load(NET)))
+        load_t, load_read_t, cold_t, cold_read_t, warm_t, warm_read_t = (t for t, _ in timings)
+        whose = ("load_file", "repo.load (cold)", "repo.load (warm)")
+        for (_, loaded), who in zip(timings, (w for w in whose for _ in "12"), strict=True):
+            same(loaded, state, who)
+        del timings, loaded
         stored = scratch.store_bytes()
 
         commit = _pair(save_t, commit_t, COMMIT_MAX_RATIO)
