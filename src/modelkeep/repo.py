@@ -338,7 +338,9 @@ class Repo:
 
         Everything is checked before anything is stored; objects are written and made
         durable first, and the version row and the branch move come last, in one
-        transaction, so a crash leaves no half version.
+        transaction, so a crash leaves no half version. A PyTorch model is stored
+        straight from its tensors' memory (no file is written first): leave it
+        unchanged until the commit returns, as ``save_file`` asks too.
         """
         check_name(name)
         if branch is not None:

@@ -194,8 +194,11 @@ class ObjectWriter:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is None:
             self.close()
-        else:
-            self._drain(raise_errors=False)
+            return
+        try:
+            self._drain(raise_errors=False)  # no write goes on after the batch failed
+        finally:
+            self._shutdown()
 
     def add(self, data: bytes | memoryview, oid: ObjectId | None = None) -> ObjectId:
         """Store ``data`` unless an object with its id exists; returns the id.
@@ -262,9 +265,12 @@ class ObjectWriter:
                 self._pending, self._pending_bytes = {}, 0
             self._store.backend.sync()
         finally:
-            if self._io is not None:
-                self._io.shutdown()
-                self._io = None
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._io is not None:
+            self._io.shutdown()
+            self._io = None
 
 
 T = TypeVar("T")
