@@ -76,9 +76,10 @@ def test_committed_state_dict_is_the_file_save_file_writes(
 ) -> None:
     state = {k: v for k, v in nn.Linear(300, 200).state_dict().items()}
     state["steps"] = torch.tensor(7, dtype=torch.int64)
+    state["transposed"] = torch.randn(5, 3).t()  # not contiguous: laid out as it reads
     from_memory = repo.commit("net", state)
     path = tmp_path / "model.safetensors"
-    st.save_file(state, str(path))
+    st.save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     from_file = repo.commit("net-file", path)
     (mine,) = repo.files(from_memory)
     (theirs,) = repo.files(from_file)

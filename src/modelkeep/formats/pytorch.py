@@ -89,12 +89,9 @@ class PyTorch:
         if isinstance(obj, torch.jit.ScriptModule):
             return None
         saved = self._saved(obj, options)
-        if _is_state_dict(obj):
-            tensors = {k: v.detach().contiguous() for k, v in obj.items()}
-        else:
-            # As save_model without shared tensors: the state dict, made contiguous.
-            tensors = {k: v.contiguous() for k, v in obj.state_dict().items()}
-        parts = stlayout.layout(tensors)
+        # layout() detaches and makes contiguous itself, as save() does before saving
+        # and save_model for a module without shared tensors.
+        parts = stlayout.layout(obj if _is_state_dict(obj) else obj.state_dict())
         if parts is None:
             return None
         return saved, {WEIGHTS: Buffer(parts, segmented=True)}
