@@ -28,7 +28,8 @@ Each timed commit goes into a repository made empty just before. A load is timed
 (`.modelkeep/cache` deleted first, so the checkout into the cache counts) and warm
 (cache kept). Every time is the median of 3 runs, or 1 run when the first takes over
 10 s; the bare calls and modelkeep's take turns, run by run, so that other work on the
-machine weighs on both alike. A missed target gets one more, profiled run and a one-line "where the time goes".
+machine weighs on both alike. A missed target gets one more, profiled run and a
+one-line "where the time goes".
 
 Only the state dict is measured, not an nn.Module: modelkeep stores a module with the
 import path of its class, and a class defined here would live in __main__, which
@@ -314,6 +315,8 @@ def bench_sklearn(target_mib: int, workdir: Path) -> dict[str, Any]:
             (lambda: scratch.repo.commit(FOREST, model, "formats benchmark"), scratch.reset),
         )
         file_bytes = path.stat().st_size
+        # As this script measured before its jobs took turns: the bare call alone.
+        ((dump_alone_t, _),) = measure((lambda: sio.dump(model, path), unlink))
         if version.rev != f"{FOREST}:1" or version.format != "sklearn":
             raise RuntimeError(f"expected {FOREST}:1 as sklearn, commit made {version.rev}")
         log("  skops.io.load, modelkeep load cold then warm (in turn)")
@@ -345,6 +348,7 @@ def bench_sklearn(target_mib: int, workdir: Path) -> dict[str, Any]:
         "model": {**forest, "file_bytes": file_bytes, "stored_bytes": stored, "seed": SEED},
         "commit": commit,
         "commit_vs_durable": commit_durable,
+        "commit_vs_dump_alone": _pair(dump_alone_t, commit_t, None),
         "load_cold": cold,
         "load_warm": _pair(load_t, warm_t, None),
         "predictions_identical": True,
@@ -393,6 +397,8 @@ def bench_torch(target_mib: int, workdir: Path) -> dict[str, Any]:
             (lambda: scratch.repo.commit(NET, state, "formats benchmark"), scratch.reset),
         )
         file_bytes = path.stat().st_size
+        # As this script measured before its jobs took turns: the bare call alone.
+        ((save_alone_t, _),) = measure((lambda: st.save_file(state, str(path)), unlink))
         if version.rev != f"{NET}:1" or version.format != "torch":
             raise RuntimeError(f"expected {NET}:1 as torch, commit made {version.rev}")
         log("  load_file, modelkeep load cold then warm, each alone then read (in turn)")
@@ -458,6 +464,7 @@ def bench_torch(target_mib: int, workdir: Path) -> dict[str, Any]:
         },
         "commit": commit,
         "commit_vs_durable": commit_durable,
+        "commit_vs_save_alone": _pair(save_alone_t, commit_t, None),
         "load_cold": cold,
         "load_cold_read": cold_read,
         "load_warm": _pair(load_t, warm_t, None),
@@ -603,6 +610,7 @@ def render(result: dict[str, Any]) -> str:
         _pair_header("skops"),
         _pair_row("commit  vs  dump", sk["commit"]),
         _pair_row("commit  vs  dump + fsync", sk["commit_vs_durable"]),
+        _pair_row("commit  vs  dump run alone (*)", sk["commit_vs_dump_alone"]),
         _pair_row("load, cold (cache deleted)  vs  load", sk["load_cold"]),
         _pair_row("load, warm (cache kept)  vs  load", sk["load_warm"]),
         "  predictions on 1,000 rows identical after every load: yes",
@@ -613,6 +621,7 @@ def render(result: dict[str, Any]) -> str:
         _pair_header("st"),
         _pair_row("commit  vs  save_file", tt["commit"]),
         _pair_row("commit  vs  save_file + fsync", tt["commit_vs_durable"]),
+        _pair_row("commit  vs  save_file run alone (*)", tt["commit_vs_save_alone"]),
         _pair_row("load, cold (cache deleted)  vs  load_file", tt["load_cold"]),
         _pair_row("  the same, every tensor then read once", tt["load_cold_read"]),
         _pair_row("load, warm (cache kept)  vs  load_file", tt["load_warm"]),
@@ -620,6 +629,8 @@ def render(result: dict[str, Any]) -> str:
         "  tensors identical after every load: yes",
         "  (load_file maps the file and reads a tensor when it is used; a cold repo.load",
         "   reads and hashes every byte first, to verify it: hence the rows with a read)",
+        "  (*) the bare call run 3 times in a row, as this script did before its jobs took",
+        "      turns: a write right after another job's fsynced one is slower than alone",
         "  (nn.Module not measured: a class defined in this script lives in __main__, which",
         "   modelkeep refuses to commit as it could not import it back)",
         "",
