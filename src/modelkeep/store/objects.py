@@ -579,18 +579,15 @@ class ObjectStore:
         hashed and then written: one pass over the bytes, and the bytes verified are
         the bytes written. Anything else is read whole, verified, then written."""
         path = self.backend.local_path(_loose_key(chunk.id))
-        src = -1
-        if path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                src = os.open(path, os.O_RDONLY)
-        if src < 0:
-            _pwrite_all(fd, self.get(chunk.id), offset)
-            return chunk.size
-        try:
-            if os.pread(src, 1, 0) != bytes([RAW]):
+        with contextlib.ExitStack() as stack:
+            src = None
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    src = stack.enter_context(open(path, "rb", buffering=0))
+            if src is None or src.read(1) != bytes([RAW]):
                 _pwrite_all(fd, self.get(chunk.id), offset)
                 return chunk.size
-            if os.fstat(src).st_size - 1 != chunk.size:
+            if os.fstat(src.fileno()).st_size - 1 != chunk.size:
                 raise CorruptObjectError(
                     f"object {chunk.id.short} is corrupted (its size does not match)"
                 )
@@ -598,14 +595,12 @@ class ObjectStore:
             hasher = blake3.blake3()
             done = 0
             while done < chunk.size:
-                n = os.preadv(src, [buf[: min(len(buf), chunk.size - done)]], 1 + done)
-                if n == 0:
+                n = src.readinto(buf[: min(len(buf), chunk.size - done)])
+                if not n:
                     raise CorruptObjectError(f"object {chunk.id.short} is truncated")
                 hasher.update(buf[:n])
                 _pwrite_all(fd, buf[:n], offset + done)
                 done += n
-        finally:
-            os.close(src)
         if hasher.hexdigest() != chunk.id.hex:
             raise CorruptObjectError(
                 f"object {chunk.id.short} is corrupted (content does not match)"
