@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 from modelkeep import formats
 from modelkeep.errors import DataFormatError, SignatureError, UntrustedModelError
 from modelkeep.formats import signature, tabular
-from modelkeep.formats.base import qualname
+from modelkeep.formats.base import SavesToMemory, qualname
 from modelkeep.formats.predict import predict, task_of
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from modelkeep.formats.base import Buffer
 
 
 @dataclass
@@ -27,11 +29,20 @@ class Described:
     profile: dict[str, Any] | None
 
 
-def save_object(obj: Any, folder: Path, init_args: dict[str, Any] | None) -> formats.Saved:
-    """Write a model object into ``folder`` with the flavor that recognises it."""
+def save_object(
+    obj: Any, folder: Path, init_args: dict[str, Any] | None
+) -> tuple[formats.Saved, dict[str, Buffer] | None]:
+    """Save a model object with the flavor that recognises it: as buffers in memory
+    when the flavor can (nothing written to disk twice), else into ``folder`` (then
+    the buffers are None and the files are there)."""
     flavor = formats.detect(obj)
+    options = {"init_args": init_args}
+    if isinstance(flavor, SavesToMemory):
+        in_memory = flavor.save_to_memory(obj, options)
+        if in_memory is not None:
+            return in_memory
     folder.mkdir(parents=True, exist_ok=True)
-    return flavor.save(obj, folder, {"init_args": init_args})
+    return flavor.save(obj, folder, options), None
 
 
 def _load_for_checks(saved: formats.Saved, files: dict[str, Path], trusted: Any) -> Any:

@@ -9,9 +9,9 @@ import socket
 import subprocess
 import sys
 from functools import cache
-from importlib import metadata
 from pathlib import Path
 
+from modelkeep.formats.base import versions
 from modelkeep.registry.records import CodeRef
 
 # Packages whose versions decide whether a model loads and behaves the same.
@@ -67,13 +67,16 @@ def author() -> str:
 def code_ref(cwd: Path | None = None) -> CodeRef | None:
     """The git commit of the work tree around ``cwd`` and whether it is dirty."""
     cwd = cwd or Path.cwd()
-    top = _git(cwd, "rev-parse", "--show-toplevel")
-    commit = _git(cwd, "rev-parse", "HEAD") if top else None
-    if not top or not commit:
+    # One call for the top folder, the commit and the branch (each git call costs
+    # a process start, tens of ms on a busy machine); it fails outside a work tree
+    # and in one without commits.
+    out = _git(cwd, "rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD")
+    lines = out.splitlines() if out else []
+    if len(lines) != 3:
         return None
+    top, commit, branch = lines
     # Untracked files do not make a tree dirty (as in `git describe --dirty`).
     status = _git(cwd, "status", "--porcelain", "--untracked-files=no")
-    branch = _git(cwd, "rev-parse", "--abbrev-ref", "HEAD")
     return CodeRef(
         commit=commit,
         dirty=bool(status),
@@ -82,17 +85,15 @@ def code_ref(cwd: Path | None = None) -> CodeRef | None:
     )
 
 
-def environment() -> dict[str, object]:
-    """Python, platform and the versions of installed ML packages."""
-    packages: dict[str, str] = {}
-    for name in ML_PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+@cache
+def _platform() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "implementation": sys.implementation.name,
         "platform": platform.platform(),
-        "packages": packages,
     }
+
+
+def environment() -> dict[str, object]:
+    """Python, platform and the versions of installed ML packages."""
+    return {**_platform(), "packages": versions(*ML_PACKAGES)}

@@ -12,6 +12,7 @@ import struct
 import tempfile
 import tomllib
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     from datetime import timedelta
 
     from modelkeep.deploy import RoutingTable
+    from modelkeep.formats.base import Buffer
     from modelkeep.formats.tensordiff import TensorDiff, TensorInfo
     from modelkeep.monitor.schedule import ScheduledRun
     from modelkeep.registry.records import Deployment, Schedule
@@ -340,7 +342,9 @@ class Repo:
 
         Everything is checked before anything is stored; objects are written and made
         durable first, and the version row and the branch move come last, in one
-        transaction, so a crash leaves no half version.
+        transaction, so a crash leaves no half version. A PyTorch model is stored
+        straight from its tensors' memory (no file is written first): leave it
+        unchanged until the commit returns, as ``save_file`` asks too.
         """
         check_name(name)
         if branch is not None:
@@ -348,20 +352,28 @@ class Repo:
         if branch is not None and name in self.registry.model_names():
             # Fail before writing any bytes; add_version checks again, atomically.
             self.registry.ref(name, branch, ("branch",))
-        with tempfile.TemporaryDirectory(prefix="modelkeep-") as scratch:
+        with (
+            tempfile.TemporaryDirectory(prefix="modelkeep-") as scratch,
+            _lineage_thread() as side,
+        ):
+            # Lineage asks git (two processes) while the model is saved.
+            found = side.submit(_lineage, author, annotations)
             work = Path(scratch)
             model_obj = None
             saved = None
+            files: dict[str, Path | Buffer]
             if _is_paths(source):
                 path_list = [source] if isinstance(source, str | os.PathLike) else list(source)
-                files = self._gather(path_list)
+                on_disk = self._gather(path_list)
+                files = dict(on_disk)
             else:
-                saved = artifact.save_object(source, work / "model", init_args)
-                files = self._gather([work / "model"])
+                saved, buffers = artifact.save_object(source, work / "model", init_args)
+                on_disk = {} if buffers is not None else self._gather([work / "model"])
+                files = {**on_disk, **(buffers or {})}
                 model_obj = source
             datasets, data_paths = self._datasets(data, work / "data")
             described = artifact.describe(
-                files,
+                on_disk,
                 saved=saved,
                 model=model_obj,
                 input_example=input_example,
@@ -385,6 +397,7 @@ class Repo:
                 kind=kind,
                 status=status,
                 annotations=annotations,
+                found=found,
             )
 
     def _datasets(
@@ -422,7 +435,7 @@ class Repo:
     def _store_version(
         self,
         name: str,
-        files: dict[str, Path],
+        files: Mapping[str, Path | Buffer],
         message: str,
         *,
         branch: str | None,
@@ -438,56 +451,58 @@ class Repo:
         kind: str = "commit",
         status: str = "ok",
         annotations: Mapping[str, Any] | None = None,
+        found: Future[tuple[str, dict[str, Any]]] | None = None,
     ) -> Version:
+        """Store ``files`` and record the version. ``found``: the author and lineage
+        (``_lineage``), when the caller started gathering them earlier."""
         params_doc = self._kv(params, "param")
         metrics_doc = self._kv(metrics, "metric", numeric=True)
-        code = lineage.code_ref()
-        lineage_doc = {
-            "code": None
-            if code is None
-            else {
-                "commit": code.commit,
-                "dirty": code.dirty,
-                "repository": code.repository,
-                "branch": code.branch,
-            },
-            "environment": lineage.environment(),
-            **dict(annotations or {}),
-        }
-        who = author or lineage.author()
-        total = sum(p.stat().st_size for p in files.values())
+        total = sum(
+            src.stat().st_size if isinstance(src, Path) else src.size for src in files.values()
+        )
         tick = progress(f"commit {name}", total)
-        with locks.shared(self._lock_path):
-            with self.store.writer() as writer:
-                entries = {}
-                for rel, real in files.items():
-                    manifest = self.store.store_file(real, writer, tick)
-                    entries[rel] = TreeEntry(
-                        manifest.id, manifest.size, real.stat().st_mode & _MODE_BITS
-                    )
-                tree = self.store.put_tree(entries, writer)
-                if record is not None and profile is not None:
-                    blob = json.dumps(profile, separators=(",", ":"), sort_keys=True).encode()
-                    record = {**record, "profile": writer.add(blob).hex}
-            return self.registry.add_version(
-                model=name,
-                branch=branch,
-                tree_id=tree.id.hex,
-                size=tree.size,
-                file_count=len(entries),
-                message=message,
-                author=who,
-                params=params_doc,
-                metrics=metrics_doc,
-                lineage=lineage_doc,
-                datasets=datasets,
-                default_branch=DEFAULT_BRANCH,
-                artifact=record,
-                entity=entity,
-                parents=parents,
-                kind=kind,
-                status=status,
-            )
+        with contextlib.ExitStack() as stack:
+            if found is None:
+                # Lineage asks git (two processes) while the bytes are stored.
+                side = stack.enter_context(_lineage_thread())
+                found = side.submit(_lineage, author, annotations)
+            with locks.shared(self._lock_path):
+                with self.store.writer() as writer:
+                    entries = {}
+                    for rel, src in files.items():
+                        if isinstance(src, Path):
+                            manifest = self.store.store_file(src, writer, tick)
+                            mode = src.stat().st_mode & _MODE_BITS
+                        else:
+                            manifest = self.store.store_parts(
+                                src.parts, writer, tick, segmented=src.segmented
+                            )
+                            mode = _SAVED_MODE
+                        entries[rel] = TreeEntry(manifest.id, manifest.size, mode)
+                    tree = self.store.put_tree(entries, writer)
+                    if record is not None and profile is not None:
+                        blob = json.dumps(profile, separators=(",", ":"), sort_keys=True)
+                        record = {**record, "profile": writer.add(blob.encode()).hex}
+                who, lineage_doc = found.result()
+                return self.registry.add_version(
+                    model=name,
+                    branch=branch,
+                    tree_id=tree.id.hex,
+                    size=tree.size,
+                    file_count=len(entries),
+                    message=message,
+                    author=who,
+                    params=params_doc,
+                    metrics=metrics_doc,
+                    lineage=lineage_doc,
+                    datasets=datasets,
+                    default_branch=DEFAULT_BRANCH,
+                    artifact=record,
+                    entity=entity,
+                    parents=parents,
+                    kind=kind,
+                    status=status,
+                )
 
     # -- reading --------------------------------------------------------------------
 
@@ -1493,6 +1508,8 @@ class Repo:
 
 # Only permission bits travel with a version: never setuid, setgid or sticky.
 _MODE_BITS = 0o777
+# The mode of a model file saved from memory (as a file saved under umask 022 has).
+_SAVED_MODE = 0o644
 
 
 def _sqlite_url(control: Path) -> str:
@@ -1516,6 +1533,30 @@ def _is_toml(text: str) -> bool:
     except tomllib.TOMLDecodeError:
         return False
     return True
+
+
+def _lineage_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="modelkeep-lineage")
+
+
+def _lineage(
+    author: str | None, annotations: Mapping[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    """Who commits, and the lineage a version records: code, environment, annotations."""
+    code = lineage.code_ref()
+    doc = {
+        "code": None
+        if code is None
+        else {
+            "commit": code.commit,
+            "dirty": code.dirty,
+            "repository": code.repository,
+            "branch": code.branch,
+        },
+        "environment": lineage.environment(),
+        **dict(annotations or {}),
+    }
+    return author or lineage.author(), doc
 
 
 def _looks_like_header(head: bytes | memoryview) -> bool:

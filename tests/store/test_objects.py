@@ -22,7 +22,9 @@ from modelkeep.store import (
     ObjectId,
     ObjectStore,
     TreeEntry,
+    objects,
 )
+from modelkeep.store.chunking import safetensors_spans
 from modelkeep.store.objects import PACK_LIMIT
 
 if TYPE_CHECKING:
@@ -165,6 +167,69 @@ def test_pack_limit_decides_packed_or_loose(backend: Backend) -> None:
     assert loose == {f"objects/{large.fanout()}"}
     assert len(list(backend.list("packs/"))) == 1
     assert bytes(ObjectStore(backend).get(small)) == _random(1, PACK_LIMIT - 1)
+
+
+def test_a_large_chunk_that_compresses_small_is_packed(backend: Backend) -> None:
+    # A loose object costs a file and an fsync: packing goes by the stored size.
+    text = (np.random.default_rng(3).integers(0, 2, 4 * PACK_LIMIT, dtype=np.uint8) + 97).tobytes()
+    store = ObjectStore(backend)
+    with store.writer() as writer:
+        oid = writer.add(text)
+    assert list(backend.list("objects/")) == []
+    assert len(list(backend.list("packs/"))) == 1
+    assert bytes(ObjectStore(backend).get(oid)) == text
+
+
+def test_a_batch_writes_its_pack_when_it_fills(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(objects, "PACK_FLUSH", 3 * 1000)
+    blobs = [_random(100 + i, 1000) for i in range(7)]
+    store = ObjectStore(backend)
+    with store.writer() as writer:
+        ids = [writer.add(b) for b in blobs]
+        full = len(list(backend.list("packs/")))
+    assert full == 2  # two full packs written during the batch, before close
+    assert len(list(backend.list("packs/"))) == 3
+    fresh = ObjectStore(backend)
+    assert [bytes(fresh.get(i)) for i in ids] == blobs
+
+
+def test_a_failed_loose_write_fails_the_batch(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "store")
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "tmp").write_text("a file where the temp folder goes")
+    store = ObjectStore(backend)
+    writer = store.writer()
+    oid = writer.add(_random(5, 2 * PACK_LIMIT))  # written on an I/O thread
+    with pytest.raises(FileExistsError):
+        writer.close()
+    assert not store.has(oid)
+
+
+def test_segmented_parts_store_as_the_joined_file(backend: Backend) -> None:
+    rng = np.random.default_rng(9)
+    arrays = {
+        "big": rng.standard_normal(40_000).astype(np.float32),  # over max_tensor_chunk
+        "small": rng.standard_normal(100).astype(np.float32),
+        "empty": np.zeros((0, 3), dtype=np.float32),
+        "ints": np.arange(50, dtype=np.int64),
+    }
+    joined = save(arrays)
+    view = memoryview(joined)
+    spans = safetensors_spans(view)
+    assert spans is not None
+    parts = [view[o : o + n] for o, n in spans]
+    store = ObjectStore(backend, SMALL)
+    with store.writer() as writer:
+        from_parts = store.store_parts(parts, writer, segmented=True)
+        whole = store.store_parts([view], writer)
+        with pytest.raises(ValueError, match="one part"):
+            store.store_parts(parts, writer)
+    assert from_parts == whole
+    assert whole.id == store.manifest_of(view)
+    assert len(whole.chunks) > len(parts)  # the big tensor was cut by content
+    assert _read(store, from_parts.id) == joined
 
 
 @settings(max_examples=30, deadline=None)

@@ -10,13 +10,15 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from modelkeep.errors import UnsupportedModelError
+from modelkeep.formats import stlayout
 from modelkeep.formats._deps import import_path, need
-from modelkeep.formats.base import Saved, module_roots, qualname, versions
+from modelkeep.formats.base import Buffer, Saved, module_roots, qualname, versions
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 LIBS = ("torch", "safetensors", "numpy")
+WEIGHTS = "model.safetensors"
 
 
 def _is_state_dict(obj: object) -> bool:
@@ -35,18 +37,11 @@ class PyTorch:
     def matches(self, obj: object) -> bool:
         return ("torch" in module_roots(obj) and hasattr(obj, "state_dict")) or _is_state_dict(obj)
 
-    def save(self, obj: Any, folder: Path, options: dict[str, Any]) -> Saved:
-        torch = need("torch", "torch")
-        st = need("safetensors.torch", "torch")
+    def _saved(self, obj: Any, options: dict[str, Any]) -> Saved:
+        """The record of a state dict or module, stored as model.safetensors."""
         libs = versions(*LIBS)
-        if isinstance(obj, torch.jit.ScriptModule):
-            target = folder / "model.pt"
-            torch.jit.save(obj, str(target))
-            return Saved(self.name, target.name, qualname(obj), libs, {"kind": "torchscript"})
-        target = folder / "model.safetensors"
         if _is_state_dict(obj):
-            st.save_file({k: v.detach().contiguous() for k, v in obj.items()}, str(target))
-            return Saved(self.name, target.name, "dict", libs, {"kind": "state_dict"})
+            return Saved(self.name, WEIGHTS, "dict", libs, {"kind": "state_dict"})
         cls = type(obj)
         if cls.__module__ == "__main__":
             raise UnsupportedModelError(
@@ -58,15 +53,48 @@ class PyTorch:
         if init_args is None:
             init_args = getattr(obj, "modelkeep_init_args", {})
         json.dumps(init_args)  # must be JSON: it is stored with the version
-        # save_model copes with shared (tied) tensors, which save_file refuses.
-        st.save_model(obj, str(target))
         return Saved(
             self.name,
-            target.name,
+            WEIGHTS,
             f"{cls.__module__}:{cls.__qualname__}",
             libs,
             {"kind": "module", "init_args": init_args},
         )
+
+    def save(self, obj: Any, folder: Path, options: dict[str, Any]) -> Saved:
+        torch = need("torch", "torch")
+        st = need("safetensors.torch", "torch")
+        if isinstance(obj, torch.jit.ScriptModule):
+            target = folder / "model.pt"
+            torch.jit.save(obj, str(target))
+            return Saved(
+                self.name, target.name, qualname(obj), versions(*LIBS), {"kind": "torchscript"}
+            )
+        saved = self._saved(obj, options)
+        target = folder / WEIGHTS
+        if _is_state_dict(obj):
+            st.save_file({k: v.detach().contiguous() for k, v in obj.items()}, str(target))
+        else:
+            # save_model copes with shared (tied) tensors, which save_file refuses.
+            st.save_model(obj, str(target))
+        return saved
+
+    def save_to_memory(
+        self, obj: Any, options: dict[str, Any]
+    ) -> tuple[Saved, dict[str, Buffer]] | None:
+        """The safetensors file of a state dict or module as its tensors' own memory
+        (see ``stlayout``); None for TorchScript and for tensors ``save`` must handle
+        (shared, sparse), which then go through a file as before."""
+        torch = need("torch", "torch")
+        if isinstance(obj, torch.jit.ScriptModule):
+            return None
+        saved = self._saved(obj, options)
+        # layout() detaches and makes contiguous itself, as save() does before saving
+        # and save_model for a module without shared tensors.
+        parts = stlayout.layout(obj if _is_state_dict(obj) else obj.state_dict())
+        if parts is None:
+            return None
+        return saved, {WEIGHTS: Buffer(parts, segmented=True)}
 
     def load(self, path: Path, saved: dict[str, Any], trusted: Any) -> Any:
         torch = need("torch", "torch")

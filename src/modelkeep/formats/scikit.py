@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from modelkeep.errors import UntrustedModelError
 from modelkeep.formats._deps import need
-from modelkeep.formats.base import Saved, module_roots, qualname, versions
+from modelkeep.formats.base import Buffer, Saved, module_roots, qualname, versions
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 LIBS = ("scikit-learn", "skops", "numpy", "scipy")
+FILE = "model.skops"
 
 
 def untrusted_types(path: Path) -> list[str]:
@@ -55,13 +56,21 @@ class ScikitLearn:
         roots = module_roots(obj)
         return "sklearn" in roots and not roots & {"xgboost", "lightgbm"}
 
-    def save(self, obj: Any, folder: Path, options: dict[str, Any]) -> Saved:
-        sio = need("skops.io", "sklearn")
-        target = folder / "model.skops"
-        sio.dump(obj, target)
+    def _saved(self, obj: Any) -> Saved:
         # The author committed the live object: every type in it is theirs. (Listing
         # them would parse the whole file again; load lists them anyway.)
-        return Saved(self.name, target.name, qualname(obj), versions(*LIBS), {"vouched": "all"})
+        return Saved(self.name, FILE, qualname(obj), versions(*LIBS), {"vouched": "all"})
+
+    def save(self, obj: Any, folder: Path, options: dict[str, Any]) -> Saved:
+        sio = need("skops.io", "sklearn")
+        sio.dump(obj, folder / FILE)
+        return self._saved(obj)
+
+    def save_to_memory(
+        self, obj: Any, options: dict[str, Any]
+    ) -> tuple[Saved, dict[str, Buffer]] | None:
+        sio = need("skops.io", "sklearn")
+        return self._saved(obj), {FILE: Buffer((memoryview(sio.dumps(obj)),))}
 
     def load(self, path: Path, saved: dict[str, Any], trusted: Any) -> Any:
         sio = need("skops.io", "sklearn")

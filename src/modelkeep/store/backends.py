@@ -91,14 +91,18 @@ class LocalBackend:
         tmp = self._tmp / f"{uuid.uuid4().hex}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
-            for part in (header, data):
-                view = memoryview(part)
-                while view:
-                    view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
+            try:
+                for part in (header, data):
+                    view = memoryview(part)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a disk that filled up gets its space back
+            raise
         with self._lock:
             self._dirty_dirs.add(final.parent)
 

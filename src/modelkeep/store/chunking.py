@@ -12,8 +12,12 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyfastcdc
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,22 +103,35 @@ class Chunker:
             avg_size=params.avg_size, min_size=params.min_size, max_size=params.max_size
         )
 
-    def _cdc_spans(self, buf: memoryview, base: int) -> list[Span]:
+    def _cdc_spans(self, buf: memoryview, base: int) -> Iterator[Span]:
         if len(buf) <= self.params.max_size:
-            return [(base, len(buf))] if len(buf) else []
-        return [(base + c.offset, c.length) for c in self._cdc.cut_buf(buf)]
+            if len(buf):
+                yield (base, len(buf))
+            return
+        for c in self._cdc.cut_buf(buf):
+            yield (base + c.offset, c.length)
+
+    def cut(self, segment: memoryview, base: int = 0) -> Iterator[Span]:
+        """Spans of one format-aware segment (a safetensors header or tensor) that
+        starts at ``base``: whole when it fits one chunk, else cut by content."""
+        if len(segment) <= self.params.max_tensor_chunk:
+            if len(segment):
+                yield (base, len(segment))
+            return
+        yield from self._cdc_spans(segment, base)
+
+    def iter_spans(self, buf: memoryview) -> Iterator[Span]:
+        """Ordered, contiguous spans covering ``buf`` exactly, as they are found (so
+        storing the first chunks can start while later ones are being cut)."""
+        if not len(buf):
+            return
+        segments = safetensors_spans(buf)
+        if segments is None:
+            yield from self._cdc_spans(buf, 0)
+            return
+        for offset, length in segments:
+            yield from self.cut(buf[offset : offset + length], offset)
 
     def spans(self, buf: memoryview) -> list[Span]:
         """Ordered, contiguous spans covering ``buf`` exactly."""
-        if not len(buf):
-            return []
-        segments = safetensors_spans(buf)
-        if segments is None:
-            return self._cdc_spans(buf, 0)
-        out: list[Span] = []
-        for offset, length in segments:
-            if length <= self.params.max_tensor_chunk:
-                out.append((offset, length))
-            else:
-                out.extend(self._cdc_spans(buf[offset : offset + length], offset))
-        return out
+        return list(self.iter_spans(buf))
