@@ -82,3 +82,20 @@ def test_python_snippet_runs_as_written(workdir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     # The snippet prints the alias target after the rollback: version 1.
     assert "\n1\n" in proc.stdout
+
+
+def test_monitoring_snippet_runs_as_written(tmp_path: Path) -> None:
+    code = _block("### Monitoring that acts", "python")
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "['a'] True" in proc.stdout  # the comment in the README says so
+    page = (tmp_path / "report.html").read_text()
+    assert "<svg" in page
+    assert "churn" in page
