@@ -925,17 +925,34 @@ class Repo:
         return self.registry.deployments(name)
 
     def record_report(
-        self, version: Version, *, kind: str, source: str, drifted: bool, body: dict[str, Any]
+        self,
+        version: Version,
+        *,
+        kind: str,
+        source: str,
+        drifted: bool,
+        body: dict[str, Any],
+        replaces: Sequence[int] = (),
     ) -> int:
-        """Store a monitoring report with the version it judges."""
+        """Store a monitoring report with the version it judges (``replaces``: the
+        ids of the window parts it merges, removed in the same transaction)."""
         return self.registry.add_report(
-            version.model, version.number, kind=kind, source=source, drifted=drifted, body=body
+            version.model,
+            version.number,
+            kind=kind,
+            source=source,
+            drifted=drifted,
+            body=body,
+            replaces=replaces,
         )
 
-    def reports(self, rev: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """Monitoring reports of a version, newest first."""
+    def reports(
+        self, rev: str, limit: int | None = None, kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Monitoring reports of a version (``kind``: only "batch", "window"…), newest
+        first."""
         version = self.resolve(rev)
-        return self.registry.reports(version.model, version.number, limit)
+        return self.registry.reports(version.model, version.number, limit, kind)
 
     def model_reports(
         self,

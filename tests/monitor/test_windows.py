@@ -150,6 +150,12 @@ def test_window_figures_are_exported_in_metrics(tmp_path: Path) -> None:
     reports = repo.reports("churn:1")
     assert [r["rows"] for r in reports] == [100, 100]
     latest = reports[0]
+    # A window keeps its data's profile (tens of KB) when it drifts, else once per
+    # PROFILE_EVERY: the first window has it, the second (same data, soon after) not.
+    assert reports[1]["profile"] is not None
+    assert ("profile" in latest) == latest["drift"]["drifted"]
+    page = repo.report_html("churn@production")
+    assert f"Distributions from report #{reports[1]['id']}" in page or latest["drift"]["drifted"]
     assert _metric(text, "modelkeep_window_rows", version="churn:1") == 100
     assert _metric(text, "modelkeep_window_labelled", version="churn:1") == latest["labelled"]
     assert (
@@ -308,7 +314,9 @@ def test_two_workers_windows_merge_into_one_per_slot(tmp_path: Path) -> None:
     assert sum(w["rows"] for w in windows) == sent["rows"]
     assert sum(w["labelled"] for w in windows) == sent["labels"]
     assert len({w["slot"] for w in windows}) == len(windows)
-    assert len({p["summary"]["workers"][0] for p in parts}) == 2
+    # The parts were replaced by the windows that merge them.
+    assert parts == []
+    assert len({w for x in windows for w in x["summary"]["workers"]}) == 2
     assert any(w["workers"] == 2 for w in windows)
     assert all("drift" in w for w in windows if w["rows"])
     assert all("metrics" in w for w in windows if w["labelled"])

@@ -123,10 +123,21 @@ def render(repo: Repo, rev: str, *, limit: int | None = 1000) -> str:
             for e in moves
         ],
     )
+    # Live windows keep their data's profile only now and then (it is most of their
+    # size): distributions come from the newest report of the version that has one.
+    profiled = latest
+    if latest is not None and not latest.get("profile"):
+        profiled = next((r for r in repo.reports(version.rev, 200) if r.get("profile")), latest)
     figures = _Figures()
     page.distributions, page.distribution_note = _distributions(
-        figures, repo.profile(version), latest
+        figures, repo.profile(version), profiled
     )
+    if profiled is not latest and profiled is not None:
+        page.distribution_note = (
+            f"Distributions from report #{profiled['id']} ({profiled['source']}, "
+            f"{_shown_time(profiled['at'])}), the newest of {version.rev} that kept its "
+            "data's profile."
+        )
     page.metrics = _metric_plots(figures, model, series, moves)
     page.drift = _drift_plot(figures, model, series, moves)
     return _template().render(page=page, fmt=_fmt, when=_shown_time)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, create_engine, event, func, insert, select, update
+from sqlalchemy import JSON, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import StaticPool
@@ -900,11 +900,15 @@ class Registry:
         source: str,
         drifted: bool,
         body: dict[str, Any],
+        replaces: Sequence[int] = (),
     ) -> int:
+        """Store a report; ``replaces``: ids of the same version's window parts it
+        merges, deleted in the same transaction (a crash leaves the parts or the
+        merged window, never both, never neither)."""
         with self._write() as conn:
             m = self._model_row(conn, model)
             v = self._version_row(conn, m.id, model, number)
-            return _new_id(
+            new = _new_id(
                 conn.execute(
                     insert(t.monitor_reports).values(
                         version_id=v.id,
@@ -916,9 +920,21 @@ class Registry:
                     )
                 )
             )
+            if replaces:
+                r = t.monitor_reports
+                conn.execute(
+                    delete(r).where(
+                        r.c.id.in_(list(replaces)),
+                        r.c.version_id == v.id,
+                        r.c.kind == "window-part",
+                    )
+                )
+            return new
 
-    def reports(self, model: str, number: int, limit: int | None = None) -> list[dict[str, Any]]:
-        """Reports of one version, newest first."""
+    def reports(
+        self, model: str, number: int, limit: int | None = None, kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Reports of one version (of one ``kind`` if given), newest first."""
         with self._read() as conn:
             m = self._model_row(conn, model)
             v = self._version_row(conn, m.id, model, number)
@@ -927,6 +943,8 @@ class Registry:
                 .where(t.monitor_reports.c.version_id == v.id)
                 .order_by(t.monitor_reports.c.id.desc())
             )
+            if kind is not None:
+                q = q.where(t.monitor_reports.c.kind == kind)
             if limit:
                 q = q.limit(limit)
             return [

@@ -13,6 +13,7 @@ import fcntl
 import functools
 import json
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from modelkeep.serve.loaded import Loaded
 from modelkeep.serve.windows import Sealed, Windows
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from modelkeep.deploy import RoutingTable
     from modelkeep.repo import Repo
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelkeep.serve")
 # A version that failed to load or warm is not tried again before this many seconds.
 RETRY_FAILED_AFTER = 30.0
+# A window report keeps its data's profile when it drifted, else at most this often.
+PROFILE_EVERY = 300.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ class Follower:
         self.on_window: Callable[[dict[str, Any]], None] | None = None
         self._leader: IO[str] | None = None
         self._merged: set[tuple[int, int]] = set()
+        self._merged_read: set[int] = set()  # versions whose merged slots were read
+        self._profiled: dict[int, float] = {}  # version → when a window last kept its profile
         self._spool_offsets: dict[str, int] = {}
         self._spool_lock = threading.Lock()
         self.evaluator: Evaluator | None = None
@@ -246,13 +251,33 @@ class Follower:
             self._merge_parts(repo, snap)
 
     def _publish(
-        self, repo: Repo, snap: Snapshot, loaded: Loaded, summary: WindowSummary, window: int
+        self,
+        repo: Repo,
+        snap: Snapshot,
+        loaded: Loaded,
+        summary: WindowSummary,
+        window: int,
+        parts: Sequence[int] = (),
     ) -> None:
-        """Store a (whole-server) window as a report, export it, judge it by policy."""
+        """Store a (whole-server) window as a report — replacing the worker parts it
+        merges — export it, judge it by policy."""
         body = window_report(summary, loaded, window, slot=self.shared is not None)
         drifted = bool(body.get("drift", {}).get("drifted", False))
+        # The profile is most of a window's size (tens of KB): kept when the window
+        # drifted, else once per PROFILE_EVERY per version — enough to plot.
+        now = time.monotonic()
+        number = loaded.version.number
+        if drifted or now - self._profiled.get(number, -math.inf) >= PROFILE_EVERY:
+            self._profiled[number] = now
+        else:
+            body.pop("profile", None)
         body["id"] = repo.record_report(
-            loaded.version, kind="window", source=f"window {window}", drifted=drifted, body=body
+            loaded.version,
+            kind="window",
+            source=f"window {window}",
+            drifted=drifted,
+            body=body,
+            replaces=parts,
         )
         if self.on_window is not None:
             self.on_window(body)
@@ -284,20 +309,27 @@ class Follower:
         for every worker to write its part) and was not merged yet."""
         settled = time.time() - (3 * self.interval + 1.0)
         for number, loaded in snap.models.items():
-            parts: dict[int, list[WindowSummary]] = {}
-            for r in repo.reports(f"{self.model}:{number}", limit=500):
-                if r["kind"] == "window" and "slot" in r:
-                    self._merged.add((number, r["slot"]))
-                elif r["kind"] == "window-part":
-                    part = WindowSummary.from_json(r["summary"], r.get("profile"))
-                    if part.end <= settled:
-                        parts.setdefault(r["slot"], []).append(part)
+            rev = f"{self.model}:{number}"
+            found = repo.reports(rev, limit=500, kind="window-part")
+            if not found:
+                continue
+            if number not in self._merged_read:
+                # Slots merged before this worker led (a leader died): not again.
+                self._merged_read.add(number)
+                for r in repo.reports(rev, limit=500, kind="window"):
+                    if "slot" in r:
+                        self._merged.add((number, r["slot"]))
+            parts: dict[int, list[tuple[int, WindowSummary]]] = {}
+            for r in found:
+                if (number, r["slot"]) in self._merged:
+                    continue  # came after its slot was merged: left out (and kept)
+                part = WindowSummary.from_json(r["summary"], r.get("profile"))
+                if part.end <= settled:
+                    parts.setdefault(r["slot"], []).append((r["id"], part))
             for slot in sorted(parts):
-                if (number, slot) in self._merged:
-                    continue
-                merged = functools.reduce(WindowSummary.merge, parts[slot])
+                merged = functools.reduce(WindowSummary.merge, [p for _, p in parts[slot]])
                 self._merged.add((number, slot))
-                self._publish(repo, snap, loaded, merged, slot)
+                self._publish(repo, snap, loaded, merged, slot, [i for i, _ in parts[slot]])
 
     def forward_label(self, rid: str, value: Any) -> None:
         """A label for a prediction this worker did not make: into the spool, where the
