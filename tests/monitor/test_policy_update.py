@@ -128,7 +128,7 @@ def test_update_without_enough_labels_waits(repo_root: Path) -> None:
     rows = _data(50, 3.0, 2)
     labelled = [(1, rows[COLUMNS].to_numpy(), rows["label"].to_numpy())]
     outcome, details = update_from_feedback(
-        repo, "churn", "production", rule, labelled, COLUMNS, "test"
+        repo, "churn", "production", rule, labelled, COLUMNS, "test", "churn:1"
     )
     assert outcome == "no update: 50 labelled row(s), the rule needs 200"
     assert details == {}

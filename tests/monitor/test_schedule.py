@@ -690,3 +690,22 @@ rules:
         assert run.data in production.annotations["update"]["datasets"]
         alerts = [e for e in repo.events("churn") if e.action == "monitor.alert"]
         assert alerts[0].details["update"]["candidate"] == "churn:3"
+
+
+def test_live_windows_between_batches_do_not_hide_the_schedules_reports(world: World) -> None:
+    with world.repo() as repo:
+        repo.promote("churn:2", "production")
+        repo.set_policy("churn", DRIFT_ROLLBACK)
+        sched = repo.schedule("churn@production", "1h", world.template)
+        first = sched.first_slot
+        world.write(first, shift=2.0)
+        repo.run_due(at(first, 60))
+        # A busy server stores many window reports of churn:2 meanwhile.
+        version = repo.resolve("churn:2")
+        for i in range(250):
+            repo.record_report(
+                version, kind="window", source=f"window {i}", drifted=False, body={"rows": 1}
+            )
+        world.write(first + HOUR, shift=2.0)
+        (run,) = repo.run_due(at(first + HOUR, 60))
+    assert run.actions == ("batches drift → rolled back churn:2 → churn:1",)

@@ -47,8 +47,21 @@ def evidence_of(firing: Firing, rev: str, source: str = "live") -> tuple[str, di
     return text, evidence
 
 
-def rollback(repo: Repo, model: str, alias: str, why: str) -> str:
+def moved(repo: Repo, model: str, alias: str, judged: str) -> str | None:
+    """Why not to act: the alias no longer names the version the evidence is about
+    (someone, or another server or daemon, already acted). Rolling back again would
+    undo that rollback."""
+    now = repo.resolve(f"{model}@{alias}")
+    if now.rev == judged:
+        return None
+    return f"@{alias} is {now.rev} now, no longer {judged}"
+
+
+def rollback(repo: Repo, model: str, alias: str, why: str, judged: str) -> str:
     try:
+        reason = moved(repo, model, alias, judged)
+        if reason is not None:
+            return f"no rollback: {reason}"
         before, ref = repo.rollback(f"{model}@{alias}", message=why)
     except ModelkeepError as exc:
         return f"could not roll back: {exc}"
@@ -61,7 +74,7 @@ def post(url: str, evidence: dict[str, Any]) -> None:
 
     try:
         httpx.post(url, json=evidence, timeout=5.0)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         log.warning("alert webhook %s failed: %s", url, exc)
 
 
@@ -94,8 +107,12 @@ def update_from_feedback(
     labelled: list[tuple[int, Any, Any]],
     columns: list[str] | None,
     why: str,
+    judged: str,
 ) -> tuple[str, dict[str, Any]]:
     """The rule's update on the server's labelled traffic (stored as a dataset first)."""
+    reason = moved(repo, model, alias, judged)
+    if reason is not None:
+        return f"no update: {reason}", {}
     version = repo.resolve(f"{model}@{alias}")
     target = version.artifact.get("target")
     if not target:
@@ -115,7 +132,7 @@ def update_from_feedback(
             data = repo.data_add(f"{model}-feedback", path, message=why)
     except ModelkeepError as exc:
         return f"update failed: {exc}", {"rows": len(frame)}
-    return update(repo, model, alias, rule, data.rev, target, why, rows=len(frame))
+    return update(repo, model, alias, rule, data.rev, target, why, judged, rows=len(frame))
 
 
 def update(
@@ -126,11 +143,15 @@ def update(
     data: str,
     target: str,
     why: str,
+    judged: str,
     rows: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Train, gate and (if the rule says so) promote; returns a one-line outcome and
     its details. A failed update is an outcome to record, never an exception."""
     try:
+        reason = moved(repo, model, alias, judged)
+        if reason is not None:
+            return f"no update: {reason}", {}
         result = repo.update(
             f"{model}@{alias}",
             data=data,

@@ -24,6 +24,7 @@ that caused it; the same evidence never fires a rule twice.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import tomllib
@@ -50,6 +51,7 @@ _KEYS = {
 }
 _UPDATE_KEYS = {"strategy", "gate", "min_rows", "promote"}
 _BOUND = re.compile(r"^\s*(reference)?\s*(?:([+-])\s*)?(\d+(?:\.\d*)?|\.\d+)?\s*$")
+log = logging.getLogger("modelkeep.monitor")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
 
@@ -187,8 +189,8 @@ def _rule(raw: Any, where: str, i: int) -> Rule:
     if action not in ACTIONS:
         raise PolicyError(f"{where}: action {action!r} is not one of {', '.join(ACTIONS)}")
     webhook = raw.get("webhook")
-    if webhook is not None and not str(webhook).startswith(("http://", "https://")):
-        raise PolicyError(f"{where}: webhook must be an http(s) URL")
+    if webhook is not None and not _is_http_url(str(webhook)):
+        raise PolicyError(f"{where}: webhook {webhook!r} must be an http(s) URL")
     extra = _update_options(raw, where) if action == "update" else {}
     if action != "update" and set(raw) & _UPDATE_KEYS:
         keys = ", ".join(sorted(set(raw) & _UPDATE_KEYS))
@@ -204,6 +206,17 @@ def _rule(raw: Any, where: str, i: int) -> Rule:
         str(webhook) if webhook is not None else None,
         **extra,
     )
+
+
+def _is_http_url(text: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)
 
 
 def _update_options(raw: dict[str, Any], where: str) -> dict[str, Any]:
@@ -258,6 +271,7 @@ class Evaluator:
         self.rules = rules
         self.state = {r.name: RuleState() for r in rules}
         self._values: dict[tuple[str, int], float] = {}
+        self._unjudged: set[str] = set()
 
     def window(
         self,
@@ -274,7 +288,16 @@ class Evaluator:
             if value is None:
                 continue  # not measurable in this window (e.g. no labels yet)
             self._values[(rule.name, window_id)] = value
-            if not rule.fails(value, reference.get(rule.metric)):
+            try:
+                failing = rule.fails(value, reference.get(rule.metric))
+            except PolicyError as exc:
+                # One rule that cannot be judged (no reference metric) must not stop
+                # the others: said once per rule.
+                if rule.name not in self._unjudged:
+                    self._unjudged.add(rule.name)
+                    log.warning("%s; the rule is skipped", exc)
+                continue
+            if not failing:
                 st.failing.clear()
                 continue
             st.failing.append(window_id)

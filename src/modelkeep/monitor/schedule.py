@@ -258,8 +258,8 @@ def apply_policy(repo: Repo, schedule: Schedule, run: ScheduledRun) -> list[str]
     source = f"schedule #{schedule.id}"
     mine = [
         r
-        for r in repo.reports(version.rev, limit=200)
-        if str(r["source"]).startswith(f"{source}:") and r["kind"] == "batch"
+        for r in repo.reports(version.rev, limit=200, kind="batch")
+        if str(r["source"]).startswith(f"{source}:")
     ][::-1]  # oldest first
     evaluator = Evaluator(rules)
     # What already fired: its evidence is used up, and its time starts the cooldown.
@@ -290,14 +290,14 @@ def apply_policy(repo: Repo, schedule: Schedule, run: ScheduledRun) -> list[str]
             outcome = f"cannot {rule.action}: {source} follows {schedule.revision}, not an alias"
         elif rule.action == "rollback":
             assert alias is not None
-            outcome = actions.rollback(repo, schedule.model, alias, text)
+            outcome = actions.rollback(repo, schedule.model, alias, text, version.rev)
         elif rule.action == "update":
             assert alias is not None
             if schedule.target is None:
                 outcome = f"cannot update: {source} has no --target, so its batches carry no labels"
             else:
                 outcome, details = actions.update(
-                    repo, schedule.model, alias, rule, run.data, schedule.target, text
+                    repo, schedule.model, alias, rule, run.data, schedule.target, text, version.rev
                 )
                 evidence["update"] = details
         evidence["outcome"] = outcome
@@ -339,7 +339,9 @@ def iter_due(
         if run.ok:
             try:
                 done = apply_policy(repo, schedule, run)
-            except ModelkeepError as exc:  # a broken policy must not stop the checks
+            except Exception as exc:  # a broken policy must not stop the checks
+                if not isinstance(exc, ModelkeepError):
+                    log.exception("schedule #%s: the policy raised unexpectedly", schedule.id)
                 done = [f"policy not applied: {_one_line(exc)}"]
             run = replace(run, actions=tuple(done))
         yield run

@@ -6,6 +6,8 @@ objects, nothing done per request that load time could do.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -28,6 +30,8 @@ from starlette.routing import Route
 from modelkeep.errors import SignatureError
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from starlette.requests import Request
 
     from modelkeep.serve.follower import Follower, Snapshot
@@ -458,7 +462,14 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
             ("/metrics", prometheus, "GET"),
         )
     ]
-    return Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        # Shutting down (also each worker of --workers): store the open windows.
+        await asyncio.to_thread(follower.stop)
+
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def _version_param(request: Request) -> int | None:

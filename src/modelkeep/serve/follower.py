@@ -38,6 +38,10 @@ log = logging.getLogger("modelkeep.serve")
 RETRY_FAILED_AFTER = 30.0
 # A window report keeps its data's profile when it drifted, else at most this often.
 PROFILE_EVERY = 300.0
+# Unloaded versions kept for closing their last windows.
+MAX_RETIRED = 4
+# Sealed windows kept while the registry refuses them (the oldest go first).
+MAX_UNSENT = 200
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,9 @@ class Follower:
         self._leader: IO[str] | None = None
         self._merged: set[tuple[int, int]] = set()
         self._merged_read: set[int] = set()  # versions whose merged slots were read
+        self._unsent: list[Sealed] = []  # sealed windows not stored yet (registry errors)
+        self._retired: dict[int, Loaded] = {}  # unloaded versions, for their last windows
+        self._judged: int | None = None  # the version the evaluator's streaks are about
         self._profiled: dict[int, float] = {}  # version → when a window last kept its profile
         self._spool_offsets: dict[str, int] = {}
         self._spool_lock = threading.Lock()
@@ -136,9 +143,18 @@ class Follower:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop following; the windows still open are closed and stored (with several
+        workers their parts are merged by the next leader, e.g. after a restart)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.monitoring and self.snapshot is not None:
+            try:
+                self._close_windows(self._repo_factory(), final=True)
+            except Exception:  # shutting down: say so, never hang or raise
+                log.exception("could not store the last monitoring windows")
         if self._leader is not None:
             self._leader.close()  # releases the lock: another worker may lead
             self._leader = None
@@ -148,11 +164,13 @@ class Follower:
         while not self._stop.wait(self.interval):
             try:
                 repo = repo or self._repo_factory()
-                self._sync(repo)
-                self._flush_shadow(repo)
+                # Windows before swapping: loading a new version may take seconds, and
+                # a worker's window parts must reach the leader within its grace period.
                 if self.shared is not None:
                     self._read_spool()
                 self._close_windows(repo)
+                self._sync(repo)
+                self._flush_shadow(repo)
                 self.registry_ok = True
             except ModelkeepError as exc:
                 # The registry may be unreachable: keep serving what is loaded.
@@ -207,6 +225,12 @@ class Follower:
         ):
             return  # keep serving the old table until everything it needs is loaded
         keep = set(table.loaded())
+        for v, m in current.models.items():
+            if v not in keep:
+                # Its open windows still need its reference and signature to close.
+                self._retired[v] = m
+        while len(self._retired) > MAX_RETIRED:
+            self._retired.pop(next(iter(self._retired)))
         self.snapshot = Snapshot(table, {v: m for v, m in models.items() if v in keep})
         if table.deployment != current.table.deployment:
             self.shadow = ShadowStats()
@@ -224,18 +248,39 @@ class Follower:
 
     # -- monitoring windows -------------------------------------------------------------
 
-    def _close_windows(self, repo: Repo) -> None:
+    def _close_windows(self, repo: Repo, final: bool = False) -> None:
         snap = self.snapshot
         if snap is None:
             return
-        for sealed in self.windows.seal():
-            loaded = snap.models.get(sealed.version)
-            if loaded is None:
-                continue  # the version was unloaded meanwhile
-            summary = summarise(sealed, loaded, self.windows.worker)
-            if self.shared is None:
-                self._publish(repo, snap, loaded, summary, sealed.window)
-                continue
+        # Windows whose report could not be stored wait for the next poll, first.
+        self._unsent.extend(self.windows.seal(final=final))
+        if len(self._unsent) > MAX_UNSENT:
+            log.error(
+                "the registry took no window for long: dropping the %d oldest",
+                len(self._unsent) - MAX_UNSENT,
+            )
+            del self._unsent[: len(self._unsent) - MAX_UNSENT]
+        while self._unsent:
+            sealed = self._unsent[0]
+            loaded = snap.models.get(sealed.version) or self._retired.get(sealed.version)
+            try:
+                if loaded is not None:
+                    self._store_window(repo, snap, loaded, sealed, final)
+            except ModelkeepError:
+                raise  # the registry: the window waits for the next poll
+            except Exception:
+                log.exception("window %s of version %s dropped", sealed.window, sealed.version)
+            self._unsent.pop(0)
+        if self.shared is not None and not final and self._lead():
+            self._merge_parts(repo, snap)
+
+    def _store_window(
+        self, repo: Repo, snap: Snapshot, loaded: Loaded, sealed: Sealed, final: bool
+    ) -> None:
+        summary = summarise(sealed, loaded, self.windows.worker)
+        if self.shared is None:
+            self._publish(repo, snap, loaded, summary, sealed.window, judge=not final)
+        else:
             repo.record_report(
                 loaded.version,
                 kind="window-part",
@@ -247,8 +292,6 @@ class Follower:
                     "profile": None if summary.profile is None else summary.profile.to_json(),
                 },
             )
-        if self.shared is not None and self._lead():
-            self._merge_parts(repo, snap)
 
     def _publish(
         self,
@@ -258,6 +301,7 @@ class Follower:
         summary: WindowSummary,
         window: int,
         parts: Sequence[int] = (),
+        judge: bool = True,
     ) -> None:
         """Store a (whole-server) window as a report — replacing the worker parts it
         merges — export it, judge it by policy."""
@@ -281,12 +325,20 @@ class Follower:
         )
         if self.on_window is not None:
             self.on_window(body)
-        if self.evaluator is not None and loaded.version.number == snap.table.primary:
+        if judge and self.evaluator is not None and number == snap.table.primary:
+            if number != self._judged:
+                # A failing streak of one version is no evidence against the next.
+                self.evaluator = Evaluator(self.evaluator.rules)
+                self._judged = number
             values = dict(body.get("metrics", {}))
             if "drift" in body:
                 values["drift_share"] = body["drift"]["share"]
-            for firing in self.evaluator.window(window, values, loaded.version.metrics):
-                self._act(repo, firing, loaded)
+            # The window is stored: a failing action must not send it round again.
+            try:
+                for firing in self.evaluator.window(window, values, loaded.version.metrics):
+                    self._act(repo, firing, loaded)
+            except Exception:
+                log.exception("policy of %s failed on window %s", self.model, window)
 
     def _lead(self) -> bool:
         """Whether this worker merges the windows (holds the leader lock). A worker
@@ -321,15 +373,17 @@ class Follower:
                         self._merged.add((number, r["slot"]))
             parts: dict[int, list[tuple[int, WindowSummary]]] = {}
             for r in found:
-                if (number, r["slot"]) in self._merged:
-                    continue  # came after its slot was merged: left out (and kept)
                 part = WindowSummary.from_json(r["summary"], r.get("profile"))
-                if part.end <= settled:
+                if part.end <= settled or (number, r["slot"]) in self._merged:
                     parts.setdefault(r["slot"], []).append((r["id"], part))
             for slot in sorted(parts):
                 merged = functools.reduce(WindowSummary.merge, [p for _, p in parts[slot]])
+                # A part that came after its slot was merged (a slow worker) becomes a
+                # window of its own: counted once, never dropped, not judged twice.
+                late = (number, slot) in self._merged
+                ids = [i for i, _ in parts[slot]]
+                self._publish(repo, snap, loaded, merged, slot, ids, judge=not late)
                 self._merged.add((number, slot))
-                self._publish(repo, snap, loaded, merged, slot, [i for i, _ in parts[slot]])
 
     def forward_label(self, rid: str, value: Any) -> None:
         """A label for a prediction this worker did not make: into the spool, where the
@@ -363,7 +417,7 @@ class Follower:
         if rule.action == "update":
             outcome = self._start_update(firing, text, evidence, loaded)
         elif rule.action == "rollback":
-            outcome = actions.rollback(repo, self.model, self.alias, text)
+            outcome = actions.rollback(repo, self.model, self.alias, text, loaded.rev)
         evidence["outcome"] = outcome
         repo.record_event(
             self.model, "monitor.alert", f"{text}; {outcome}", ref=self.alias, details=evidence
@@ -390,7 +444,7 @@ class Follower:
             try:
                 repo = self._repo_factory()
                 outcome, details = actions.update_from_feedback(
-                    repo, self.model, self.alias, firing.rule, labelled, columns, text
+                    repo, self.model, self.alias, firing.rule, labelled, columns, text, loaded.rev
                 )
                 done = {**evidence, "outcome": outcome, "update": details}
                 repo.record_event(

@@ -135,20 +135,24 @@ class Windows:
         busy = w.rows or w.errors or w.labelled_true
         return bool(w.rows >= self.rows or (busy and now - w.opened >= self.seconds))
 
-    def seal(self, now: float | None = None) -> list[Sealed]:
+    def seal(self, now: float | None = None, final: bool = False) -> list[Sealed]:
         """Windows that are full or old enough (aligned: whose slot has ended), closed
-        and handed over."""
+        and handed over; ``final``: every open window (the server is stopping)."""
         now = time.monotonic() if now is None else now
         wall = time.time()
         out = []
         with self._lock:
             for (version, slot), w in list(self._open.items()):
-                if not self._due(w, slot, now, wall):
+                if not (final or self._due(w, slot, now, wall)):
                     continue
                 del self._open[(version, slot)]
                 if not (w.rows or w.errors or w.labelled_true):
                     continue
-                end = (slot + 1) * self.seconds if self.aligned else w.start + (now - w.opened)
+                end = (
+                    min(wall, (slot + 1) * self.seconds)
+                    if self.aligned
+                    else w.start + (now - w.opened)
+                )
                 out.append(
                     Sealed(
                         version,
