@@ -70,6 +70,10 @@ def run_demo(keep: Path | None, say: Callable[[str], None]) -> None:
     finally:
         if keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
+            say(
+                "\nThe demo's folder is removed: `modelkeep demo --keep DIR` keeps it "
+                "(report.html too)"
+            )
         else:
             say(f"\nThe repository is kept in {workdir}: try `cd {workdir} && modelkeep log churn`")
 
