@@ -709,3 +709,19 @@ def test_live_windows_between_batches_do_not_hide_the_schedules_reports(world: W
         world.write(first + HOUR, shift=2.0)
         (run,) = repo.run_due(at(first + HOUR, 60))
     assert run.actions == ("batches drift → rolled back churn:2 → churn:1",)
+
+
+def test_a_check_that_never_finished_is_named_in_the_log(world: World) -> None:
+    with world.repo() as repo:
+        sched = repo.schedule("churn@production", "1h", world.template)
+        first = sched.first_slot
+        # A daemon claimed the first slot, then died before recording its outcome.
+        assert repo.claim_schedule_slot(sched.id, expected=None, slot=first)
+        assert repo.schedules()[0].last_status == "running"
+        world.write(first + HOUR)
+        (run,) = repo.run_due(at(first + HOUR, 60))
+        assert run.ok
+        failed = [e for e in repo.events("churn") if e.action == "monitor.schedule_failed"]
+    assert len(failed) == 1
+    assert failed[0].details["error"] == "interrupted"
+    assert failed[0].details["slot"] == at(first).isoformat()

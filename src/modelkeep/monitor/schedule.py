@@ -335,6 +335,17 @@ def iter_due(
         seen = None if schedule.last_slot is None else int(schedule.last_slot.timestamp())
         if not repo.claim_schedule_slot(schedule.id, expected=seen, slot=slot):
             continue  # another daemon claimed it (or it was unscheduled) since we looked
+        if schedule.last_status == "running" and schedule.last_slot is not None:
+            # Its outcome is about to be overwritten: say in the log that it never came.
+            missing = schedule.last_slot.isoformat()
+            repo.record_event(
+                schedule.model,
+                "monitor.schedule_failed",
+                f"schedule #{schedule.id} ({schedule.revision}): the check of slot {missing} "
+                "never reported an outcome (its daemon stopped mid-check, or it still runs)",
+                ref=_ref(schedule),
+                details={"schedule": schedule.id, "slot": missing, "error": "interrupted"},
+            )
         run = run_slot(repo, schedule, slot)
         if run.ok:
             try:
