@@ -1,9 +1,8 @@
 """Shared helpers for the model-format tests.
 
-CLI checks run the real typer app in-process (``cli``): the test process has already
-paid for importing skops (several seconds, it imports every scikit-learn estimator),
-which a subprocess would pay again on every call. A few cheap cases also run the real
-``modelkeep`` executable (``cli_proc``) to check exit codes and stderr end to end.
+CLI checks run the real typer app in-process (``cli``, from tests/conftest.py). A few
+cheap cases also run the real ``modelkeep`` executable (``cli_proc``) to check exit
+codes and stderr end to end.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +18,7 @@ import pandas as pd
 import pytest
 
 import modelkeep
+from inprocess_cli import Result
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -65,40 +64,6 @@ def table() -> Any:
 def snapshot() -> Any:
     """``snapshot(repo)``: versions, events and objects, for before/after checks."""
     return _snapshot
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def one_line_error(self) -> str:
-        """The message of a failed command, checked to be one `error: …` line on stderr."""
-        assert self.code != 0, f"succeeded: {self.out}"
-        assert "Traceback" not in self.err, self.err
-        assert self.out == "", f"printed on stdout: {self.out!r}"
-        message = self.err.strip()
-        assert "\n" not in message, f"multi-line error:\n{self.err}"
-        assert message.startswith("error: "), message
-        return message
-
-
-@pytest.fixture
-def cli() -> Any:
-    """``cli(root, *args)``: `modelkeep --repo ROOT ARGS` run in-process."""
-    from typer.testing import CliRunner
-
-    from modelkeep.cli.app import app
-
-    def run(root: Path, *args: str | os.PathLike[str]) -> Result:
-        runner = CliRunner(env={"NO_COLOR": "1", "COLUMNS": "200"})
-        res = runner.invoke(app, ["--repo", str(root), *map(str, args)])
-        if res.exception is not None and not isinstance(res.exception, SystemExit):
-            raise res.exception
-        return Result(res.exit_code, res.stdout, res.stderr)
-
-    return run
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -524,35 +523,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     return Setup(root, files)
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def one_line_error(self) -> str:
-        assert self.code != 0, f"succeeded: {self.out}"
-        assert "Traceback" not in self.err, self.err
-        assert self.out == "", f"printed on stdout: {self.out!r}"
-        message = self.err.strip()
-        assert "\n" not in message, f"multi-line error:\n{self.err}"
-        assert message.startswith("error: "), message
-        return message
-
-
-def cli(root: Path, *args: str | os.PathLike[str]) -> Result:
-    """`modelkeep --repo ROOT ARGS`, in-process (a subprocess pays the skops import again)."""
-    from typer.testing import CliRunner
-
-    from modelkeep.cli.app import app
-
-    runner = CliRunner(env={"NO_COLOR": "1", "COLUMNS": "200"})
-    res = runner.invoke(app, ["--repo", str(root), *map(str, args)])
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        raise res.exception
-    return Result(res.exit_code, res.stdout, res.stderr)
-
-
 def test_monitor_through_the_python_api(setup: Setup) -> None:
     with modelkeep.Repo(setup.root) as repo:
         reference = repo.profile("churn:1")
@@ -597,7 +567,7 @@ def test_monitor_through_the_python_api(setup: Setup) -> None:
         assert newest["drift"] == drifted["drift"]
 
 
-def test_monitor_through_the_cli(setup: Setup) -> None:
+def test_monitor_through_the_cli(cli: Any, setup: Setup) -> None:
     stable = cli(
         setup.root,
         "monitor",
@@ -648,7 +618,7 @@ def test_monitor_through_the_cli(setup: Setup) -> None:
     assert "wasserstein" in table.out
 
 
-def test_a_batch_lacking_a_feature_is_a_one_line_error(setup: Setup) -> None:
+def test_a_batch_lacking_a_feature_is_a_one_line_error(cli: Any, setup: Setup) -> None:
     with modelkeep.Repo(setup.root) as repo:
         before = len(repo.reports("churn:1"))
         with pytest.raises(ModelkeepError, match="lacks the model's input column"):
@@ -670,7 +640,7 @@ def test_a_batch_lacking_a_feature_is_a_one_line_error(setup: Setup) -> None:
         assert len(repo.reports("churn:1")) == before  # nothing stored
 
 
-def test_a_version_without_a_profile_says_how_to_get_one(setup: Setup) -> None:
+def test_a_version_without_a_profile_says_how_to_get_one(cli: Any, setup: Setup) -> None:
     with (
         modelkeep.Repo(setup.root) as repo,
         pytest.raises(ModelkeepError, match="--data FILE --target COL"),
@@ -684,7 +654,9 @@ def test_a_version_without_a_profile_says_how_to_get_one(setup: Setup) -> None:
 
 
 @pytest.mark.parametrize("name", ["lacking", "extra"])
-def test_a_version_without_signature_checks_the_profile_columns(setup: Setup, name: str) -> None:
+def test_a_version_without_signature_checks_the_profile_columns(
+    cli: Any, setup: Setup, name: str
+) -> None:
     res = cli(
         setup.root, "monitor", "run", "nosig:1", "--data", setup.files[name], "--target", "label"
     )

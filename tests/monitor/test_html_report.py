@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -109,37 +110,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     return Setup(root, files)
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def one_line_error(self) -> str:
-        assert self.code != 0, f"succeeded: {self.out}"
-        assert "Traceback" not in self.err, self.err
-        assert self.out == "", f"printed on stdout: {self.out!r}"
-        message = self.err.strip()
-        assert "\n" not in message, f"multi-line error:\n{self.err}"
-        assert message.startswith("error: "), message
-        return message
-
-
-def cli(root: Path, *args: str | os.PathLike[str]) -> Result:
-    """`modelkeep --repo ROOT ARGS`, in-process."""
-    from typer.testing import CliRunner
-
-    from modelkeep.cli.app import app
-
-    runner = CliRunner(env={"NO_COLOR": "1", "COLUMNS": "200"})
-    res = runner.invoke(app, ["--repo", str(root), *map(str, args)])
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        raise res.exception
-    return Result(res.exit_code, res.stdout, res.stderr)
-
-
 @pytest.fixture(scope="module")
-def page(setup: Setup, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def page(cli: Any, setup: Setup, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("page") / "report.html"
     res = cli(setup.root, "monitor", "report", "churn@production", "--html", out)
     assert res.code == 0, res.err
@@ -208,7 +180,7 @@ def test_the_page_is_self_contained_and_escaped(page: Path) -> None:
 
 
 def test_the_page_replaces_an_existing_file_and_leaves_no_temp(
-    setup: Setup, tmp_path: Path
+    cli: Any, setup: Setup, tmp_path: Path
 ) -> None:
     out = tmp_path / "r.html"
     out.write_text("old")
@@ -220,7 +192,7 @@ def test_the_page_replaces_an_existing_file_and_leaves_no_temp(
     assert "<title>churn monitoring — churn:2</title>" in html
 
 
-def test_no_reports_yet_is_a_one_line_error(setup: Setup, tmp_path: Path) -> None:
+def test_no_reports_yet_is_a_one_line_error(cli: Any, setup: Setup, tmp_path: Path) -> None:
     out = tmp_path / "r.html"
     res = cli(setup.root, "monitor", "report", "fresh", "--html", out)
     message = res.one_line_error()
@@ -231,7 +203,9 @@ def test_no_reports_yet_is_a_one_line_error(setup: Setup, tmp_path: Path) -> Non
     assert os.listdir(tmp_path) == []
 
 
-def test_a_missing_output_folder_is_a_one_line_error(setup: Setup, tmp_path: Path) -> None:
+def test_a_missing_output_folder_is_a_one_line_error(
+    cli: Any, setup: Setup, tmp_path: Path
+) -> None:
     res = cli(setup.root, "monitor", "report", "churn:1", "--html", tmp_path / "no" / "r.html")
     message = res.one_line_error()
     assert str(tmp_path / "no") in message
@@ -241,7 +215,7 @@ def test_a_missing_output_folder_is_a_one_line_error(setup: Setup, tmp_path: Pat
 
 @pytest.mark.parametrize("library", ["matplotlib", "jinja2"])
 def test_missing_libraries_name_the_extra(
-    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, library: str
+    cli: Any, setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, library: str
 ) -> None:
     # A None entry in sys.modules makes `import library` raise ImportError, as if it
     # were not installed.

@@ -374,35 +374,6 @@ def test_the_same_check_twice_is_refused(world: World) -> None:
 # -- the CLI ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def one_line_error(self) -> str:
-        assert self.code != 0, f"succeeded: {self.out}"
-        assert "Traceback" not in self.err, self.err
-        assert self.out == "", f"printed on stdout: {self.out!r}"
-        message = self.err.strip()
-        assert "\n" not in message, f"multi-line error:\n{self.err}"
-        assert message.startswith("error: "), message
-        return message
-
-
-def cli(root: Path, *args: str | os.PathLike[str]) -> Result:
-    """`modelkeep --repo ROOT ARGS`, in-process (a subprocess pays the skops import again)."""
-    from typer.testing import CliRunner
-
-    from modelkeep.cli.app import app
-
-    runner = CliRunner(env={"NO_COLOR": "1", "COLUMNS": "200"})
-    res = runner.invoke(app, ["--repo", str(root), *map(str, args)])
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        raise res.exception
-    return Result(res.exit_code, res.stdout, res.stderr)
-
-
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -416,7 +387,7 @@ def cli(root: Path, *args: str | os.PathLike[str]) -> Result:
     ],
 )
 def test_bad_schedules_are_one_line_errors_that_store_nothing(
-    world: World, args: list[str], code: int, message: str
+    cli: Any, world: World, args: list[str], code: int, message: str
 ) -> None:
     full = [*args]
     if "--every" not in full:
@@ -432,7 +403,7 @@ def test_bad_schedules_are_one_line_errors_that_store_nothing(
         assert state(repo) == before
 
 
-def test_unscheduling_an_unknown_id_is_a_one_line_error(world: World) -> None:
+def test_unscheduling_an_unknown_id_is_a_one_line_error(cli: Any, world: World) -> None:
     with world.repo() as repo:
         before = state(repo)
     res = cli(world.root, "monitor", "unschedule", "999")
@@ -442,7 +413,7 @@ def test_unscheduling_an_unknown_id_is_a_one_line_error(world: World) -> None:
         assert state(repo) == before
 
 
-def test_schedule_list_and_unschedule_through_the_cli(world: World) -> None:
+def test_schedule_list_and_unschedule_through_the_cli(cli: Any, world: World) -> None:
     made = cli(
         world.root,
         "monitor",
@@ -490,7 +461,7 @@ def _wait_for_slot(repo: modelkeep.Repo) -> None:
         time.sleep(0.05)
 
 
-def test_daemon_once_runs_what_is_due_through_the_cli(world: World) -> None:
+def test_daemon_once_runs_what_is_due_through_the_cli(cli: Any, world: World) -> None:
     batch(world.rng, 200).to_csv(world.data.parent / "batch.csv", index=False)
     with world.repo() as repo:
         good = repo.schedule("churn@production", "1s", world.data.parent / "batch.csv")
@@ -521,7 +492,7 @@ def test_daemon_once_runs_what_is_due_through_the_cli(world: World) -> None:
     assert "no such data file" in lines[1]
 
 
-def test_daemon_once_refuses_a_bad_poll(world: World) -> None:
+def test_daemon_once_refuses_a_bad_poll(cli: Any, world: World) -> None:
     res = cli(world.root, "monitor", "daemon", "--once", "--poll", "0")
     assert res.code == 2
     assert "poll" in res.one_line_error()
