@@ -211,7 +211,11 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
         metrics.requests.labels(version, endpoint, str(status)).inc()
         return _error(status, message)
 
-    def run(snap: Snapshot, loaded: Loaded, x: Any, endpoint: str) -> tuple[Any, Response | None]:
+    def run(
+        snap: Snapshot, loaded: Loaded, shadow: int | None, body: Any, x: Any, endpoint: str
+    ) -> tuple[Any, Any, BackgroundTask | None] | Response:
+        """Predict, count, remember in the window, and schedule the shadow comparison:
+        (predictions, the id labels come back with, background task), or the 500."""
         start = time.perf_counter()
         try:
             y = _plain(loaded.predict(x))
@@ -221,16 +225,18 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
             metrics.errors.labels(loaded.rev).inc()
             follower.windows.error(loaded.version.number)
             metrics.requests.labels(loaded.rev, endpoint, "500").inc()
-            return None, _error(
+            return _error(
                 500,
                 f"the model raised an error (id {error_id}); see the server log",
                 version=loaded.rev,
                 error_id=error_id,
                 model_version=loaded.rev,
             )
-        metrics.latency.labels(loaded.rev).observe(time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        metrics.latency.labels(loaded.rev).observe(seconds)
         metrics.requests.labels(loaded.rev, endpoint, "200").inc()
-        return y, None
+        rid = remember(loaded, body, x, y, seconds)
+        return y, rid, shadow_task(snap, shadow, x, y, seconds)
 
     def shadow_task(
         snap: Snapshot, shadow: int | None, x: Any, y: Any, primary_seconds: float
@@ -294,12 +300,10 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
             return refused(rej.status, str(rej), "predict")
         except SignatureError as exc:
             return refused(400, str(exc), "predict")
-        start = time.perf_counter()
-        y, failed = run(snap, loaded, x, "predict")
-        if failed is not None:
-            return failed
-        rid = remember(loaded, body, x, y, time.perf_counter() - start)
-        task = shadow_task(snap, shadow, x, y, time.perf_counter() - start)
+        done = run(snap, loaded, shadow, body, x, "predict")
+        if isinstance(done, Response):
+            return done
+        y, rid, task = done
         return _json(
             {"predictions": y, "model_version": loaded.rev, "id": rid},
             version=loaded.rev,
@@ -383,11 +387,10 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
             return refused(rej.status, str(rej), "infer")
         except SignatureError as exc:
             return refused(400, str(exc), "infer")
-        start = time.perf_counter()
-        y, failed = run(snap, loaded, x, "infer")
-        if failed is not None:
-            return failed
-        rid = remember(loaded, body, x, y, time.perf_counter() - start)
+        done = run(snap, loaded, shadow, body, x, "infer")
+        if isinstance(done, Response):
+            return done
+        y, rid, task = done
         import numpy as np
 
         arr = np.asarray(y)
@@ -405,7 +408,6 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
         }
         # The id to send labels back with (POST …/feedback): the request's own if given.
         out["id"] = rid
-        task = shadow_task(snap, shadow, x, y, time.perf_counter() - start)
         return _json(out, version=loaded.rev, background=task)
 
     async def feedback(request: Request) -> Response:
