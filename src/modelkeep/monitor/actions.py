@@ -51,10 +51,11 @@ def moved(repo: Repo, model: str, alias: str, judged: str) -> str | None:
     """Why not to act: the alias no longer names the version the evidence is about
     (someone, or another server or daemon, already acted). Rolling back again would
     undo that rollback."""
-    now = repo.resolve(f"{model}@{alias}")
-    if now.rev == judged:
-        return None
-    return f"@{alias} is {now.rev} now, no longer {judged}"
+    return _moved(alias, repo.resolve(f"{model}@{alias}").rev, judged)
+
+
+def _moved(alias: str, now: str, judged: str) -> str | None:
+    return None if now == judged else f"@{alias} is {now} now, no longer {judged}"
 
 
 def rollback(repo: Repo, model: str, alias: str, why: str, judged: str) -> str:
@@ -110,10 +111,10 @@ def update_from_feedback(
     judged: str,
 ) -> tuple[str, dict[str, Any]]:
     """The rule's update on the server's labelled traffic (stored as a dataset first)."""
-    reason = moved(repo, model, alias, judged)
+    version = repo.resolve(f"{model}@{alias}")
+    reason = _moved(alias, version.rev, judged)
     if reason is not None:
         return f"no update: {reason}", {}
-    version = repo.resolve(f"{model}@{alias}")
     target = version.artifact.get("target")
     if not target:
         return (
@@ -149,6 +150,8 @@ def update(
     """Train, gate and (if the rule says so) promote; returns a one-line outcome and
     its details. A failed update is an outcome to record, never an exception."""
     try:
+        # Checked again here: storing the feedback rows took time, and the alias may
+        # have moved meanwhile.
         reason = moved(repo, model, alias, judged)
         if reason is not None:
             return f"no update: {reason}", {}
