@@ -37,6 +37,7 @@ from modelkeep.errors import (
     WorkingTreeConflictError,
 )
 from modelkeep.formats import modeldiff, signature, tabular, tensordiff
+from modelkeep.formats.base import LoadsInPlace
 from modelkeep.profiles import Profile
 from modelkeep.registry import DatasetRef, Event, ModelInfo, Ref, Registry, Version
 from modelkeep.results import (
@@ -60,6 +61,7 @@ from modelkeep.store import (
     hash_file,
     locks,
 )
+from modelkeep.store.inplace import StoredFile
 
 if TYPE_CHECKING:
     import threading
@@ -726,16 +728,34 @@ class Repo:
         defaults, or True (needed for pickles).
         """
         version = self._version(rev)
-        folder = self._materialize(version)
         record = version.artifact
+        if record and record["format"] != "dataset":
+            flavor = formats.flavor(record["format"])
+            formats.warn_versions(record.get("libraries", {}), version.rev)
+            if isinstance(flavor, LoadsInPlace) and self.store.trust is not None:
+                model = self._load_in_place(version, flavor, record["main"], trusted)
+                if model is not None:
+                    return model
+            return flavor.load(self._materialize(version) / record["main"], record, trusted)
+        folder = self._materialize(version)
         if not record:
             entries = self.tree(version).entries
             return folder / next(iter(entries)) if len(entries) == 1 else folder
-        if record["format"] == "dataset":
-            return tabular.read(folder / record["main"])
-        flavor = formats.flavor(record["format"])
-        formats.warn_versions(record.get("libraries", {}), version.rev)
-        return flavor.load(folder / record["main"], record, trusted)
+        return tabular.read(folder / record["main"])
+
+    def _load_in_place(self, version: Version, flavor: LoadsInPlace, rel: str, trusted: Any) -> Any:
+        """The model read from the store where its bytes lie (None: load it from a file).
+
+        Nothing is checked out: large chunks are mapped, verified once per machine (the
+        store's trust ledger), small ones read and verified."""
+        entry = self.tree(version).entries.get(rel)
+        if entry is None:
+            return None  # a damaged record: the file route says what is missing
+        file = StoredFile(self.store, self._manifest(version, rel, entry.file))
+        try:
+            return flavor.load_in_place(file, version.artifact, trusted)
+        except StoreError as exc:
+            raise type(exc)(f"{exc} — file {rel} of {version.rev}; run `modelkeep fsck`") from None
 
     def _materialize(self, version: Version) -> Path:
         """The version's files in the load cache, verified.

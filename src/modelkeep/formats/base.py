@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from modelkeep.store.inplace import StoredFile
+
 
 @dataclass(frozen=True, slots=True)
 class Saved:
@@ -59,6 +61,16 @@ class Flavor(Protocol):
 
     def describe_file(self, path: Path) -> Saved | None:
         """Metadata for a committed file of this format (None if it is not one)."""
+        ...
+
+
+@runtime_checkable
+class LoadsInPlace(Protocol):
+    """A flavor that can also load a model from the stored bytes where they lie, with
+    no checked-out file (see ``modelkeep.store.inplace``)."""
+
+    def load_in_place(self, file: StoredFile, saved: dict[str, Any], trusted: Any) -> Any:
+        """The model, or None when this one must be loaded from a file."""
         ...
 
 

@@ -17,6 +17,8 @@ from modelkeep.formats.base import Buffer, Saved, module_roots, qualname, versio
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from modelkeep.store.inplace import StoredFile
+
 LIBS = ("torch", "safetensors", "numpy")
 WEIGHTS = "model.safetensors"
 
@@ -109,6 +111,16 @@ class PyTorch:
             model.eval()
             return model
         return st.load_file(str(path), device="cpu")
+
+    def load_in_place(self, file: StoredFile, saved: dict[str, Any], trusted: Any) -> Any:
+        """A state dict straight from the store, its tensors backed by the stored bytes
+        (see ``stlayout.tensors``); None for anything else, which ``load`` reads from a
+        checked-out file. A module is left to ``load``: loading copies every weight into
+        the module's own parameters anyway, and safetensors' ``load_model`` knows how
+        to restore tied ones."""
+        if saved.get("options", {}).get("kind") != "state_dict":
+            return None
+        return stlayout.tensors(file)
 
     def describe_file(self, path: Path) -> Saved | None:
         return None  # .pt files are usually pickles: committed files stay plain files

@@ -1,4 +1,6 @@
-"""A safetensors file laid out in memory: its header, then each tensor's own bytes.
+"""A safetensors file laid out in memory: its header, then each tensor's own bytes —
+written from tensors where they lie (``layout``), read into tensors where it lies
+(``tensors``).
 
 ``safetensors.torch.save_file`` writes every tensor into a file that a commit would
 then read back to hash and store; here the header is built alone and the tensors are
@@ -27,6 +29,11 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     import torch
+
+    from modelkeep.store.inplace import StoredFile
+
+# As safetensors itself refuses headers larger than this.
+_MAX_HEADER = 100 << 20
 
 
 @cache
@@ -118,3 +125,43 @@ def layout(
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % 8)
     return (memoryview(struct.pack("<Q", len(text)) + text), *parts)
+
+
+def tensors(file: StoredFile) -> dict[str, torch.Tensor] | None:
+    """The tensors of a stored safetensors file, each backed by the store's bytes where
+    they lie (mapped copy-on-write, as ``load_file`` maps its file), in ``load_file``'s
+    order; None when the file needs safetensors itself: a dtype this torch cannot name,
+    a big-endian machine, or a header that does not add up (safetensors then reads the
+    checked-out file and says what is wrong with it)."""
+    torch = need("torch", "torch")
+    if sys.byteorder != "little" or file.size < 8:
+        return None
+    (length,) = struct.unpack("<Q", file.read(0, 8))
+    if length > _MAX_HEADER or 8 + length > file.size:
+        return None
+    try:
+        header = json.loads(file.read(8, 8 + length))
+        by_name = {name: dtype for dtype, (_rank, name) in _dtypes().items()}
+        start = 8 + length
+        entries = []
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            dtype = by_name[info["dtype"]]
+            shape = [int(n) for n in info["shape"]]
+            begin, end = (start + int(x) for x in info["data_offsets"])
+            numel = 1
+            for n in shape:
+                numel *= n
+            if numel * dtype.itemsize != end - begin or not start <= begin <= end <= file.size:
+                return None
+            entries.append((begin, end, key, dtype, shape))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    out = {}
+    for begin, end, key, dtype, shape in sorted(entries, key=lambda e: (e[0], e[1])):
+        if begin == end:
+            out[key] = torch.empty(shape, dtype=dtype)
+        else:
+            out[key] = torch.frombuffer(file.view(begin, end), dtype=dtype).view(shape)
+    return out

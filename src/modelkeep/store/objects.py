@@ -2,12 +2,15 @@
 
 Layout above a backend:
 
-- ``objects/ab/cdef…``  a loose object: one codec byte, then the payload.
+- ``objects/ab/cdef…``  a loose object: one codec byte, then the payload; or, for a
+  large uncompressed one, a page whose first byte is the codec, then the payload, so
+  that the payload can be mapped into memory page-aligned (tensors are read in place).
 - ``packs/<name>.pack`` many small objects written together, with an index at the end.
 
 Object kinds share one id space: chunks (raw file bytes), file manifests
 (ordered chunk ids + sizes) and trees (path → manifest, size, mode). Every read is
-verified against the id before a byte is returned.
+verified against the id before a byte is returned; a mapped read (``mapped``) trusts a
+loose file this machine verified before while its stat is unchanged (``trust.Ledger``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import blake3
@@ -29,16 +33,21 @@ import zstandard
 from modelkeep.errors import CorruptObjectError, ObjectMissingError
 from modelkeep.store.chunking import Chunker, ChunkParams
 from modelkeep.store.ids import ObjectId
+from modelkeep.store.trust import Ledger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
-    from pathlib import Path
 
     from modelkeep.store.backends import Backend
 
     Progress = Callable[[int], None]
 
-RAW, ZSTD = 0, 1
+RAW, ZSTD, RAW_PAGE = 0, 1, 2
+# A raw loose object at least this large gets a whole page of header (RAW_PAGE), so
+# that it can be mapped in place: 4 KiB on 1 MiB is 0.4 %.
+MAP_MIN = 1 << 20
+_PAGE = 4096
+_PAGE_HEADER = bytes([RAW_PAGE]) + bytes(_PAGE - 1)
 # Objects stored (after compression) in fewer bytes than this go into the batch's pack
 # instead of a file of their own: a file costs an fsync, so a 1 MiB chunk that
 # compresses to 200 KiB is packed too.
@@ -187,6 +196,7 @@ class ObjectWriter:
         # Bounds the payloads waiting for an I/O thread (compressed ones are copies).
         self._room = threading.BoundedSemaphore(_IO_QUEUE)
         self.bytes_written = 0
+        self._fresh: list[tuple[ObjectId, os.stat_result]] = []  # for the trust ledger
 
     def __enter__(self) -> ObjectWriter:
         return self
@@ -236,9 +246,17 @@ class ObjectWriter:
 
     def _put(self, oid: ObjectId, codec: int, payload: bytes | memoryview) -> None:
         try:
-            self._store.backend.put(_loose_key(oid), payload, header=bytes([codec]))
+            mappable = codec == RAW and len(payload) >= MAP_MIN
+            header = _PAGE_HEADER if mappable else bytes([codec])
+            key = _loose_key(oid)
+            self._store.backend.put(key, payload, header=header)
+            path = self._store.backend.local_path(key) if mappable else None
+            # The bytes just hashed are the bytes written: a mapped read may trust them.
+            st = os.stat(path) if path is not None else None
             with self._lock:
-                self.bytes_written += len(payload) + 1
+                self.bytes_written += len(payload) + len(header)
+                if st is not None:
+                    self._fresh.append((oid, st))
         finally:
             self._room.release()
 
@@ -264,6 +282,8 @@ class ObjectWriter:
                 self.bytes_written += self._store.write_pack(self._pending)
                 self._pending, self._pending_bytes = {}, 0
             self._store.backend.sync()
+            if self._store.trust is not None:
+                self._store.trust.record(self._fresh)
         finally:
             self._shutdown()
 
@@ -340,6 +360,8 @@ class ObjectStore:
         self.params = params or ChunkParams()
         self.chunker = Chunker(self.params)
         self.compressor = _Compressor()
+        ledger = backend.local_path("verified")
+        self.trust = Ledger(Path(ledger)) if ledger is not None else None
         self._packed: dict[ObjectId, _PackedAt] = {}
         self._known_packs: set[str] = set()
         self.damaged_packs: dict[str, str] = {}
@@ -421,6 +443,8 @@ class ObjectStore:
             else:
                 if not blob:
                     return (RAW, b"\xff")  # an empty loose file can never verify
+                if blob[0] == RAW_PAGE:
+                    return RAW, memoryview(blob)[_PAGE:]
                 return blob[0], memoryview(blob)[1:]
         try:
             return at.codec, self.backend.get_range(at.pack, at.offset, at.length)
@@ -450,6 +474,38 @@ class ObjectStore:
         if ObjectId.of(data) != oid:
             raise CorruptObjectError(f"object {oid.short} is corrupted (content does not match)")
         return data
+
+    def mapped(self, chunk: ChunkRef) -> mmap.mmap | None:
+        """The chunk's bytes mapped in place from its loose file, copy-on-write (writes
+        to the map never reach the store), or None when it is not a page-aligned raw
+        loose object on a local disk (then ``get`` reads it).
+
+        Hashed unless the trust ledger knows the file unchanged since it was written
+        or last verified here; a mismatch raises CorruptObjectError."""
+        if self.trust is None:
+            return None
+        path = self.backend.local_path(_loose_key(chunk.id))
+        if path is None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None  # packed, or missing: get() tells which
+        try:
+            st = os.fstat(fd)
+            if st.st_size != _PAGE + chunk.size or os.pread(fd, 1, 0) != bytes([RAW_PAGE]):
+                return None  # another codec, or damaged: get() verifies and says so
+            view = mmap.mmap(fd, chunk.size, access=mmap.ACCESS_COPY, offset=_PAGE)
+        finally:
+            os.close(fd)
+        if not self.trust.knows(chunk.id, st):
+            if ObjectId.of(memoryview(view)) != chunk.id:
+                view.close()
+                raise CorruptObjectError(
+                    f"object {chunk.id.short} is corrupted (content does not match)"
+                )
+            self.trust.record([(chunk.id, st)])
+        return view
 
     def iter_ids(self) -> Iterator[ObjectId]:
         """Every object in the store, loose and packed (duplicates possible)."""
@@ -584,10 +640,14 @@ class ObjectStore:
             if path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     src = stack.enter_context(open(path, "rb", buffering=0))
-            if src is None or src.read(1) != bytes([RAW]):
+            codec = src.read(1) if src is not None else b""
+            if codec not in (bytes([RAW]), bytes([RAW_PAGE])):
                 _pwrite_all(fd, self.get(chunk.id), offset)
                 return chunk.size
-            if os.fstat(src.fileno()).st_size - 1 != chunk.size:
+            assert src is not None
+            header = _PAGE if codec == bytes([RAW_PAGE]) else 1
+            src.seek(header)
+            if os.fstat(src.fileno()).st_size - header != chunk.size:
                 raise CorruptObjectError(
                     f"object {chunk.id.short} is corrupted (its size does not match)"
                 )
@@ -697,6 +757,8 @@ class ObjectStore:
             if any(o not in live for o in ids) and self.backend.age_seconds(p) >= min_age
         }
         dropped, dropped_bytes = self._rewrite_packs(dead, keep=live.__contains__)
+        if removed and self.trust is not None:
+            self.trust.prune(lambda oid: self.backend.exists(_loose_key(oid)))
         return removed + dropped, freed + dropped_bytes
 
     def _pack_members(self) -> dict[str, list[ObjectId]]:
