@@ -203,6 +203,8 @@ class Repo:
     def resolve(self, rev: str | Revision) -> Version:
         """The version a revision names (see ``modelkeep.revision``)."""
         r = rev if isinstance(rev, Revision) else Revision.parse(rev)
+        if r.number is None and not r.back and not r.ancestry:
+            return self.registry.version_at(r.model, r.ref)
         if r.number is not None:
             number = r.number
         elif r.ref is not None:

@@ -11,7 +11,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import StaticPool
@@ -50,6 +60,26 @@ if TYPE_CHECKING:
 REF_KINDS = ("branch", "alias", "tag")
 # Event actions that concern a ref without moving it.
 NON_MOVES = ("deploy.", "monitor.", "policy.")
+
+# Statements run on every revision lookup (a load, a serve poll), built once: building a
+# select, and the alias of a table above all, costs more than running it on SQLite.
+_MODEL_BY_NAME = select(t.models).where(t.models.c.name == bindparam("name"))
+_REF_BY_NAME = select(t.refs).where(
+    t.refs.c.model_id == bindparam("model_id"), t.refs.c.name == bindparam("name")
+)
+_VERSION_BY_ID = select(t.versions).where(t.versions.c.id == bindparam("id"))
+_parent = t.versions.alias("parent")
+_PARENTS_OF = (
+    select(t.version_parents.c.version_id, _parent.c.number)
+    .select_from(t.version_parents.join(_parent, _parent.c.id == t.version_parents.c.parent_id))
+    .where(t.version_parents.c.version_id.in_(bindparam("ids", expanding=True)))
+    .order_by(t.version_parents.c.version_id, t.version_parents.c.position)
+)
+_DATASETS_OF = (
+    select(t.datasets)
+    .where(t.datasets.c.version_id.in_(bindparam("ids", expanding=True)))
+    .order_by(t.datasets.c.id)
+)
 
 
 def _now() -> datetime:
@@ -211,7 +241,7 @@ class Registry:
             ]
 
     def _model_row(self, conn: Connection, name: str) -> Row[Any]:
-        row = conn.execute(select(t.models).where(t.models.c.name == name)).first()
+        row = conn.execute(_MODEL_BY_NAME, {"name": name}).first()
         if row is None:
             names = list(conn.scalars(select(t.models.c.name).order_by(t.models.c.name)))
             have = (
@@ -232,25 +262,12 @@ class Registry:
         self, conn: Connection, version_ids: Sequence[int]
     ) -> tuple[dict[int, list[int]], dict[int, list[DatasetRef]]]:
         """Parents (as numbers) and datasets of many versions, in two queries."""
-        parent = t.versions.alias("parent")
         parents: dict[int, list[int]] = {}
-        q = (
-            select(t.version_parents.c.version_id, parent.c.number)
-            .select_from(
-                t.version_parents.join(parent, parent.c.id == t.version_parents.c.parent_id)
-            )
-            .where(t.version_parents.c.version_id.in_(version_ids))
-            .order_by(t.version_parents.c.version_id, t.version_parents.c.position)
-        )
-        for vid, number in conn.execute(q):
+        ids = {"ids": list(version_ids)}
+        for vid, number in conn.execute(_PARENTS_OF, ids):
             parents.setdefault(vid, []).append(number)
         datasets: dict[int, list[DatasetRef]] = {}
-        q2 = (
-            select(t.datasets)
-            .where(t.datasets.c.version_id.in_(version_ids))
-            .order_by(t.datasets.c.id)
-        )
-        for d in conn.execute(q2):
+        for d in conn.execute(_DATASETS_OF, ids):
             datasets.setdefault(d.version_id, []).append(DatasetRef(d.path, d.content_id, d.size))
         return parents, datasets
 
@@ -325,6 +342,18 @@ class Registry:
         with self._read() as conn:
             m = self._model_row(conn, model)
             return self._version(conn, model, self._version_row(conn, m.id, model, number))
+
+    def version_at(
+        self, model: str, ref: str | None = None, kinds: Sequence[str] = REF_KINDS
+    ) -> Version:
+        """The version a ref names (``None``: the model's default branch), read in one
+        transaction, so that a ref moved meanwhile is seen either before or after."""
+        with self._read() as conn:
+            m = self._model_row(conn, model)
+            name = m.default_branch if ref is None else ref
+            ref_row = self._ref_row(conn, m.id, model, name, ("branch",) if ref is None else kinds)
+            row = conn.execute(_VERSION_BY_ID, {"id": ref_row.version_id}).one()
+            return self._version(conn, model, row)
 
     def versions(self, model: str) -> list[Version]:
         """Every version of ``model``, newest first."""
@@ -578,9 +607,7 @@ class Registry:
         name: str,
         kinds: Sequence[str] = REF_KINDS,
     ) -> Row[Any]:
-        row = conn.execute(
-            select(t.refs).where(t.refs.c.model_id == model_id, t.refs.c.name == name)
-        ).first()
+        row = conn.execute(_REF_BY_NAME, {"model_id": model_id, "name": name}).first()
         if row is None or row.kind not in kinds:
             have = conn.execute(
                 select(t.refs.c.kind, t.refs.c.name)

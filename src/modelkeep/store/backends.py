@@ -74,8 +74,11 @@ class LocalBackend:
         return self._path(key).read_bytes()
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
-        with open(self._path(key), "rb") as f:
-            data = os.pread(f.fileno(), length, offset)
+        fd = os.open(self._path(key), os.O_RDONLY)  # no buffered file object: one pread
+        try:
+            data = os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
         if len(data) != length:
             raise EOFError(f"{key}: wanted {length} bytes at {offset}, got {len(data)}")
         return data

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import blake3
 
 ALGORITHM = "blake3"
-_HEX_LEN = 64
+_HEX = re.compile(r"[0-9a-f]{64}")
 # Below this size threading costs more than it saves.
 _THREADED_FROM = 4 << 20
 
@@ -19,7 +20,7 @@ class ObjectId:
     hex: str
 
     def __post_init__(self) -> None:
-        if len(self.hex) != _HEX_LEN or any(c not in "0123456789abcdef" for c in self.hex):
+        if not _HEX.fullmatch(self.hex):
             raise ValueError(f"not a {ALGORITHM} object id: {self.hex!r}")
 
     @classmethod

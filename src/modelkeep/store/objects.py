@@ -482,8 +482,8 @@ class ObjectStore:
 
         Hashed unless the trust ledger knows the file unchanged since it was written
         or last verified here; a mismatch raises CorruptObjectError."""
-        if self.trust is None:
-            return None
+        if self.trust is None or chunk.size < MAP_MIN:
+            return None  # smaller objects are never stored page-aligned
         path = self.backend.local_path(_loose_key(chunk.id))
         if path is None:
             return None
