@@ -311,6 +311,8 @@ def test_unknown_names_say_what_exists(shared: modelkeep.Repo) -> None:
         shared.resolve("churn:6")
     with pytest.raises(LookupError, match="models here: churn, fraud"):
         shared.resolve("chrun@main")
+    with pytest.raises(LookupError, match="no model named 'chrun'"):
+        shared.resolve("chrun")
     with pytest.raises(RefNotFoundError, match="fraud has no branch, alias or tag named 'exp'"):
         shared.resolve("fraud@exp")
     with pytest.raises(RevisionSyntaxError):

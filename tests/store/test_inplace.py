@@ -213,3 +213,21 @@ def test_a_stored_file_reads_ranges_across_chunks(tmp_path: Path) -> None:
         assert not view.readonly
     with pytest.raises(ValueError, match="outside"):
         file.view(0, len(data) + 1)
+
+
+def test_packed_objects_are_read_together_and_verified(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    small = [_random(10_000, seed=20 + i) for i in range(5)]
+    with store.writer() as w:
+        ids = [w.add(d) for d in small]
+    got = store.get_packed(ids)
+    assert {oid: bytes(v) for oid, v in got.items()} == dict(zip(ids, small, strict=True))
+    # Not in a pack: left to get().
+    loose = _put(store, _random(2 * MIB, seed=30))
+    assert loose not in store.get_packed([loose, ids[0]])
+    # A damaged member is refused, not returned.
+    (pack,) = (tmp_path / "packs").glob("*.pack")
+    at = store._packed[ids[2]]
+    _tamper(pack, at.offset + 5)
+    with pytest.raises(CorruptObjectError, match=ids[2].short):
+        store.get_packed(ids)

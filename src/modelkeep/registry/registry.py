@@ -67,7 +67,19 @@ _MODEL_BY_NAME = select(t.models).where(t.models.c.name == bindparam("name"))
 _REF_BY_NAME = select(t.refs).where(
     t.refs.c.model_id == bindparam("model_id"), t.refs.c.name == bindparam("name")
 )
-_VERSION_BY_ID = select(t.versions).where(t.versions.c.id == bindparam("id"))
+# A ref (or, given no ref name, the model's default branch) and its version in one query.
+_VERSION_AT_REF = (
+    select(t.versions, t.refs.c.kind.label("ref_kind"))
+    .select_from(
+        t.models.join(t.refs, t.refs.c.model_id == t.models.c.id).join(
+            t.versions, t.versions.c.id == t.refs.c.version_id
+        )
+    )
+    .where(
+        t.models.c.name == bindparam("model"),
+        t.refs.c.name == func.coalesce(bindparam("ref"), t.models.c.default_branch),
+    )
+)
 _parent = t.versions.alias("parent")
 _PARENTS_OF = (
     select(t.version_parents.c.version_id, _parent.c.number)
@@ -348,11 +360,16 @@ class Registry:
     ) -> Version:
         """The version a ref names (``None``: the model's default branch), read in one
         transaction, so that a ref moved meanwhile is seen either before or after."""
+        wanted = ("branch",) if ref is None else kinds
         with self._read() as conn:
-            m = self._model_row(conn, model)
-            name = m.default_branch if ref is None else ref
-            ref_row = self._ref_row(conn, m.id, model, name, ("branch",) if ref is None else kinds)
-            row = conn.execute(_VERSION_BY_ID, {"id": ref_row.version_id}).one()
+            row = conn.execute(_VERSION_AT_REF, {"model": model, "ref": ref}).first()
+            if row is None or row.ref_kind not in wanted:
+                # The lookups one by one, which say what is missing.
+                m = self._model_row(conn, model)
+                ref_row = self._ref_row(conn, m.id, model, ref or m.default_branch, wanted)
+                row = conn.execute(
+                    select(t.versions).where(t.versions.c.id == ref_row.version_id)
+                ).one()
             return self._version(conn, model, row)
 
     def versions(self, model: str) -> list[Version]:

@@ -11,7 +11,12 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING
 
+from modelkeep.store.objects import MAP_MIN
+
 if TYPE_CHECKING:
+    import mmap
+
+    from modelkeep.store.ids import ObjectId
     from modelkeep.store.objects import FileManifest, ObjectStore
 
 
@@ -29,15 +34,24 @@ class StoredFile:
             self._starts.append(at)
             at += chunk.size
         self._views: dict[int, memoryview] = {}
+        self._small: dict[ObjectId, bytes | memoryview] | None = None
 
     def _chunk(self, i: int) -> memoryview:
         view = self._views.get(i)
         if view is None:
             chunk = self._chunks[i]
-            mapped = self._store.mapped(chunk)
-            # A copy of its own is writable, and becomes the tensor's memory: no second copy.
-            own = mapped if mapped is not None else bytearray(self._store.get(chunk.id))
-            view = memoryview(own)
+            data: bytes | bytearray | memoryview | mmap.mmap | None = self._store.mapped(chunk)
+            if data is None:
+                if self._small is None:  # the first small chunk fetches them all
+                    self._small = self._store.get_packed(
+                        c.id for c in self._chunks if c.size < MAP_MIN
+                    )
+                data = self._small.pop(chunk.id, None)
+                if data is None:
+                    data = self._store.get(chunk.id)
+                # A copy of its own is writable, and becomes the tensor's memory.
+                data = bytearray(data)
+            view = memoryview(data)
             self._views[i] = view
         return view
 

@@ -175,6 +175,17 @@ def _decode(codec: int, payload: bytes | memoryview) -> bytes | memoryview:
     raise ValueError(f"unknown codec {codec}")
 
 
+def _verified(oid: ObjectId, codec: int, payload: bytes | memoryview) -> bytes | memoryview:
+    """The decoded payload, if it is the content ``oid`` names."""
+    try:
+        data = _decode(codec, payload)
+    except (zstandard.ZstdError, ValueError, MemoryError):
+        raise CorruptObjectError(f"object {oid.short} is corrupted (cannot decode)") from None
+    if ObjectId.of(data) != oid:
+        raise CorruptObjectError(f"object {oid.short} is corrupted (content does not match)")
+    return data
+
+
 class ObjectWriter:
     """A batch of writes: large objects land as they come, small ones in one pack.
 
@@ -466,14 +477,31 @@ class ObjectStore:
                     + "; ".join(sorted(self.damaged_packs.values()))
                 )
             raise ObjectMissingError(f"object {oid.short} is missing from the store")
-        codec, payload = found
-        try:
-            data = _decode(codec, payload)
-        except (zstandard.ZstdError, ValueError, MemoryError):
-            raise CorruptObjectError(f"object {oid.short} is corrupted (cannot decode)") from None
-        if ObjectId.of(data) != oid:
-            raise CorruptObjectError(f"object {oid.short} is corrupted (content does not match)")
-        return data
+        return _verified(oid, *found)
+
+    def get_packed(self, oids: Iterable[ObjectId]) -> dict[ObjectId, bytes | memoryview]:
+        """Those of ``oids`` that lie in packs, verified, each pack read once: one read
+        of the span holding them, unless other objects take up most of it (then one
+        read each). The small tensors of a model lie in the pack of its commit."""
+        by_pack: dict[str, list[tuple[ObjectId, _PackedAt]]] = {}
+        for oid in oids:
+            at = self._packed.get(oid)
+            if at is not None:
+                by_pack.setdefault(at.pack, []).append((oid, at))
+        out: dict[ObjectId, bytes | memoryview] = {}
+        for pack, members in by_pack.items():
+            begin = min(at.offset for _, at in members)
+            end = max(at.offset + at.length for _, at in members)
+            if end - begin > 2 * sum(at.length for _, at in members):
+                continue  # scattered: get() reads them one by one
+            try:
+                span = memoryview(self.backend.get_range(pack, begin, end - begin))
+            except (FileNotFoundError, EOFError):
+                continue  # repacked meanwhile: get() finds them again
+            for oid, at in members:
+                payload = span[at.offset - begin : at.offset - begin + at.length]
+                out[oid] = _verified(oid, at.codec, payload)
+        return out
 
     def mapped(self, chunk: ChunkRef) -> mmap.mmap | None:
         """The chunk's bytes mapped in place from its loose file, copy-on-write (writes
