@@ -124,9 +124,11 @@ PHASES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("store_file", "store_parts"),
     ),
     ("store: pack, folders fsynced", "modelkeep/store/objects.py", ("close",)),
+    ("tensors from the stored bytes (mapped)", "modelkeep/formats/stlayout.py", ("tensors",)),
     ("checkout: chunks verified and copied", "modelkeep/repo.py", ("_write_file",)),
     ("checkout: hash the cached file", "modelkeep/repo.py", ("_matches",)),
     ("resolve revision", "modelkeep/repo.py", ("resolve",)),
+    ("tree and manifest", "modelkeep/repo.py", ("tree", "_manifest")),
     ("registry write", "modelkeep/registry/", ("add_version",)),
     ("library versions", "modelkeep/formats/base.py", ("versions",)),
     ("temp folder removal", "tempfile.py", ("cleanup",)),
@@ -189,14 +191,18 @@ def where_time_goes(fn: Callable[[], object], before: Callable[[], object] | Non
             for (path, _line, func), row in table.items()
             if func in names and fragment in path.replace(os.sep, "/")
         )
-        if seconds >= max(0.01, 0.02 * total):
+        if seconds >= 0.02 * total:
             parts.append((label, seconds))
     parts.sort(key=lambda p: -p[1])
     rest = total - sum(s for _, s in parts)
-    steps = ", ".join(f"{label} {s:.2f} s ({s / total:.0%})" for label, s in parts)
+
+    def fmt(seconds: float) -> str:
+        return f"{seconds * 1e3:.1f} ms" if total < 0.1 else f"{seconds:.2f} s"
+
+    steps = ", ".join(f"{label} {fmt(s)} ({s / total:.0%})" for label, s in parts)
     return (
         f"where the time goes (1 run under cProfile, which slows pure-Python steps most; "
-        f"{total:.2f} s): {steps}, rest {rest:.2f} s"
+        f"{fmt(total)}): {steps}, rest {fmt(rest)}"
     )
 
 
