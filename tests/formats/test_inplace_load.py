@@ -93,7 +93,7 @@ def test_a_corrupted_weight_is_refused_and_names_fsck(tmp_path: Path) -> None:
         with open(big, "r+b") as f:
             f.seek(4096 + 1000)
             f.write(b"\x00\x01\x02\x03")
-        with pytest.raises(CorruptObjectError, match="model.safetensors of net:1.*fsck"):
+        with pytest.raises(CorruptObjectError, match=r"model\.safetensors of net:1.*fsck"):
             repo.load("net")
 
 

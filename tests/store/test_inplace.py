@@ -55,7 +55,8 @@ def test_a_large_raw_object_is_a_page_then_its_bytes(tmp_path: Path) -> None:
     oid = _put(store, data)
     raw = _loose(tmp_path, oid).read_bytes()
     assert len(raw) == 4096 + len(data)
-    assert raw[0] == objects.RAW_PAGE and raw[1:4096] == bytes(4095)
+    assert raw[0] == objects.RAW_PAGE
+    assert raw[1:4096] == bytes(4095)
     assert raw[4096:] == data
     assert bytes(store.get(oid)) == data
     # A checkout streams it (one pass, hashed) into a file.
@@ -107,7 +108,8 @@ def test_a_written_object_maps_trusted_and_copy_on_write(tmp_path: Path) -> None
     assert store.trust is not None
     assert store.trust.knows(oid, _loose(tmp_path, oid).stat())  # recorded when written
     mm = store.mapped(ChunkRef(oid, len(data)))
-    assert mm is not None and bytes(mm) == data
+    assert mm is not None
+    assert bytes(mm) == data
     mm[0] = data[0] ^ 0xFF  # private: the store's file is not changed
     assert _loose(tmp_path, oid).read_bytes()[4096:] == data
     assert bytes(store.get(oid)) == data
@@ -153,7 +155,8 @@ def test_without_a_ledger_an_object_is_hashed_once_then_trusted(tmp_path: Path) 
     assert fresh.trust is not None
     assert not fresh.trust.knows(oid, _loose(tmp_path, oid).stat())
     mm = fresh.mapped(ChunkRef(oid, len(data)))
-    assert mm is not None and bytes(mm) == data
+    assert mm is not None
+    assert bytes(mm) == data
     assert Ledger(tmp_path / "verified").knows(oid, _loose(tmp_path, oid).stat())
 
 
@@ -193,11 +196,14 @@ def test_gc_prunes_the_ledger(tmp_path: Path) -> None:
     keep = _put(store, _random(2 * MIB, seed=8))
     drop = _put(store, _random(2 * MIB, seed=9))
     text = (tmp_path / "verified").read_text()
-    assert keep.hex in text and drop.hex in text
+    assert keep.hex in text
+    assert drop.hex in text
     store.collect_garbage({keep})
     text = (tmp_path / "verified").read_text()
-    assert keep.hex in text and drop.hex not in text
-    assert store.trust is not None and store.trust.knows(keep, _loose(tmp_path, keep).stat())
+    assert keep.hex in text
+    assert drop.hex not in text
+    assert store.trust is not None
+    assert store.trust.knows(keep, _loose(tmp_path, keep).stat())
 
 
 def test_a_stored_file_reads_ranges_across_chunks(tmp_path: Path) -> None:
