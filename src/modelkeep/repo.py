@@ -79,7 +79,9 @@ if TYPE_CHECKING:
     ProgressStart = Callable[[str, int], Progress | None]
 
 REPO_DIR = ".modelkeep"
-FORMAT = 1
+# 2: large raw objects may be page-aligned (codec RAW_PAGE), which releases knowing
+# only format 1 could not read. A format-1 repository is still written as format 1.
+FORMAT = 2
 ENV_REPO = "MODELKEEP_REPO"
 DEFAULT_BRANCH = "main"
 
@@ -103,10 +105,23 @@ class Repo:
         self._control: Path | None = control
         self._lock_path: Path | None = control / "lock"
         params = ChunkParams.from_json(config["chunking"])
-        self._setup(LocalBackend(control / "store"), params, _sqlite_url(control))
+        self._setup(
+            LocalBackend(control / "store"),
+            params,
+            _sqlite_url(control),
+            page_aligned=int(config["format"]) >= 2,
+        )
 
-    def _setup(self, backend: Backend, params: ChunkParams, url: str, new: bool = False) -> None:
-        self.store = ObjectStore(backend, params)
+    def _setup(
+        self,
+        backend: Backend,
+        params: ChunkParams,
+        url: str,
+        new: bool = False,
+        *,
+        page_aligned: bool = True,
+    ) -> None:
+        self.store = ObjectStore(backend, params, page_aligned=page_aligned)
         self._policies: dict[str, tuple[str, str]] = {}
         self.registry = Registry(url)
         if new:
@@ -1458,6 +1473,10 @@ class Repo:
         lock = locks.exclusive if repair else locks.shared
         with lock(self._lock_path):
             report, bad = self._fsck(progress)
+            if bad and self.store.trust is not None:
+                # Damage that left a file's stat alone (the media, a write through a
+                # shared map) is what fsck exists to find: loads must hash it again.
+                self.store.trust.prune(lambda oid: oid not in bad)
             if repair and bad:
                 self.store.quarantine(bad)
         return report

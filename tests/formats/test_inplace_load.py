@@ -121,3 +121,24 @@ def test_a_module_still_loads_from_its_file(tmp_path: Path) -> None:
         assert isinstance(loaded, MLP)
         for key, value in model.state_dict().items():
             assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_a_format_1_repository_keeps_the_layout_older_releases_read(tmp_path: Path) -> None:
+    """Releases that know format 1 read only 1-byte headers: such a repository is still
+    written that way, and its models load from checked-out files."""
+    import json
+
+    modelkeep.Repo.init(tmp_path / "repo").close()
+    config_path = tmp_path / "repo" / ".modelkeep" / "config.json"
+    config = json.loads(config_path.read_text())
+    assert config["format"] == 2
+    config_path.write_text(json.dumps({**config, "format": 1}))
+    with modelkeep.Repo(tmp_path / "repo") as repo:
+        repo.commit("net", _state())
+        store = tmp_path / "repo" / ".modelkeep" / "store"
+        heads = {p.read_bytes()[:1] for p in (store / "objects").glob("*/*")}
+        assert heads == {b"\x00"}  # raw, one byte of header
+        _same(repo.load("net"), _checked_out(repo, "net", tmp_path))
+        assert (tmp_path / "repo" / ".modelkeep" / "cache").is_dir()  # the file route
+        assert not (store / "verified").exists()
+    assert json.loads(config_path.read_text())["format"] == 1

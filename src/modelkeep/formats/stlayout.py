@@ -52,6 +52,8 @@ def _dtypes() -> dict[Any, tuple[int, str]]:
                 header = _read_header(st.save({"x": one}))
             except Exception:  # noqa: S112 - a dtype torch or safetensors cannot write
                 continue
+            if header["x"]["shape"] != [1]:
+                continue  # sub-byte dtypes (float4 pairs) count elements their own way
             names[dtype] = header["x"]["dtype"]
             ones[f"{len(ones):03d}"] = one
     # One element of each, saved together: the file order is safetensors' dtype order.

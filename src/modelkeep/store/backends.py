@@ -66,6 +66,9 @@ class LocalBackend:
         self._tmp = root / "tmp"
         self._dirty_dirs: set[Path] = set()
         self._lock = threading.Lock()
+        # Held while folders are fsynced: a batch that finds nothing left to sync must
+        # still wait for another batch's sync of its folders to finish.
+        self._sync_lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
         return self.root / key
@@ -133,14 +136,15 @@ class LocalBackend:
         return time.time() - self._path(key).stat().st_mtime
 
     def sync(self) -> None:
-        with self._lock:
-            dirs, self._dirty_dirs = self._dirty_dirs, set()
-        for d in dirs:
-            fd = os.open(d, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        with self._sync_lock:
+            with self._lock:
+                dirs, self._dirty_dirs = self._dirty_dirs, set()
+            for d in dirs:
+                fd = os.open(d, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     def local_path(self, key: str) -> str | None:
         return str(self._path(key))

@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING
 from modelkeep.store.objects import MAP_MIN
 
 if TYPE_CHECKING:
-    import mmap
-
     from modelkeep.store.ids import ObjectId
     from modelkeep.store.objects import FileManifest, ObjectStore
 
@@ -40,7 +38,7 @@ class StoredFile:
         view = self._views.get(i)
         if view is None:
             chunk = self._chunks[i]
-            data: bytes | bytearray | memoryview | mmap.mmap | None = self._store.mapped(chunk)
+            data: bytes | bytearray | memoryview | None = self._store.mapped(chunk)
             if data is None:
                 if self._small is None:  # the first small chunk fetches them all
                     self._small = self._store.get_packed(

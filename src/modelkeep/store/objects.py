@@ -33,7 +33,7 @@ import zstandard
 from modelkeep.errors import CorruptObjectError, ObjectMissingError
 from modelkeep.store.chunking import Chunker, ChunkParams
 from modelkeep.store.ids import ObjectId
-from modelkeep.store.trust import Ledger
+from modelkeep.store.trust import Ledger, stat_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -257,7 +257,7 @@ class ObjectWriter:
 
     def _put(self, oid: ObjectId, codec: int, payload: bytes | memoryview) -> None:
         try:
-            mappable = codec == RAW and len(payload) >= MAP_MIN
+            mappable = self._store.page_aligned and codec == RAW and len(payload) >= MAP_MIN
             header = _PAGE_HEADER if mappable else bytes([codec])
             key = _loose_key(oid)
             self._store.backend.put(key, payload, header=header)
@@ -366,13 +366,19 @@ def _loose_key(oid: ObjectId) -> str:
 class ObjectStore:
     """Chunking, packing and verification, written once above any ``Backend``."""
 
-    def __init__(self, backend: Backend, params: ChunkParams | None = None) -> None:
+    def __init__(
+        self, backend: Backend, params: ChunkParams | None = None, *, page_aligned: bool = True
+    ) -> None:
         self.backend = backend
+        # Whether large raw objects are written page-aligned (RAW_PAGE) and may be mapped:
+        # a repository of format 1 is also read by modelkeep releases that know only
+        # RAW and ZSTD, so it keeps to those.
+        self.page_aligned = page_aligned
         self.params = params or ChunkParams()
         self.chunker = Chunker(self.params)
         self.compressor = _Compressor()
         ledger = backend.local_path("verified")
-        self.trust = Ledger(Path(ledger)) if ledger is not None else None
+        self.trust = Ledger(Path(ledger)) if ledger is not None and page_aligned else None
         self._packed: dict[ObjectId, _PackedAt] = {}
         self._known_packs: set[str] = set()
         self.damaged_packs: dict[str, str] = {}
@@ -503,7 +509,7 @@ class ObjectStore:
                 out[oid] = _verified(oid, at.codec, payload)
         return out
 
-    def mapped(self, chunk: ChunkRef) -> mmap.mmap | None:
+    def mapped(self, chunk: ChunkRef) -> memoryview | None:
         """The chunk's bytes mapped in place from its loose file, copy-on-write (writes
         to the map never reach the store), or None when it is not a page-aligned raw
         loose object on a local disk (then ``get`` reads it).
@@ -523,17 +529,26 @@ class ObjectStore:
             st = os.fstat(fd)
             if st.st_size != _PAGE + chunk.size or os.pread(fd, 1, 0) != bytes([RAW_PAGE]):
                 return None  # another codec, or damaged: get() verifies and says so
-            view = mmap.mmap(fd, chunk.size, access=mmap.ACCESS_COPY, offset=_PAGE)
+            # The whole file from offset 0 (a map's offset must be a multiple of the
+            # allocation granularity, more than a page on some platforms); the payload
+            # starts one page in, so it is page-aligned all the same.
+            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
+            view = memoryview(mm)[_PAGE:]
+            if not self.trust.knows(chunk.id, st):
+                if ObjectId.of(view) != chunk.id:
+                    view.release()
+                    mm.close()
+                    raise CorruptObjectError(
+                        f"object {chunk.id.short} is corrupted (content does not match)"
+                    )
+                # Trusted from now on only once durable: a copy never fsynced could come
+                # back from a power cut with its stat but not its bytes.
+                os.fsync(fd)
+                if stat_key(os.fstat(fd)) == stat_key(st):
+                    self.trust.record([(chunk.id, st)])
+            return view
         finally:
             os.close(fd)
-        if not self.trust.knows(chunk.id, st):
-            if ObjectId.of(memoryview(view)) != chunk.id:
-                view.close()
-                raise CorruptObjectError(
-                    f"object {chunk.id.short} is corrupted (content does not match)"
-                )
-            self.trust.record([(chunk.id, st)])
-        return view
 
     def iter_ids(self) -> Iterator[ObjectId]:
         """Every object in the store, loose and packed (duplicates possible)."""

@@ -1,12 +1,15 @@
 """Loose objects known to be good on this machine, so an in-place read need not hash them.
 
 An object this store wrote (temp file, fsync, rename, from bytes it had just hashed)
-or once mapped and hashed whole is known good. The ledger records its file's identity
-and times — device, inode, size, modification and change time — and a later read that
-finds the same stat trusts the bytes, as git's index trusts an unchanged work tree.
-Any write to the file changes its change time, which no call can set back, so a file
-touched since is hashed again; a copy of the store elsewhere (other inodes) is hashed
-once there. ``modelkeep fsck`` hashes everything, whatever the ledger says.
+or once mapped, hashed whole and fsynced is known good. The ledger records its file's
+identity and times — device, inode, size, modification and change time — and a later
+read that finds the same stat trusts the bytes, as git's index trusts an unchanged work
+tree. A write(2) to the file changes its change time, which no call can set back, so a
+file written since is hashed again; a copy of the store elsewhere (other inodes) is
+hashed once there. What leaves the stat alone — damage on the medium, a second write
+through a shared map of a page already dirty — is what ``modelkeep fsck`` finds: it
+hashes everything, whatever the ledger says, and strikes what it finds damaged from the
+ledger.
 
 The ledger is an append-only text file. Losing it, or a torn line, costs a re-hash and
 nothing else, so it is never fsynced; concurrent writers append whole lines with
