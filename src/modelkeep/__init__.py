@@ -40,6 +40,7 @@ _WHERE = {
     "FsckReport": "modelkeep.results",
     "GcReport": "modelkeep.results",
     "StatusResult": "modelkeep.results",
+    "UpgradeReport": "modelkeep.results",
     "Revision": "modelkeep.revision",
 }
 
@@ -66,6 +67,7 @@ __all__ = [
     "Revision",
     "StatusResult",
     "StoreError",
+    "UpgradeReport",
     "UsageError",
     "Version",
     "__version__",
@@ -107,5 +109,6 @@ if TYPE_CHECKING:
         FsckReport,
         GcReport,
         StatusResult,
+        UpgradeReport,
     )
     from modelkeep.revision import Revision

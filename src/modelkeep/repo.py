@@ -48,6 +48,7 @@ from modelkeep.results import (
     FsckReport,
     GcReport,
     StatusResult,
+    UpgradeReport,
 )
 from modelkeep.revision import Revision, check_name, parse_alias
 from modelkeep.store import (
@@ -1540,6 +1541,42 @@ class Repo:
             if oid not in seen_bad and oid not in live
         )
         return FsckReport(len(ids), len(rows), problems, len(ids - live)), set(bad)
+
+    def upgrade(self, progress: ProgressStart = _no_progress) -> UpgradeReport:
+        """Bring the repository to this release's format (``FORMAT``).
+
+        Format 2 stores large raw objects page-aligned, so that state dicts load in
+        place: the config says format 2 first (releases knowing only format 1 then
+        refuse the repository instead of misreading it), then the objects of the old
+        layout are rewritten. Run again after an interruption, it finishes the job."""
+        if self._control is None:
+            raise UsageError("an in-memory repository has no format to upgrade")
+        with locks.exclusive(self._lock_path):
+            config = self._read_config(self._control)
+            before = int(config["format"])
+            try:
+                old = self.store.unaligned()
+            except StoreError as exc:
+                raise type(exc)(
+                    f"{exc}; nothing was upgraded — run `modelkeep fsck --repair` first"
+                ) from None
+            if before < FORMAT:
+                config["format"] = FORMAT
+                path = self._control / "config.json"
+                tmp = path.with_name(f"config.json.{uuid.uuid4().hex}.tmp")
+                with open(tmp, "w") as f:
+                    f.write(json.dumps(config, indent=2) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+                fd = os.open(self._control, os.O_RDONLY)
+                try:
+                    os.fsync(fd)  # the new format is durable before any object changes
+                finally:
+                    os.close(fd)
+            tick = progress("upgrade", sum(n for _, n in old))
+            size = self.store.align_pages((oid for oid, _ in old), tick)
+        return UpgradeReport(before, FORMAT, len(old), size)
 
     def gc(self) -> GcReport:
         """Delete objects no version references. Safe beside running commits: it holds

@@ -133,6 +133,19 @@ class FsckReport:
 
 
 @dataclass(frozen=True, slots=True)
+class UpgradeReport:
+    """What upgrade changed: the repository format, and objects rewritten for it."""
+
+    format_before: int
+    format_after: int
+    objects_rewritten: int
+    bytes_rewritten: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return _dict(self)
+
+
+@dataclass(frozen=True, slots=True)
 class GcReport:
     """What gc removed."""
 

@@ -1177,6 +1177,28 @@ def gc(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def upgrade(as_json: JsonOpt = False) -> None:
+    """Bring the repository to this release's format (rewrites large objects of the
+    old layout; releases before that format then refuse to open it)."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        report = open_repo().upgrade(progress=_progress())
+    except ModelkeepError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(report.to_dict())
+    elif report.format_before == report.format_after and not report.objects_rewritten:
+        out.print(f"already format {report.format_after}: nothing to do")
+    else:
+        out.print(
+            f"format {report.format_before} -> {report.format_after}: "
+            f"{report.objects_rewritten} object(s) rewritten "
+            f"({render.size(report.bytes_rewritten)})"
+        )
+
+
+@app.command()
 def demo(
     keep: Annotated[
         Path | None, typer.Option(help="Keep the demo repository in this folder.")

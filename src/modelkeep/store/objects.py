@@ -550,6 +550,50 @@ class ObjectStore:
         finally:
             os.close(fd)
 
+    def unaligned(self) -> list[tuple[ObjectId, int]]:
+        """Large raw loose objects of the one-byte-header layout (which a repository of
+        format 1 writes) and their sizes, each verified: a damaged one raises
+        CorruptObjectError here, before anything is changed. Local disk only."""
+        found = []
+        for key in self.backend.list("objects/"):
+            path = self.backend.local_path(key)
+            if path is None:
+                return []
+            try:
+                with open(path, "rb") as f:
+                    if os.fstat(f.fileno()).st_size - 1 < MAP_MIN or f.read(1) != bytes([RAW]):
+                        continue
+            except FileNotFoundError:
+                continue
+            oid = ObjectId(key[len("objects/") :].replace("/", ""))
+            found.append((oid, len(self.get(oid))))
+        return found
+
+    def align_pages(self, oids: Iterable[ObjectId], progress: Progress | None = None) -> int:
+        """Rewrite ``oids`` (from ``unaligned``) page-aligned, each read and verified
+        again, then replaced by temp file, fsync, rename: a crash leaves each old or
+        new, both readable. From now on this store writes and maps page-aligned
+        objects. Returns the payload bytes rewritten. Needs the exclusive lock."""
+        self.page_aligned = True
+        if self.trust is None and (ledger := self.backend.local_path("verified")):
+            self.trust = Ledger(Path(ledger))
+        size = 0
+        fresh: list[tuple[ObjectId, os.stat_result]] = []
+        for oid in oids:
+            key = _loose_key(oid)
+            data = self.get(oid)
+            self.backend.put(key, data, header=_PAGE_HEADER)
+            path = self.backend.local_path(key)
+            if path is not None:
+                fresh.append((oid, os.stat(path)))
+            size += len(data)
+            if progress:
+                progress(len(data))
+        self.backend.sync()
+        if self.trust is not None:
+            self.trust.record(fresh)
+        return size
+
     def iter_ids(self) -> Iterator[ObjectId]:
         """Every object in the store, loose and packed (duplicates possible)."""
         self._refresh_packs()
