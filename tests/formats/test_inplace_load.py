@@ -142,3 +142,30 @@ def test_a_format_1_repository_keeps_the_layout_older_releases_read(tmp_path: Pa
         assert (tmp_path / "repo" / ".modelkeep" / "cache").is_dir()  # the file route
         assert not (store / "verified").exists()
     assert json.loads(config_path.read_text())["format"] == 1
+
+
+def test_a_module_loads_in_place_with_its_tied_weights(tmp_path: Path) -> None:
+    from torch_models import Tied
+
+    torch.manual_seed(4)
+    model = Tied()
+    ids = torch.arange(10).reshape(2, 5)
+    with modelkeep.Repo.init(tmp_path / "repo") as repo:
+        repo.commit("lm", model)
+        loaded = repo.load("lm")
+        assert not (tmp_path / "repo" / ".modelkeep" / "cache").exists()  # in place
+        assert isinstance(loaded, Tied)
+        assert not loaded.training
+        assert loaded.out.weight is loaded.embed.weight  # still one tensor
+        assert torch.equal(loaded(ids), model(ids))
+
+
+def test_weights_that_do_not_fit_the_module_fail_as_from_a_file(tmp_path: Path) -> None:
+    from torch_models import MLP
+
+    model = MLP()
+    model.modelkeep_init_args = {"hidden": 16}  # wrong: the weights have 8
+    with modelkeep.Repo.init(tmp_path / "repo") as repo:
+        repo.commit("mlp", model)
+        with pytest.raises(RuntimeError, match="size mismatch"):
+            repo.load("mlp")

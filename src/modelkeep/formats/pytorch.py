@@ -113,14 +113,35 @@ class PyTorch:
         return st.load_file(str(path), device="cpu")
 
     def load_in_place(self, file: StoredFile, saved: dict[str, Any], trusted: Any) -> Any:
-        """A state dict straight from the store, its tensors backed by the stored bytes
-        (see ``stlayout.tensors``); None for anything else, which ``load`` reads from a
-        checked-out file. A module is left to ``load``: loading copies every weight into
-        the module's own parameters anyway, and safetensors' ``load_model`` knows how
-        to restore tied ones."""
-        if saved.get("options", {}).get("kind") != "state_dict":
+        """A state dict, or a module, straight from the store: tensors backed by the
+        stored bytes (see ``stlayout.tensors``), copied into a module's own parameters
+        as ``load`` does. None (then ``load`` reads a checked-out file, and says what is
+        wrong) for TorchScript and for weights that do not fit the module."""
+        kind = saved.get("options", {}).get("kind")
+        if kind not in ("state_dict", "module"):
             return None
-        return stlayout.tensors(file)
+        tensors = stlayout.tensors(file)
+        if tensors is None or kind == "state_dict":
+            return tensors
+        cls = import_path(saved["class"])
+        model = cls(**saved["options"].get("init_args", {}))  # type: ignore[operator]
+        try:
+            missing, unexpected = model.load_state_dict(tensors, strict=False)
+        except RuntimeError:
+            return None  # shapes that do not fit: safetensors' own message, from the file
+        if unexpected or not _tied_to_loaded(model, missing, tensors):
+            return None
+        model.eval()
+        return model
 
     def describe_file(self, path: Path) -> Saved | None:
         return None  # .pt files are usually pickles: committed files stay plain files
+
+
+def _tied_to_loaded(model: Any, missing: list[str], loaded: dict[str, Any]) -> bool:
+    """Whether every ``missing`` name is a tensor tied to (sharing memory with) one that
+    was loaded: saving drops all but one name of tied tensors, as safetensors'
+    ``save_model`` does, and its ``load_model`` accepts the rest the same way."""
+    own = model.state_dict(keep_vars=True)
+    filled = {own[name].data_ptr() for name in loaded if name in own}
+    return all(name in own and own[name].data_ptr() in filled for name in missing)
