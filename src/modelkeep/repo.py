@@ -185,9 +185,7 @@ class Repo:
             "default_branch": DEFAULT_BRANCH,
         }
         # The config is written last: until it exists, this is not a repository.
-        tmp = control / f"config.json.{uuid.uuid4().hex}.tmp"
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
-        os.replace(tmp, control / "config.json")
+        _write_config(control, config)
         return cls(root)
 
     @classmethod
@@ -1561,19 +1559,9 @@ class Repo:
                     f"{exc}; nothing was upgraded — run `modelkeep fsck --repair` first"
                 ) from None
             if before < FORMAT:
-                config["format"] = FORMAT
-                path = self._control / "config.json"
-                tmp = path.with_name(f"config.json.{uuid.uuid4().hex}.tmp")
-                with open(tmp, "w") as f:
-                    f.write(json.dumps(config, indent=2) + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-                fd = os.open(self._control, os.O_RDONLY)
-                try:
-                    os.fsync(fd)  # the new format is durable before any object changes
-                finally:
-                    os.close(fd)
+                # Durable before any object changes: a release that cannot read the new
+                # layout must find the new format first.
+                _write_config(self._control, {**config, "format": FORMAT})
             tick = progress("upgrade", sum(n for _, n in old))
             size = self.store.align_pages((oid for oid, _ in old), tick)
         return UpgradeReport(before, FORMAT, len(old), size)
@@ -1605,6 +1593,23 @@ class Repo:
 _MODE_BITS = 0o777
 # The mode of a model file saved from memory (as a file saved under umask 022 has).
 _SAVED_MODE = 0o644
+
+
+def _write_config(control: Path, config: dict[str, Any]) -> None:
+    """Replace ``config.json`` atomically and durably (temp file, fsync, rename, fsync of
+    the folder)."""
+    path = control / "config.json"
+    tmp = path.with_name(f"config.json.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(config, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(control, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sqlite_url(control: Path) -> str:
