@@ -237,3 +237,31 @@ def test_packed_objects_are_read_together_and_verified(tmp_path: Path) -> None:
     _tamper(pack, at.offset + 5)
     with pytest.raises(CorruptObjectError, match=ids[2].short):
         store.get_packed(ids)
+
+
+@pytest.mark.parametrize("layout", ["page", "one-byte"])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_a_checkout_copy_of_a_damaged_raw_object_is_refused(
+    tmp_path: Path, layout: str, where: str
+) -> None:
+    """Raw loose objects are copied by the kernel and hashed after: the damage is found."""
+    store = _store(tmp_path)
+    data = _random(2 * MIB, seed=40)
+    oid = ObjectId.of(data)
+    if layout == "page":
+        _put(store, data)
+        header = 4096
+    else:
+        path = _loose(tmp_path, oid)
+        path.parent.mkdir(parents=True)
+        path.write_bytes(bytes([objects.RAW]) + data)
+        header = 1
+    at = {"first": 0, "middle": MIB, "last": 2 * MIB - 1}[where]
+    _tamper(_loose(tmp_path, oid), header + at)
+    manifest = _manifest(store, data)
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(CorruptObjectError, match=oid.short):
+            store.write_file(manifest, fd)
+    finally:
+        os.close(fd)
