@@ -668,16 +668,7 @@ class Repo:
         """Move alias ``alias`` of the model to the version ``rev`` names."""
         check_name(alias, "alias name")
         version = self.resolve(rev)
-        current = next(
-            (r.version for r in self.registry.refs(version.model, "alias") if r.name == alias),
-            None,
-        )
-        if current is not None and version.number <= current:
-            raise UsageError(
-                f"{version.model}@{alias} is at {version.model}:{current}; promote moves it "
-                f"forward, and {version.rev} is not newer — to go back use "
-                f"`modelkeep rollback {version.model}@{alias} --to {version.number}`"
-            )
+        current = self._forward(version.model, alias, version.number)
         return self.registry.move_ref(
             model=version.model,
             name=alias,
@@ -688,6 +679,20 @@ class Repo:
             message=message,
             expected=current,
         )
+
+    def _forward(self, model: str, alias: str, number: int) -> int | None:
+        """Where ``model@alias`` points now (None: nowhere yet), checked to be before
+        ``number``: promotion moves an alias forward only."""
+        current = next(
+            (r.version for r in self.registry.refs(model, "alias") if r.name == alias), None
+        )
+        if current is not None and number <= current:
+            raise UsageError(
+                f"{model}@{alias} is at {model}:{current}; promote moves it forward, and "
+                f"{model}:{number} is not newer — to go back use "
+                f"`modelkeep rollback {model}@{alias} --to {number}`"
+            )
+        return current
 
     def rollback(
         self, alias: str, to: str | None = None, message: str = ""
@@ -946,13 +951,16 @@ class Repo:
                 f"{name}@{to} has no active deployment (see `modelkeep deployments`)"
             )
         dep = active[0]
+        moved = None
         if promote:
-            self.promote(f"{name}:{dep.candidate}", to, message or f"deployment #{dep.id} promoted")
+            current = self._forward(name, to, dep.candidate)
+            moved = (current, message or f"deployment #{dep.id} promoted")
         return self.registry.end_deployment(
             dep.id,
             status="promoted" if promote else "aborted",
             actor=lineage.author(),
             message=message,
+            promote=moved,
         )
 
     def deployments(self, name: str | None = None) -> list[Deployment]:

@@ -206,6 +206,38 @@ def test_a_second_deployment_while_one_is_active_is_refused(fresh_churn):
     assert repo.deploy("churn", strategy="shadow", candidate="churn:3").status == "active"
 
 
+def test_promoting_a_rollout_is_one_transaction(fresh_churn):
+    """The alias moves with the rollout's end or not at all: when the end loses a race
+    (another process ended it, or moved the alias), the alias stays where it was."""
+    repo, _ = fresh_churn(serve=False)
+    dep = repo.deploy("churn", strategy="canary", candidate="churn:3", percent=10)
+    events = len(repo.events())
+    # Another process aborted it meanwhile: the status compare-and-swap fails.
+    with pytest.raises(ConflictError, match="not aborted"):
+        repo.registry.end_deployment(
+            dep.id,
+            status="promoted",
+            actor="test",
+            message="",
+            expected_status="aborted",
+            promote=(2, "racing"),
+        )
+    assert repo.resolve("churn@production").number == 2
+    # Another process moved the alias meanwhile: the alias compare-and-swap fails.
+    with pytest.raises(ConflictError, match="points at 2, not 1"):
+        repo.registry.end_deployment(
+            dep.id, status="promoted", actor="test", message="", promote=(1, "stale")
+        )
+    assert repo.resolve("churn@production").number == 2
+    assert repo.deployments("churn")[0].status == "active"
+    assert len(repo.events()) == events  # nothing logged for what did not happen
+    done = repo.end_deployment("churn", promote=True)
+    assert done.status == "promoted"
+    assert repo.resolve("churn@production").number == 3
+    actions = [e.action for e in repo.events()[:2]]
+    assert sorted(actions) == ["deploy.promoted", "promote"]
+
+
 @pytest.mark.parametrize(
     ("options", "match"),
     [

@@ -688,60 +688,91 @@ class Registry:
         target (None if created) and the ref now.
         """
         with self._write() as conn:
-            m = self._model_row(conn, model)
-            target = self._version_row(conn, m.id, model, to)
-            row = conn.execute(
-                select(t.refs).where(t.refs.c.model_id == m.id, t.refs.c.name == name)
-            ).first()
-            now = _now()
-            if row is None:
-                if not create:
-                    self._ref_row(conn, m.id, model, name, (kind,))  # raises with a listing
-                conn.execute(
-                    insert(t.refs).values(
-                        model_id=m.id, kind=kind, name=name, version_id=target.id, updated_at=now
-                    )
-                )
-                before = None
-            else:
-                if exclusive:
-                    raise RefExistsError(
-                        f"{model} already has {_a(row.kind)} named {name!r}; choose another name"
-                    )
-                if row.kind != kind:
-                    raise RefExistsError(
-                        f"{model}@{name} is {_a(row.kind)}, not {_a(kind)}; choose another name"
-                    )
-                if kind == "tag":
-                    raise RefExistsError(
-                        f"tag {name!r} of {model} already exists; tags never move — delete it "
-                        f"first (`modelkeep tag -d {model}@{name}`) or choose another name"
-                    )
-                before = conn.scalar(
-                    select(t.versions.c.number).where(t.versions.c.id == row.version_id)
-                )
-                if expected is not None and before != expected:
-                    raise RefMovedError(
-                        f"{model}@{name} points at {before}, not {expected}: another change came "
-                        "first; look at `modelkeep history` and run the command again"
-                    )
-                self._cas(conn, row.id, row.version_id, target.id, now)
-            self._append_event(
+            return self._move_ref(
                 conn,
+                model=model,
+                name=name,
+                kind=kind,
+                to=to,
                 actor=actor,
                 action=action,
-                model=model,
-                ref_kind=kind,
-                ref_name=name,
-                before=before,
-                after=to,
                 message=message,
-                details=details or {},
+                expected=expected,
+                create=create,
+                exclusive=exclusive,
+                details=details,
             )
-            new = conn.execute(
-                select(t.refs).where(t.refs.c.model_id == m.id, t.refs.c.name == name)
-            ).one()
-            return before, self._ref(conn, model, new)
+
+    def _move_ref(
+        self,
+        conn: Connection,
+        *,
+        model: str,
+        name: str,
+        kind: str,
+        to: int,
+        actor: str,
+        action: str,
+        message: str = "",
+        expected: int | None = None,
+        create: bool = True,
+        exclusive: bool = False,
+        details: dict[str, Any] | None = None,
+    ) -> tuple[int | None, Ref]:
+        m = self._model_row(conn, model)
+        target = self._version_row(conn, m.id, model, to)
+        row = conn.execute(
+            select(t.refs).where(t.refs.c.model_id == m.id, t.refs.c.name == name)
+        ).first()
+        now = _now()
+        if row is None:
+            if not create:
+                self._ref_row(conn, m.id, model, name, (kind,))  # raises with a listing
+            conn.execute(
+                insert(t.refs).values(
+                    model_id=m.id, kind=kind, name=name, version_id=target.id, updated_at=now
+                )
+            )
+            before = None
+        else:
+            if exclusive:
+                raise RefExistsError(
+                    f"{model} already has {_a(row.kind)} named {name!r}; choose another name"
+                )
+            if row.kind != kind:
+                raise RefExistsError(
+                    f"{model}@{name} is {_a(row.kind)}, not {_a(kind)}; choose another name"
+                )
+            if kind == "tag":
+                raise RefExistsError(
+                    f"tag {name!r} of {model} already exists; tags never move — delete it "
+                    f"first (`modelkeep tag -d {model}@{name}`) or choose another name"
+                )
+            before = conn.scalar(
+                select(t.versions.c.number).where(t.versions.c.id == row.version_id)
+            )
+            if expected is not None and before != expected:
+                raise RefMovedError(
+                    f"{model}@{name} points at {before}, not {expected}: another change came "
+                    "first; look at `modelkeep history` and run the command again"
+                )
+            self._cas(conn, row.id, row.version_id, target.id, now)
+        self._append_event(
+            conn,
+            actor=actor,
+            action=action,
+            model=model,
+            ref_kind=kind,
+            ref_name=name,
+            before=before,
+            after=to,
+            message=message,
+            details=details or {},
+        )
+        new = conn.execute(
+            select(t.refs).where(t.refs.c.model_id == m.id, t.refs.c.name == name)
+        ).one()
+        return before, self._ref(conn, model, new)
 
     def delete_ref(self, *, model: str, name: str, kind: str, actor: str, message: str = "") -> Ref:
         with self._write() as conn:
@@ -868,8 +899,13 @@ class Registry:
         actor: str,
         message: str,
         expected_status: str = "active",
+        promote: tuple[int | None, str] | None = None,
     ) -> Deployment:
-        """Move a deployment to ``status`` (compare-and-swap on its current status)."""
+        """Move a deployment to ``status`` (compare-and-swap on its current status).
+
+        ``promote`` (the version the alias is expected at, the event's message) also
+        moves the alias to the candidate, in the same transaction: a crash leaves the
+        rollout either still active or promoted, never the alias moved alone."""
         with self._write() as conn:
             row = conn.execute(
                 select(t.deployments, t.models.c.name.label("model_name"))
@@ -878,6 +914,19 @@ class Registry:
             ).first()
             if row is None:
                 raise NotFoundError(f"no deployment #{deployment_id}")
+            if promote is not None:
+                expected, why = promote
+                self._move_ref(
+                    conn,
+                    model=row.model_name,
+                    name=row.alias,
+                    kind="alias",
+                    to=row.candidate_version,
+                    actor=actor,
+                    action="promote",
+                    message=why,
+                    expected=expected,
+                )
             done = conn.execute(
                 update(t.deployments)
                 .where(
