@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,8 +17,6 @@ from modelkeep.store.inplace import StoredFile
 from modelkeep.store.trust import Ledger
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from modelkeep.store import FileManifest
 
 MIB = 1 << 20
@@ -265,3 +264,21 @@ def test_a_checkout_copy_of_a_damaged_raw_object_is_refused(
             store.write_file(manifest, fd)
     finally:
         os.close(fd)
+
+
+def test_a_checkout_onto_another_file_system_copies_through_a_buffer(tmp_path: Path) -> None:
+    """copy_file_range refuses to cross file systems (EXDEV): the bytes still arrive."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on another file system than the temp folder")
+    store = _store(tmp_path)
+    data = _random(3 * MIB, seed=50)
+    _put(store, data)
+    out = shm / f"modelkeep-test-{os.getpid()}.bin"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT)
+    try:
+        store.write_file(_manifest(store, data), fd)
+        assert out.read_bytes() == data
+    finally:
+        os.close(fd)
+        out.unlink()

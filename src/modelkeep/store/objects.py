@@ -16,6 +16,7 @@ loose file this machine verified before while its stat is unchanged (``trust.Led
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import mmap
 import os
@@ -339,10 +340,31 @@ def _mapped(path: Path) -> Iterator[memoryview]:
                 view.release()
 
 
+# copy_file_range refuses these (another file system, a kernel or file system without
+# it): the bytes then go through a buffer.
+_NO_KERNEL_COPY = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM}
+_BUFFER = 1 << 20
+
+
 def _copy_range(src: int, dst: int, src_offset: int, dst_offset: int, size: int) -> None:
+    """``size`` bytes of ``src`` from ``src_offset`` into ``dst`` at ``dst_offset``, by the
+    kernel where it can."""
     done = 0
+    kernel = True
     while done < size:
-        n = os.copy_file_range(src, dst, size - done, src_offset + done, dst_offset + done)
+        at, to, want = src_offset + done, dst_offset + done, size - done
+        if kernel:
+            try:
+                n = os.copy_file_range(src, dst, want, at, to)
+            except OSError as exc:
+                if exc.errno not in _NO_KERNEL_COPY:
+                    raise
+                kernel = False
+                continue
+        else:
+            data = os.pread(src, min(_BUFFER, want), at)
+            _pwrite_all(dst, data, to)
+            n = len(data)
         if not n:
             raise CorruptObjectError("a store object ended early while being copied")
         done += n
