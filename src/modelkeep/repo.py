@@ -170,6 +170,15 @@ class Repo:
             )
         return config
 
+    def _follow_upgrade(self) -> None:
+        """A repository opened at format 1 may have been upgraded since (upgrade holds
+        the lock exclusively, so under the shared lock the config is settled): write
+        the layout it now has."""
+        if self._control is None or self.store.page_aligned:
+            return
+        if int(self._read_config(self._control)["format"]) >= 2:
+            self.store.align_from_now()
+
     @classmethod
     def init(cls, path: str | os.PathLike[str] = ".", params: ChunkParams | None = None) -> Repo:
         """Create a repository in ``path`` (made if missing) and open it."""
@@ -485,6 +494,7 @@ class Repo:
                 side = stack.enter_context(_lineage_thread())
                 found = side.submit(_lineage, author, annotations)
             with locks.shared(self._lock_path):
+                self._follow_upgrade()
                 with self.store.writer() as writer:
                     entries = {}
                     for rel, src in files.items():
@@ -1205,9 +1215,18 @@ class Repo:
         if dep.steps and percent >= 100.0:
             # Another server may have finished it first.
             with contextlib.suppress(ConflictError, NotFoundError):
-                self.end_deployment(
-                    name, to=alias, promote=True, message=f"canary #{dep.id} reached 100 %"
-                )
+                if dep.candidate > current:
+                    self.end_deployment(
+                        name, to=alias, promote=True, message=f"canary #{dep.id} reached 100 %"
+                    )
+                else:  # promoted past by hand meanwhile: nothing left to roll out
+                    self.end_deployment(
+                        name,
+                        to=alias,
+                        promote=False,
+                        message=f"canary #{dep.id} superseded: {name}@{alias} is at "
+                        f"{name}:{current}",
+                    )
             return self.routing(name, alias)
         return RoutingTable(
             name, alias, current, dep.candidate, "canary", percent, dep.id, previous
@@ -1554,7 +1573,12 @@ class Repo:
         Format 2 stores large raw objects page-aligned, so that state dicts load in
         place: the config says format 2 first (releases knowing only format 1 then
         refuse the repository instead of misreading it), then the objects of the old
-        layout are rewritten. Run again after an interruption, it finishes the job."""
+        layout are rewritten. Run again after an interruption, it finishes the job.
+
+        Stop every process of an older release first: one that opened the repository
+        before the upgrade would take the rewritten objects for damaged ones (and
+        `fsck --repair` would move them aside). Processes of this release follow the
+        upgrade at their next commit."""
         if self._control is None:
             raise UsageError("an in-memory repository has no format to upgrade")
         with locks.exclusive(self._lock_path):

@@ -1179,7 +1179,8 @@ def gc(as_json: JsonOpt = False) -> None:
 @app.command()
 def upgrade(as_json: JsonOpt = False) -> None:
     """Bring the repository to this release's format (rewrites large objects of the
-    old layout; releases before that format then refuse to open it)."""
+    old layout; releases before that format then refuse to open it). Stop every
+    modelkeep process of an older release first."""
     from modelkeep.errors import ModelkeepError
 
     try:

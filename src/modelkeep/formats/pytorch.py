@@ -116,7 +116,8 @@ class PyTorch:
         """A state dict, or a module, straight from the store: tensors backed by the
         stored bytes (see ``stlayout.tensors``), copied into a module's own parameters
         as ``load`` does. None (then ``load`` reads a checked-out file, and says what is
-        wrong) for TorchScript and for weights that do not fit the module."""
+        wrong) for TorchScript, modules with tied weights, and weights that do not fit
+        the module exactly."""
         kind = saved.get("options", {}).get("kind")
         if kind not in ("state_dict", "module"):
             return None
@@ -125,23 +126,18 @@ class PyTorch:
             return tensors
         cls = import_path(saved["class"])
         model = cls(**saved["options"].get("init_args", {}))  # type: ignore[operator]
+        if stlayout.shares_storage(model.state_dict()):
+            # Tied weights: safetensors' load_model knows which names saving dropped,
+            # and which stored tensors a tie would silently overwrite.
+            return None
         try:
             missing, unexpected = model.load_state_dict(tensors, strict=False)
         except RuntimeError:
             return None  # shapes that do not fit: safetensors' own message, from the file
-        if unexpected or not _tied_to_loaded(model, missing, tensors):
-            return None
+        if missing or unexpected:
+            return None  # load_model names them
         model.eval()
         return model
 
     def describe_file(self, path: Path) -> Saved | None:
         return None  # .pt files are usually pickles: committed files stay plain files
-
-
-def _tied_to_loaded(model: Any, missing: list[str], loaded: dict[str, Any]) -> bool:
-    """Whether every ``missing`` name is a tensor tied to (sharing memory with) one that
-    was loaded: saving drops all but one name of tied tensors, as safetensors'
-    ``save_model`` does, and its ``load_model`` accepts the rest the same way."""
-    own = model.state_dict(keep_vars=True)
-    filled = {own[name].data_ptr() for name in loaded if name in own}
-    return all(name in own and own[name].data_ptr() in filled for name in missing)

@@ -69,7 +69,7 @@ def _read_header(blob: bytes) -> dict[str, Any]:
     return header
 
 
-def _shares_storage(tensors: Mapping[str, torch.Tensor]) -> bool:
+def shares_storage(tensors: Mapping[str, torch.Tensor]) -> bool:
     seen: set[tuple[str, int]] = set()
     for t in tensors.values():
         storage = t.untyped_storage()
@@ -101,7 +101,7 @@ def layout(
             or t.device.type == "meta"
         ):
             return None
-    if _shares_storage(tensors):
+    if shares_storage(tensors):
         return None  # save_file refuses it, save_model removes duplicates: let them
     order = sorted(tensors, key=lambda k: (table[tensors[k].dtype][0], k))
     header: dict[str, Any] = {}

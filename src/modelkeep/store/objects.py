@@ -350,7 +350,7 @@ def _copy_range(src: int, dst: int, src_offset: int, dst_offset: int, size: int)
     """``size`` bytes of ``src`` from ``src_offset`` into ``dst`` at ``dst_offset``, by the
     kernel where it can."""
     done = 0
-    kernel = True
+    kernel = hasattr(os, "copy_file_range")  # Linux only
     while done < size:
         at, to, want = src_offset + done, dst_offset + done, size - done
         if kernel:
@@ -359,6 +359,8 @@ def _copy_range(src: int, dst: int, src_offset: int, dst_offset: int, size: int)
             except OSError as exc:
                 if exc.errno not in _NO_KERNEL_COPY:
                     raise
+                n = 0
+            if not n:  # refused, or nothing copied where bytes remain: the buffer decides
                 kernel = False
                 continue
         else:
@@ -574,6 +576,13 @@ class ObjectStore:
         finally:
             os.close(fd)
 
+    def align_from_now(self) -> None:
+        """Write large raw objects page-aligned, and map them, from now on (the
+        repository has become format 2)."""
+        self.page_aligned = True
+        if self.trust is None and (ledger := self.backend.local_path("verified")):
+            self.trust = Ledger(Path(ledger))
+
     def unaligned(self) -> list[tuple[ObjectId, int]]:
         """Large raw loose objects of the one-byte-header layout (which a repository of
         format 1 writes) and their sizes, each verified: a damaged one raises
@@ -598,9 +607,7 @@ class ObjectStore:
         again, then replaced by temp file, fsync, rename: a crash leaves each old or
         new, both readable. From now on this store writes and maps page-aligned
         objects. Returns the payload bytes rewritten. Needs the exclusive lock."""
-        self.page_aligned = True
-        if self.trust is None and (ledger := self.backend.local_path("verified")):
-            self.trust = Ledger(Path(ledger))
+        self.align_from_now()
         size = 0
         fresh: list[tuple[ObjectId, os.stat_result]] = []
         for oid in oids:
