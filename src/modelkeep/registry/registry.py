@@ -1,6 +1,6 @@
 """The registry: models, versions, refs and the event log, in SQL.
 
-Every ref move goes through ``_move_ref``: a compare-and-swap that also appends
+Every ref move goes through ``move_ref``: a compare-and-swap that also appends
 the event. That single choke point is what makes history and rollback trustworthy.
 """
 
@@ -680,45 +680,31 @@ class Registry:
         create: bool = True,
         exclusive: bool = False,
         details: dict[str, Any] | None = None,
+        conn: Connection | None = None,
     ) -> tuple[int | None, Ref]:
         """Point ref ``name`` at version ``to`` (creating it if allowed); logs the event.
 
         ``expected`` makes it a compare-and-swap on the version the caller saw;
-        ``exclusive`` refuses to touch a ref that exists. Returns the previous
-        target (None if created) and the ref now.
+        ``exclusive`` refuses to touch a ref that exists; ``conn``: inside that
+        transaction, with what else it writes. Returns the previous target (None if
+        created) and the ref now.
         """
-        with self._write() as conn:
-            return self._move_ref(
-                conn,
-                model=model,
-                name=name,
-                kind=kind,
-                to=to,
-                actor=actor,
-                action=action,
-                message=message,
-                expected=expected,
-                create=create,
-                exclusive=exclusive,
-                details=details,
-            )
-
-    def _move_ref(
-        self,
-        conn: Connection,
-        *,
-        model: str,
-        name: str,
-        kind: str,
-        to: int,
-        actor: str,
-        action: str,
-        message: str = "",
-        expected: int | None = None,
-        create: bool = True,
-        exclusive: bool = False,
-        details: dict[str, Any] | None = None,
-    ) -> tuple[int | None, Ref]:
+        if conn is None:
+            with self._write() as own:
+                return self.move_ref(
+                    model=model,
+                    name=name,
+                    kind=kind,
+                    to=to,
+                    actor=actor,
+                    action=action,
+                    message=message,
+                    expected=expected,
+                    create=create,
+                    exclusive=exclusive,
+                    details=details,
+                    conn=own,
+                )
         m = self._model_row(conn, model)
         target = self._version_row(conn, m.id, model, to)
         row = conn.execute(
@@ -916,8 +902,8 @@ class Registry:
                 raise NotFoundError(f"no deployment #{deployment_id}")
             if promote is not None:
                 expected, why = promote
-                self._move_ref(
-                    conn,
+                self.move_ref(
+                    conn=conn,
                     model=row.model_name,
                     name=row.alias,
                     kind="alias",
