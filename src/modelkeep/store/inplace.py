@@ -26,11 +26,7 @@ class StoredFile:
         self._store = store
         self._chunks = manifest.chunks
         self.size = manifest.size
-        self._starts: list[int] = []
-        at = 0
-        for chunk in self._chunks:
-            self._starts.append(at)
-            at += chunk.size
+        self._starts = manifest.starts()
         self._views: dict[int, memoryview] = {}
         self._small: dict[ObjectId, bytes | memoryview] | None = None
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import mmap
 import os
@@ -92,6 +93,10 @@ class FileManifest:
     id: ObjectId
     size: int
     chunks: tuple[ChunkRef, ...]
+
+    def starts(self) -> list[int]:
+        """Where each chunk begins in the file."""
+        return list(itertools.accumulate((c.size for c in self.chunks), initial=0))[:-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +385,17 @@ def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         offset += n
 
 
+def _raw_payload_at(fd: int) -> int | None:
+    """Where the payload of an open loose object file starts, if it is stored raw: after
+    one codec byte (RAW), or after a page (RAW_PAGE); None for another codec."""
+    codec = os.pread(fd, 1, 0)
+    if codec == bytes([RAW]):
+        return 1
+    if codec == bytes([RAW_PAGE]):
+        return _PAGE
+    return None
+
+
 def _loose_key(oid: ObjectId) -> str:
     return f"objects/{oid.fanout()}"
 
@@ -548,8 +564,8 @@ class ObjectStore:
             return None  # packed, or missing: get() tells which
         try:
             st = os.fstat(fd)
-            if st.st_size != _PAGE + chunk.size or os.pread(fd, 1, 0) != bytes([RAW_PAGE]):
-                return None  # another codec, or damaged: get() verifies and says so
+            if _raw_payload_at(fd) != _PAGE or st.st_size != _PAGE + chunk.size:
+                return None  # another layout, or damaged: get() verifies and says so
             # The whole file from offset 0 (a map's offset must be a multiple of the
             # allocation granularity, more than a page on some platforms); the payload
             # starts one page in, so it is page-aligned all the same.
@@ -593,11 +609,14 @@ class ObjectStore:
             if path is None:
                 return []
             try:
-                with open(path, "rb") as f:
-                    if os.fstat(f.fileno()).st_size - 1 < MAP_MIN or f.read(1) != bytes([RAW]):
-                        continue
+                fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
                 continue
+            try:
+                if _raw_payload_at(fd) != 1 or os.fstat(fd).st_size - 1 < MAP_MIN:
+                    continue
+            finally:
+                os.close(fd)
             oid = ObjectId(key[len("objects/") :].replace("/", ""))
             found.append((oid, len(self.get(oid))))
         return found
@@ -752,20 +771,19 @@ class ObjectStore:
         A raw loose object on local disk is copied by the kernel, then hashed where it
         lies. Anything else is read whole, verified, then written."""
         path = self.backend.local_path(_loose_key(chunk.id))
-        with contextlib.ExitStack() as stack:
-            src = None
-            if path is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    src = stack.enter_context(open(path, "rb", buffering=0))
-            codec = src.read(1) if src is not None else b""
-            if codec not in (bytes([RAW]), bytes([RAW_PAGE])):
+        src = None
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                src = os.open(path, os.O_RDONLY)
+        if src is None:
+            _pwrite_all(fd, self.get(chunk.id), offset)
+            return chunk.size
+        try:
+            header = _raw_payload_at(src)
+            if header is None:
                 _pwrite_all(fd, self.get(chunk.id), offset)
                 return chunk.size
-            assert src is not None
-            header = _PAGE if codec == bytes([RAW_PAGE]) else 1
-            src.seek(header)
-            st = os.fstat(src.fileno())
-            if st.st_size - header != chunk.size:
+            if os.fstat(src).st_size - header != chunk.size:
                 raise CorruptObjectError(
                     f"object {chunk.id.short} is corrupted (its size does not match)"
                 )
@@ -773,13 +791,15 @@ class ObjectStore:
             # lies, on every core: a mismatch raises, and the caller discards the file.
             # Store files are never written in place, so the bytes hashed are the bytes
             # copied.
-            _copy_range(src.fileno(), fd, header, offset, chunk.size)
-            with mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            _copy_range(src, fd, header, offset, chunk.size)
+            with mmap.mmap(src, 0, access=mmap.ACCESS_READ) as mm:
                 view = memoryview(mm)[header:]
                 try:
                     got = ObjectId.of(view)
                 finally:
                     view.release()
+        finally:
+            os.close(src)
         if got != chunk.id:
             raise CorruptObjectError(
                 f"object {chunk.id.short} is corrupted (content does not match)"
@@ -792,11 +812,7 @@ class ObjectStore:
         Chunks are copied on a thread pool, each at its own offset (hashing and
         copying release the GIL). On an error the file holds part of the content,
         perhaps a chunk that did not verify: the caller discards it."""
-        offsets = []
-        at = 0
-        for chunk in manifest.chunks:
-            offsets.append(at)
-            at += chunk.size
+        offsets = manifest.starts()
 
         def copy(i: int) -> int:
             return self._copy_chunk(manifest.chunks[i], fd, offsets[i])
