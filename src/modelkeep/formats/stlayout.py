@@ -17,6 +17,7 @@ big-endian machine) returns None, and the caller saves a file as before.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import sys
 import warnings
@@ -152,10 +153,10 @@ def tensors(file: StoredFile) -> dict[str, torch.Tensor] | None:
             dtype = by_name[info["dtype"]]
             shape = [int(n) for n in info["shape"]]
             begin, end = (start + int(x) for x in info["data_offsets"])
-            numel = 1
-            for n in shape:
-                numel *= n
-            if numel * dtype.itemsize != end - begin or not start <= begin <= end <= file.size:
+            if (
+                math.prod(shape) * dtype.itemsize != end - begin
+                or not start <= begin <= end <= file.size
+            ):
                 return None
             entries.append((begin, end, key, dtype, shape))
     except (ValueError, KeyError, TypeError, AttributeError):
