@@ -707,9 +707,7 @@ class Registry:
                 )
         m = self._model_row(conn, model)
         target = self._version_row(conn, m.id, model, to)
-        row = conn.execute(
-            select(t.refs).where(t.refs.c.model_id == m.id, t.refs.c.name == name)
-        ).first()
+        row = conn.execute(_REF_BY_NAME, {"model_id": m.id, "name": name}).first()
         now = _now()
         if row is None:
             if not create:
@@ -755,9 +753,7 @@ class Registry:
             message=message,
             details=details or {},
         )
-        new = conn.execute(
-            select(t.refs).where(t.refs.c.model_id == m.id, t.refs.c.name == name)
-        ).one()
+        new = conn.execute(_REF_BY_NAME, {"model_id": m.id, "name": name}).one()
         return before, self._ref(conn, model, new)
 
     def delete_ref(self, *, model: str, name: str, kind: str, actor: str, message: str = "") -> Ref:
