@@ -110,7 +110,7 @@ class Repo:
             LocalBackend(control / "store"),
             params,
             _sqlite_url(control),
-            page_aligned=int(config["format"]) >= 2,
+            page_aligned=_page_aligned(config),
         )
 
     def _setup(
@@ -176,7 +176,7 @@ class Repo:
         the layout it now has."""
         if self._control is None or self.store.page_aligned:
             return
-        if int(self._read_config(self._control)["format"]) >= 2:
+        if _page_aligned(self._read_config(self._control)):
             self.store.align_from_now()
 
     @classmethod
@@ -1625,6 +1625,11 @@ class Repo:
 _MODE_BITS = 0o777
 # The mode of a model file saved from memory (as a file saved under umask 022 has).
 _SAVED_MODE = 0o644
+
+
+def _page_aligned(config: dict[str, Any]) -> bool:
+    """Whether a repository of this config stores large raw objects page-aligned."""
+    return int(config["format"]) >= 2
 
 
 def _write_config(control: Path, config: dict[str, Any]) -> None:
