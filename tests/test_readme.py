@@ -69,33 +69,29 @@ def test_cli_session_runs_as_written(workdir: Path) -> None:
     assert '"number": 1' in show  # the comment in the README says: back to churn:1
 
 
-def test_python_snippet_runs_as_written(workdir: Path) -> None:
-    code = _block("## Python API", "python")
+def _run_snippet(heading: str, cwd: Path, timeout: int) -> str:
+    """The README's Python block under ``heading``, run as written; its stdout."""
     proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=workdir,
+        [sys.executable, "-c", _block(heading, "python")],
+        cwd=cwd,
         env=_env(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_python_snippet_runs_as_written(workdir: Path) -> None:
+    stdout = _run_snippet("## Python API", workdir, timeout=120)
     # The snippet prints the alias target after the rollback: version 1.
-    assert "\n1\n" in proc.stdout
+    assert "\n1\n" in stdout
 
 
 def test_monitoring_snippet_runs_as_written(tmp_path: Path) -> None:
-    code = _block("### Monitoring that acts", "python")
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "['a'] True" in proc.stdout  # the comment in the README says so
+    stdout = _run_snippet("### Monitoring that acts", tmp_path, timeout=300)
+    assert "['a'] True" in stdout  # the comment in the README says so
     page = (tmp_path / "report.html").read_text()
     assert "<svg" in page
     assert "churn" in page
