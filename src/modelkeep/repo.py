@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from modelkeep import artifact, formats, lineage
+from modelkeep import artifact, formats, lineage, quantities
 from modelkeep.errors import (
     ConflictError,
     DataFormatError,
@@ -316,21 +316,17 @@ class Repo:
                 raise UsageError(f"{what} names must be non-empty strings, got {key!r}")
             if hasattr(value, "item") and not isinstance(value, str | bytes):
                 value = out[key] = value.item()  # NumPy scalars
-            if numeric and (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-            ):
+            if numeric and not _finite(value):
                 raise UsageError(
-                    f"metric {key}={value!r} is not a finite number; metrics are numbers "
-                    "(put other facts in params)"
+                    f"metric {key[:40]}={quantities.shown(value)} is not a finite "
+                    "number; metrics are numbers (put other facts in params)"
                 )
             try:
                 json.dumps(value, allow_nan=False)
             except (TypeError, ValueError):
                 raise UsageError(
-                    f"{what} {key}={value!r} cannot be stored: use numbers, strings, "
-                    "booleans, lists or dicts of them"
+                    f"{what} {key[:40]}={quantities.shown(value)} cannot be stored: "
+                    "use numbers, strings, booleans, lists or dicts of them"
                 ) from None
         return out
 
@@ -887,7 +883,7 @@ class Repo:
         candidate: str | None = None,
         percent: float = 10.0,
         steps: Sequence[float] = (),
-        interval: float | None = None,
+        interval: float | str | None = None,
         message: str = "",
     ) -> Deployment:
         """Start a rollout of ``candidate`` to ``name@to`` and record it.
@@ -901,20 +897,23 @@ class Repo:
         from modelkeep.deploy import STRATEGIES
 
         if strategy not in STRATEGIES:
-            raise UsageError(f"unknown strategy {strategy!r}: use {', '.join(STRATEGIES)}")
+            raise UsageError(
+                f"unknown strategy {quantities.shown(strategy)}: use {', '.join(STRATEGIES)}"
+            )
         if candidate is None:
             raise UsageError(f"a {strategy} deployment needs --candidate REV (e.g. {name}:7)")
         version = self._version_of(name, candidate)
         current = self.registry.ref(name, to, ("alias",)).version
         if version.number == current:
             raise UsageError(f"{name}@{to} already serves {version.rev}")
-        steps = [float(s) for s in steps]
-        if any(not 0 < s <= 100 for s in steps) or steps != sorted(steps):
+        steps = [quantities.number(s, "steps", low=0, high=100, low_open=True) for s in steps]
+        if steps != sorted(steps):
             raise UsageError("--steps are increasing percentages in (0, 100], e.g. 10,50,100")
         if steps and not interval:
             raise UsageError("--steps need --interval (how long each step lasts)")
-        if strategy == "canary" and not steps and not 0 < percent <= 100:
-            raise UsageError(f"--percent must be in (0, 100], not {percent}")
+        seconds = None if interval is None else quantities.duration(interval, "interval", low=0.01)
+        if strategy == "canary" and not steps:
+            percent = quantities.number(percent, "percent", low=0, high=100, low_open=True)
         who = lineage.author()
         if strategy == "blue-green" and version.number < current:
             raise UsageError(
@@ -946,7 +945,7 @@ class Repo:
             candidate=version.number,
             percent=steps[0] if steps else percent,
             steps=steps,
-            interval_seconds=interval,
+            interval_seconds=seconds,
             actor=who,
             message=message,
         )
@@ -1152,11 +1151,12 @@ class Repo:
     ) -> list[Any]:
         """Attach a monitoring policy to model ``name``: TOML or YAML text (``fmt``
         "toml" or "yaml"; None tries both), validated before anything is stored."""
-        from modelkeep.monitor.policy import parse
+        from modelkeep.monitor.policy import measurable, parse
 
         check_name(name)
-        rules = parse(text, f"policy of {name}", fmt)
         self.registry.default_branch(name)  # the model must exist
+        tasks = {v.artifact.get("task") for v in self.registry.versions(name)}
+        rules = parse(text, f"policy of {name}", fmt, metrics=measurable(tasks))
         kind = fmt or ("toml" if _is_toml(text) else "yaml")
         if self._control is None:
             self._policies[name] = (text, kind)
@@ -1662,6 +1662,16 @@ def _stat_key(path: Path) -> list[int] | None:
     except OSError:
         return None
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode]
+
+
+def _finite(value: Any) -> bool:
+    """A real number a float holds (a 400-digit int overflows math.isfinite)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _is_toml(text: str) -> bool:

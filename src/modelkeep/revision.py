@@ -13,15 +13,18 @@ import re
 from dataclasses import dataclass
 
 from modelkeep.errors import InvalidNameError, RevisionSyntaxError
+from modelkeep.quantities import MAX_COUNT, shown
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _NAME_RE = re.compile(_NAME)
 _REV_RE = re.compile(
     rf"(?P<model>{_NAME})"
-    rf"(?:(?::(?P<number>\d+))|(?:@(?P<ref>{_NAME})(?P<back>\^*)))?"
-    rf"(?P<ancestry>(?:~\d*)*)"
+    rf"(?:(?::(?P<number>[0-9]+))|(?:@(?P<ref>{_NAME})(?P<back>\^*)))?"
+    rf"(?P<ancestry>(?:~[0-9]*)*)"
 )
-_MAX_NUMBER = 2**31 - 1
+# ASCII digits only (``\d`` would take any script's digits), and never more than fit
+# one INTEGER column: checked on the text, before int() meets a 5,000-digit number.
+_MAX_NUMBER = MAX_COUNT
 ALLOWED = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128"
 
 
@@ -49,20 +52,25 @@ class Revision:
         m = _REV_RE.fullmatch(text.strip())
         if not m:
             raise RevisionSyntaxError(
-                f"cannot parse revision {text!r}: use NAME, NAME:N, NAME@REF, NAME@REF^ or "
+                f"cannot parse revision {shown(text)}: use NAME, NAME:N, NAME@REF, NAME@REF^ or "
                 "NAME@REF~N (e.g. churn:3, churn@production, churn@main~2)"
             )
-        ancestry = 0
-        for step in m["ancestry"].split("~")[1:]:
-            ancestry += int(step) if step else 1
+        steps = [step or "1" for step in m["ancestry"].split("~")[1:]]
+        back = len(m["back"] or "")
+        too_long = len(str(_MAX_NUMBER))
+        if back > _MAX_NUMBER or any(len(d) > too_long for d in [*steps, m["number"] or ""]):
+            raise RevisionSyntaxError(
+                f"{shown(text)}: numbers above {_MAX_NUMBER} cannot name a version"
+            )
+        ancestry = sum(map(int, steps))
         number = int(m["number"]) if m["number"] is not None else None
         if number is not None and number < 1:
             raise RevisionSyntaxError(f"version numbers start at 1, not {number} in {text!r}")
         if (number or 0) > _MAX_NUMBER or ancestry > _MAX_NUMBER:
             raise RevisionSyntaxError(
-                f"{text!r}: numbers above {_MAX_NUMBER} cannot name a version"
+                f"{shown(text)}: numbers above {_MAX_NUMBER} cannot name a version"
             )
-        return cls(m["model"], number, m["ref"], len(m["back"] or ""), ancestry)
+        return cls(m["model"], number, m["ref"], back, ancestry)
 
     def __str__(self) -> str:
         out = self.model

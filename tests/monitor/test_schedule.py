@@ -377,8 +377,12 @@ def test_the_same_check_twice_is_refused(world: World) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["churn@production", "--every", "1x"], 2, "cannot read the period '1x'"),
-        (["churn@production", "--every", "0s"], 2, "whole number of seconds ≥ 1"),
+        (["churn@production", "--every", "1x"], 2, "cannot read duration '1x'"),
+        (["churn@production", "--every", "0s"], 2, "'0s' is out of range; use 1s to 366d"),
+        (["churn@production", "--every", "1.5s"], 2, "not a whole number of seconds"),
+        # Once stored, it made `monitor schedules` crash until removed.
+        (["churn@production", "--every", "99999999999d"], 2, "out of range; use 1s to 366d"),
+        (["churn@production", "--every", "\u0661h"], 2, "cannot read duration"),
         (["churn@production", "--data", "d/{day}.csv"], 2, "unknown field {day}"),
         (["churn@staging"], 3, "staging"),
         (["nosuch@production"], 3, "no model named 'nosuch'"),

@@ -6,6 +6,7 @@ that `modelkeep --help` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -13,16 +14,101 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
+from modelkeep import quantities
 from modelkeep.cli import render
 from modelkeep.cli.render import emit_json, out
+from modelkeep.errors import ModelkeepError
 from modelkeep.graph import graph_lines, labels_by_version
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from modelkeep.repo import Repo
+
+
+# typer's own click (recent releases vendor one as typer._click): its usage errors are
+# those its parser raises.
+_ClickUsageError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+_NoArgsIsHelp = getattr(sys.modules[_ClickUsageError.__module__], "NoArgsIsHelpError", ())
+
+
+class _Boundary(TyperGroup):
+    """The one place where an error becomes a line on stderr and an exit code: a
+    modelkeep error from any command, and a usage error click found in the arguments
+    (click's own rendering is a usage block over several lines)."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: Any = None,
+        **extra: Any,
+    ) -> Any:
+        with _one_line_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _one_line_errors():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    try:
+        yield
+    except ModelkeepError as exc:
+        fail(exc)
+    except _NoArgsIsHelp:
+        raise  # `modelkeep monitor` alone: the help is the answer
+    except _ClickUsageError as exc:
+        render.stop_progress()
+        ctx = getattr(exc, "ctx", None)
+        where = f"`{ctx.command_path} --help`" if ctx else "`modelkeep --help`"
+        message = " ".join(exc.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+        render.err.print(f"error: {message} (see {where})", markup=False)
+        raise typer.Exit(2) from None
+
+
+def _whole(flag: str, low: int, high: int = quantities.MAX_COUNT) -> Callable[[str], int]:
+    """A parser for an option's whole number: ASCII digits, bounded."""
+
+    def parse(text: str) -> int:
+        with _usage(flag):
+            return quantities.whole(text, flag, low=low, high=high)
+
+    return parse
+
+
+def _number(flag: str, low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
+    """A parser for an option's finite number, bounded."""
+
+    def parse(text: str) -> float:
+        with _usage(flag):
+            return quantities.number(text, flag, low=low, high=high, low_open=low_open)
+
+    return parse
+
+
+@contextlib.contextmanager
+def _usage(flag: str) -> Iterator[None]:
+    # click turns a parser's ValueError (as UsageError is) into "Invalid value: <the
+    # whole input>", which may be 5,000 digits long: raised as click's own error, the
+    # message is ours.
+    from modelkeep.errors import UsageError
+
+    try:
+        yield
+    except UsageError as exc:
+        raise _ClickUsageError(str(exc)) from None
+
 
 app = typer.Typer(
     name="modelkeep",
+    cls=_Boundary,
     help=(
         "Version control and change management for machine-learning models.\n\n"
         "Revisions: NAME (head of the default branch), NAME:3 (version 3), NAME@production "
@@ -103,7 +189,7 @@ def _pairs(items: list[str] | None, option: str) -> dict[str, Any]:
             raise UsageError(f"{option} expects KEY=VALUE, got {item!r} (e.g. {option} lr=0.01)")
         try:
             value = json.loads(raw)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or an int past Python's 4,300-digit limit
             value = raw
         values[key] = value
     return values
@@ -198,7 +284,9 @@ def log(
     name: Annotated[str, typer.Argument(help="Model name.")],
     branch: Annotated[str | None, typer.Option("--branch", "-b", help="Only this branch.")] = None,
     graph: Annotated[bool, typer.Option("--graph", help="Draw the branch structure.")] = False,
-    limit: Annotated[int | None, typer.Option("-n", help="At most N versions.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("-n", parser=_whole("-n", 1), help="At most N versions.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List versions newest first, with message, author, time and metrics."""
@@ -509,7 +597,12 @@ def deploy(
         str | None, typer.Option("--candidate", help="Version to roll out, e.g. churn:7.")
     ] = None,
     percent: Annotated[
-        float, typer.Option("--percent", help="canary: share of requests for the candidate.")
+        float,
+        typer.Option(
+            "--percent",
+            parser=_number("--percent", 0, 100, low_open=True),
+            help="canary: share of requests for the candidate, in (0, 100].",
+        ),
     ] = 10.0,
     steps: Annotated[
         str | None, typer.Option("--steps", help="canary: percentages, e.g. 10,50,100.")
@@ -542,7 +635,7 @@ def deploy(
                 candidate=candidate,
                 percent=percent,
                 steps=step_list,
-                interval=_duration(interval) if interval else None,
+                interval=interval,
                 message=message,
             )
     except ModelkeepError as exc:
@@ -572,27 +665,7 @@ def deployments(
 
 
 def _numbers(text: str, option: str) -> list[float]:
-    from modelkeep.errors import UsageError
-
-    try:
-        return [float(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise UsageError(f"{option} takes numbers separated by commas, e.g. 10,50,100") from None
-
-
-def _duration(text: str) -> float:
-    """10m, 30s, 2h, 1d or plain seconds."""
-    from modelkeep.errors import UsageError
-
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    value, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
-    try:
-        seconds = float(value) * units[unit]
-    except ValueError:
-        raise UsageError(f"cannot read duration {text!r}: use e.g. 30s, 10m, 2h") from None
-    if seconds <= 0:
-        raise UsageError(f"duration {text!r} must be positive")
-    return seconds
+    return [quantities.number(p, option, low=0, high=100, low_open=True) for p in text.split(",")]
 
 
 # -- refs ---------------------------------------------------------------------------
@@ -768,7 +841,9 @@ def history(
 @app.command()
 def events(
     model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
-    limit: Annotated[int | None, typer.Option("-n", help="At most N events.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("-n", parser=_whole("-n", 1), help="At most N events.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The repository's append-only event log, newest first."""
@@ -821,8 +896,9 @@ def monitor_policy(
     as_json: JsonOpt = False,
 ) -> None:
     """Attach a policy to a model (or show it). A running server applies it to every
-    monitoring window of the served version:
+    monitoring window of the served version, and scheduled checks to every report:
 
+    \b
         [[rule]]
         name = "quality drop"
         metric = "f1"                # live metric from feedback labels, or drift_share
@@ -832,6 +908,7 @@ def monitor_policy(
         cooldown = "10m"
         webhook = "http://127.0.0.1:9000/hook"   # optional: POST the evidence
 
+    \b
         [[rule]]
         name = "features drift"
         metric = "drift_share"
@@ -841,15 +918,19 @@ def monitor_policy(
         strategy = "incremental"     # or batch
         gate = "f1 >= parent"        # optional; min_rows = 200, promote = true
 
-    In YAML the same keys go in a list under `rules:`.
+    A metric is one the model's task reports (classification: accuracy, f1, precision,
+    recall, auc; regression: rmse, mae, r2) or drift_share. In YAML the same keys go
+    in a list under `rules:`.
     """
-    from modelkeep.errors import ModelkeepError, UsageError
+    from modelkeep.errors import ModelkeepError, PathNotFoundError, UsageError
 
     try:
         repo = open_repo()
         if path is not None:
+            if path.is_dir():
+                raise UsageError(f"{path} is a folder: give the policy file (TOML or YAML)")
             if not path.is_file():
-                raise UsageError(f"{path}: no such policy file")
+                raise PathNotFoundError(f"{path}: no such policy file")
             suffix = path.suffix.lower()
             fmt = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}.get(suffix)
             rules = repo.set_policy(name, path.read_text(), fmt=fmt)
@@ -875,7 +956,10 @@ def monitor_policy(
 def monitor_report(
     rev: Annotated[str, typer.Argument(help="Revision whose reports to show.")],
     limit: Annotated[
-        int | None, typer.Option("-n", help="At most N reports (default 10; --html: 1000).")
+        int | None,
+        typer.Option(
+            "-n", parser=_whole("-n", 1), help="At most N reports (default 10; --html: 1000)."
+        ),
     ] = None,
     html: Annotated[
         Path | None,
@@ -989,7 +1073,10 @@ def monitor_schedules(
 
 @monitor_app.command("unschedule")
 def monitor_unschedule(
-    schedule_id: Annotated[int, typer.Argument(metavar="ID", help="Schedule id (see schedules).")],
+    schedule_id: Annotated[
+        int,
+        typer.Argument(metavar="ID", parser=_whole("ID", 1), help="Schedule id (see schedules)."),
+    ],
     message: MessageOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
@@ -1014,7 +1101,9 @@ def monitor_daemon(
     poll: Annotated[
         float,
         typer.Option(
-            "--poll", help="Look for new or changed schedules at least this often (seconds)."
+            "--poll",
+            parser=_number("--poll", 0.1, 86400),
+            help="Look for new or changed schedules at least this often (seconds).",
         ),
     ] = 30.0,
     as_json: JsonOpt = False,

@@ -29,9 +29,11 @@ import re
 import time
 import tomllib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from modelkeep import quantities
 from modelkeep.errors import UsageError
+from modelkeep.quantities import MAX_COUNT, shown
 
 ACTIONS = ("rollback", "update", "alert")
 UPDATE_STRATEGIES = ("incremental", "batch")
@@ -50,9 +52,16 @@ _KEYS = {
     "promote",
 }
 _UPDATE_KEYS = {"strategy", "gate", "min_rows", "promote"}
-_BOUND = re.compile(r"^\s*(reference)?\s*(?:([+-])\s*)?(\d+(?:\.\d*)?|\.\d+)?\s*$")
+# ASCII digits, at most 20 of them before the point: a bound is a metric's scale.
+_BOUND = re.compile(
+    r"^\s*(reference)?\s*(?:([+-])\s*)?([0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})?\s*$"
+)
+# Consecutive windows a rule may wait for: beyond this it could never fire in practice.
+MAX_WINDOWS = 10_000
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
 log = logging.getLogger("modelkeep.monitor")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
 
 class PolicyError(UsageError):
@@ -97,13 +106,14 @@ class Rule:
         return value < limit if self.below is not None else value > limit
 
 
-def _duration(text: Any, where: str) -> float:
-    if isinstance(text, int | float):
-        return float(text)
-    m = _DURATION.match(str(text))
-    if not m:
-        raise PolicyError(f"{where}: cannot read duration {text!r}; use e.g. 30s, 10m, 2h")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+def _parse_error(exc: BaseException) -> BaseException:
+    """What a parser raised, said so that a user can act on it: int()'s digit limit and
+    the recursion limit are the parsers' own, not a syntax the user got wrong."""
+    if isinstance(exc, RecursionError):
+        return ValueError("nested too deeply")
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        return ValueError("a number has more digits than a policy needs (over 4,300)")
+    return exc
 
 
 def _load(text: str, source: str, fmt: str | None) -> Any:
@@ -114,15 +124,16 @@ def _load(text: str, source: str, fmt: str | None) -> Any:
     if fmt in (None, "toml"):
         try:
             return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            toml_error = exc
+        except (ValueError, RecursionError) as exc:  # TOMLDecodeError is a ValueError
+            toml_error = _parse_error(exc)
             if fmt == "toml":
-                raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+                raise PolicyError(f"{source}: not valid TOML: {toml_error}") from None
     import yaml
 
     try:
         doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        exc = _parse_error(exc)
         if fmt is None:
             raise PolicyError(
                 f"{source}: neither TOML ({toml_error}) nor YAML ({' '.join(str(exc).split())})"
@@ -140,8 +151,27 @@ def _load(text: str, source: str, fmt: str | None) -> Any:
     return doc
 
 
-def parse(text: str, source: str = "policy", fmt: str | None = None) -> list[Rule]:
-    """Rules from TOML or YAML text, validated with errors that name the rule and key."""
+def measurable(tasks: Collection[str | None]) -> set[str]:
+    """What windows and scheduled reports can measure for a model whose versions have
+    these tasks: the tasks' metrics (both kinds where no task is recorded) and
+    drift_share."""
+    from modelkeep.evaluation import known_metrics
+
+    names = {"drift_share"}
+    for task in tasks or [None]:
+        names |= known_metrics(task)
+    return names
+
+
+def parse(
+    text: str,
+    source: str = "policy",
+    fmt: str | None = None,
+    metrics: Collection[str] | None = None,
+) -> list[Rule]:
+    """Rules from TOML or YAML text, validated with errors that name the rule and key;
+    with ``metrics``, every rule's metric must be one of them (a rule on a metric the
+    model never reports could never fire)."""
     doc = _load(text, source, fmt)
     unknown_top = set(doc) - {"rule"}
     if unknown_top:
@@ -156,6 +186,13 @@ def parse(text: str, source: str = "policy", fmt: str | None = None) -> list[Rul
             "`modelkeep monitor policy --help`"
         )
     out = [_rule(raw, f"{source}, rule {i + 1}", i) for i, raw in enumerate(rules)]
+    for i, rule in enumerate(out):
+        if metrics is not None and rule.metric not in metrics:
+            named = "" if rule.name == f"rule {i + 1}" else f" ({rule.name})"
+            raise PolicyError(
+                f"{source}, rule {i + 1}{named}: metric {shown(rule.metric)} is never "
+                f"measured for this model; use one of {', '.join(sorted(metrics))}"
+            )
     names = [r.name for r in out]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -171,26 +208,30 @@ def _rule(raw: Any, where: str, i: int) -> Rule:
     unknown = set(raw) - _KEYS
     if unknown:
         raise PolicyError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
-    name = str(raw.get("name", f"rule {i + 1}"))
+    name = _text(raw.get("name", f"rule {i + 1}"), where, "name")
     metric = raw.get("metric")
     if not isinstance(metric, str) or not metric:
         raise PolicyError(f'{where}: needs metric = "f1" (or drift_share, rmse, …)')
     if ("below" in raw) == ("above" in raw):
         raise PolicyError(f"{where}: give exactly one of below = … or above = …")
-    bound = str(raw.get("below", raw.get("above")))
+    given = raw.get("below", raw.get("above"))
+    # A YAML integer may have any number of digits, and str() refuses past 4,300.
+    bound = (
+        str(given)
+        if isinstance(given, str | float) or (isinstance(given, int) and abs(given) < 10**20)
+        else ""
+    )
     if not _BOUND.match(bound) or not bound.strip():
         raise PolicyError(
-            f"{where}: bound {bound!r} must be a number, reference, or reference ± number"
+            f"{where}: bound {shown(given)} must be a number, reference, or reference ± number"
         )
-    windows = raw.get("windows", 1)
-    if not isinstance(windows, int) or isinstance(windows, bool) or windows < 1:
-        raise PolicyError(f"{where}: windows must be a whole number ≥ 1")
+    windows = _count(raw, "windows", 1, 1, MAX_WINDOWS, where)
     action = raw.get("action", "alert")
     if action not in ACTIONS:
-        raise PolicyError(f"{where}: action {action!r} is not one of {', '.join(ACTIONS)}")
+        raise PolicyError(f"{where}: action {shown(action)} is not one of {', '.join(ACTIONS)}")
     webhook = raw.get("webhook")
-    if webhook is not None and not _is_http_url(str(webhook)):
-        raise PolicyError(f"{where}: webhook {webhook!r} must be an http(s) URL")
+    if webhook is not None and not (isinstance(webhook, str) and _is_http_url(webhook)):
+        raise PolicyError(f"{where}: webhook {shown(webhook)} must be an http(s) URL")
     extra = _update_options(raw, where) if action == "update" else {}
     if action != "update" and set(raw) & _UPDATE_KEYS:
         keys = ", ".join(sorted(set(raw) & _UPDATE_KEYS))
@@ -202,10 +243,23 @@ def _rule(raw: Any, where: str, i: int) -> Rule:
         str(raw["above"]) if "above" in raw else None,
         windows,
         action,
-        _duration(raw.get("cooldown", "10m"), where),
-        str(webhook) if webhook is not None else None,
+        quantities.duration(raw.get("cooldown", "10m"), f"{where}: cooldown"),
+        webhook,
         **extra,
     )
+
+
+def _count(raw: dict[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
+    value = raw.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise PolicyError(f"{where}: {key} must be a whole number from {low} to {high}")
+    return value
+
+
+def _text(value: Any, where: str, key: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 200:
+        raise PolicyError(f"{where}: {key} must be text of 1 to 200 characters")
+    return value
 
 
 def _is_http_url(text: str) -> bool:
@@ -223,27 +277,26 @@ def _update_options(raw: dict[str, Any], where: str) -> dict[str, Any]:
     strategy = raw.get("strategy", "incremental")
     if strategy not in UPDATE_STRATEGIES:
         raise PolicyError(
-            f"{where}: strategy {strategy!r} is not one of {', '.join(UPDATE_STRATEGIES)}"
+            f"{where}: strategy {shown(strategy)} is not one of {', '.join(UPDATE_STRATEGIES)}"
         )
     gate = raw.get("gate")
     if gate is not None:
+        gate = _text(gate, where, "gate")
         from modelkeep.errors import GateRuleError
         from modelkeep.evaluation import CLASSIFICATION, REGRESSION
         from modelkeep.update.gate import Gate
 
         try:
-            Gate(str(gate), {*CLASSIFICATION, *REGRESSION})
+            Gate(gate, {*CLASSIFICATION, *REGRESSION})
         except GateRuleError as exc:
             raise PolicyError(f"{where}: {exc}") from None
-    min_rows = raw.get("min_rows", 200)
-    if not isinstance(min_rows, int) or isinstance(min_rows, bool) or min_rows < 10:
-        raise PolicyError(f"{where}: min_rows must be a whole number ≥ 10 (some are held out)")
+    min_rows = _count(raw, "min_rows", 200, 10, MAX_COUNT, where)  # 10: some are held out
     promote = raw.get("promote", True)
     if not isinstance(promote, bool):
         raise PolicyError(f"{where}: promote must be true or false")
     return {
         "strategy": strategy,
-        "gate": str(gate) if gate is not None else None,
+        "gate": gate,
         "min_rows": min_rows,
         "promote": promote,
     }

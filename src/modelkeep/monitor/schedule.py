@@ -23,7 +23,6 @@ A job: it talks to ``Repo``'s public API only.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import string
 import threading
@@ -32,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelkeep import quantities
 from modelkeep.errors import ModelkeepError, UsageError
 from modelkeep.monitor.periodic import reference_of
 from modelkeep.revision import Revision
@@ -55,22 +55,12 @@ FIELD_NAMES = (*FIELDS, "slot")  # slot: Unix seconds
 
 
 def parse_every(every: str | float | timedelta) -> int:
-    """A period as whole seconds ≥ 1, from ``30s``, ``10m``, ``2h``, ``1d``, a number of
-    seconds or a ``timedelta``."""
-    from modelkeep.monitor.policy import _duration
-
-    if isinstance(every, timedelta):
-        seconds = every.total_seconds()
-    else:
-        try:
-            seconds = _duration(every, "every")
-        except UsageError:
-            raise UsageError(
-                f"every: cannot read the period {every!r}; use e.g. 30s, 10m, 1h, 1d"
-            ) from None
-    if not math.isfinite(seconds) or seconds < 1 or seconds != int(seconds):
+    """A period as whole seconds from 1 s to a year, from ``30s``, ``10m``, ``2h``,
+    ``1d``, a number of seconds or a ``timedelta``."""
+    seconds = quantities.duration(every, "every", low=1)
+    if seconds != int(seconds):
         raise UsageError(
-            f"every: {every!r} is not a whole number of seconds ≥ 1; use e.g. 30s, 10m, 1h, 1d"
+            f"every: {every!r} is not a whole number of seconds; use e.g. 30s, 10m, 1h, 1d"
         )
     return int(seconds)
 

@@ -161,6 +161,7 @@ class ModelInfo:
 
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+_LAST_SECOND = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
 
 
 def period_text(seconds: int) -> str:
@@ -220,7 +221,8 @@ class Schedule:
             if self.last_slot is None
             else max(self.first_slot, int(self.last_slot.timestamp()) + self.every)
         )
-        return datetime.fromtimestamp(slot, UTC)
+        # Releases before periods were bounded stored some that end past year 9999.
+        return datetime.fromtimestamp(min(slot, _LAST_SECOND), UTC)
 
     @property
     def outcome(self) -> str:
