@@ -13,6 +13,7 @@ import tempfile
 import tomllib
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -266,12 +267,14 @@ class Repo:
 
     # -- commit ---------------------------------------------------------------------
 
-    @staticmethod
-    def _gather(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
-        """Relative POSIX path in the version → file on disk.
+    def _gather(self, paths: Sequence[str | os.PathLike[str]]) -> dict[str, Path | _Link]:
+        """Relative POSIX path in the version → file on disk (or symlink to keep).
 
         One folder alone commits its contents; otherwise each argument keeps its
-        own name (a folder as a prefix).
+        own name (a folder as a prefix). Inside a folder a symlink is kept as a link
+        with its target, as git does, and never followed: a link whose target leaves
+        the folder is refused (its bytes are not the folder's to store). A path named
+        on the command line is what the user means, and is followed.
         """
         if not paths:
             raise EmptyCommitError("nothing to commit: give one or more files or folders")
@@ -279,28 +282,52 @@ class Repo:
         for src in sources:
             if not src.exists():
                 raise PathNotFoundError(f"{src}: no such file or folder")
-        files: dict[str, Path] = {}
+            if self._control is not None and self._control.resolve() in (
+                src.resolve(),
+                *src.resolve().parents,
+            ):
+                raise UsageError(
+                    f"{src} is inside the repository's own {REPO_DIR} folder; commit the "
+                    "model's files, not the repository"
+                )
+        files: dict[str, Path | _Link] = {}
 
-        def add(rel: str, real: Path) -> None:
+        def add(rel: str, item: Path | _Link) -> None:
             if rel in files:
                 raise UsageError(f"two inputs both give {rel!r}; commit them from one folder")
-            files[rel] = real
+            files[rel] = item
 
         single_dir = len(sources) == 1 and sources[0].is_dir()
+        folder_links: dict[Path, dict[str, str]] = {src: {} for src in sources}
         for src in sources:
             if src.is_dir():
                 prefix = PurePosixPath() if single_dir else PurePosixPath(src.resolve().name)
                 for dirpath, dirs, names in os.walk(src):
                     dirs[:] = sorted(d for d in dirs if d != REPO_DIR)
-                    for name in sorted(names):
+                    # os.walk lists a link to a folder among the folders (and does
+                    # not enter it): it is a link to keep, like a link to a file.
+                    links = [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]
+                    dirs[:] = [d for d in dirs if d not in links]
+                    for name in sorted([*names, *links]):
                         full = Path(dirpath, name)
-                        if not full.is_file():
-                            continue  # sockets, fifos, dangling links
-                        add((prefix / full.relative_to(src).as_posix()).as_posix(), full)
+                        rel = full.relative_to(src).as_posix()
+                        if full.is_symlink():
+                            add((prefix / rel).as_posix(), _Link(os.readlink(full)))
+                            folder_links[src][rel] = os.readlink(full)
+                        elif full.is_file():
+                            add((prefix / rel).as_posix(), full)
+                        # sockets and fifos are not content
             elif src.is_file():
                 add(src.name, src)
             else:
                 raise UsageError(f"{src}: not a regular file or folder")
+            escaping = _escaping_link(folder_links[src])
+            if escaping is not None:
+                raise UnsafePathError(
+                    f"{src / escaping} is a symlink to {folder_links[src][escaping]!r}, "
+                    "which leads outside the folder being committed; commit the file it "
+                    "points to, or make the link point inside"
+                )
         if not files:
             raise EmptyCommitError(
                 f"nothing to commit: {', '.join(map(str, sources))} holds no files"
@@ -384,16 +411,16 @@ class Repo:
             work = Path(scratch)
             model_obj = None
             saved = None
-            files: dict[str, Path | Buffer]
+            buffers = None
             if _is_paths(source):
                 path_list = [source] if isinstance(source, str | os.PathLike) else list(source)
-                on_disk = self._gather(path_list)
-                files = dict(on_disk)
+                gathered = self._gather(path_list)
             else:
                 saved, buffers = artifact.save_object(source, work / "model", init_args)
-                on_disk = {} if buffers is not None else self._gather([work / "model"])
-                files = {**on_disk, **(buffers or {})}
+                gathered = {} if buffers is not None else self._gather([work / "model"])
                 model_obj = source
+            files = {**gathered, **(buffers or {})}
+            on_disk = {rel: f for rel, f in gathered.items() if isinstance(f, Path)}
             datasets, data_paths = self._datasets(data, work / "data")
             described = artifact.describe(
                 on_disk,
@@ -458,7 +485,7 @@ class Repo:
     def _store_version(
         self,
         name: str,
-        files: Mapping[str, Path | Buffer],
+        files: Mapping[str, Path | Buffer | _Link],
         message: str,
         *,
         branch: str | None,
@@ -497,6 +524,9 @@ class Repo:
                         if isinstance(src, Path):
                             manifest = self.store.store_file(src, writer, tick)
                             mode = src.stat().st_mode & _MODE_BITS
+                        elif isinstance(src, _Link):
+                            manifest = self.store.store_parts(src.parts, writer, tick)
+                            mode = _LINK_MODE
                         else:
                             manifest = self.store.store_parts(
                                 src.parts, writer, tick, segmented=src.segmented
@@ -1236,7 +1266,7 @@ class Repo:
 
     @staticmethod
     def _target(dest_real: Path, rel: str) -> Path:
-        """The file ``rel`` inside ``dest``, refusing anything that could escape it."""
+        """The file ``rel`` inside ``dest``, refusing a path that could escape it."""
         pure = PurePosixPath(rel)
         if (
             "\x00" in rel
@@ -1245,24 +1275,41 @@ class Repo:
             or any(p in ("..", "") for p in pure.parts)
         ):
             raise UnsafePathError(f"refusing path {rel!r}: it would escape the destination")
-        target = dest_real.joinpath(*pure.parts)
-        # An existing symlinked folder on the way could lead outside.
-        parent = target.parent
-        while not parent.exists() and parent != dest_real:
-            parent = parent.parent
-        real_parent = parent.resolve()
-        if real_parent != dest_real and dest_real not in real_parent.parents:
-            raise UnsafePathError(
-                f"refusing to write {rel!r}: {parent} leads outside {dest_real} (a symlink?)"
-            )
-        return target
+        # A symlink or file on the way is never written or read through: checkout and
+        # status treat it as something in the way (_non_folder_on_the_way).
+        return dest_real.joinpath(*pure.parts)
 
-    def _matches(self, target: Path, entry: TreeEntry) -> bool:
+    def _matches(self, target: Path, entry: TreeEntry, link: _Link | None) -> bool:
+        if link is not None:
+            return target.is_symlink() and os.readlink(target) == link.target
         if target.is_symlink() or not target.is_file():
             return False
         if target.stat().st_size != entry.size:
             return False
         return self.store.manifest_of_file(target) == entry.file
+
+    def _links(self, version: Version, tree: Tree) -> dict[str, _Link]:
+        """The symlinks a tree holds, refused if one leads outside the folder."""
+        links = {
+            rel: _Link(
+                os.fsdecode(
+                    b"".join(
+                        bytes(c)
+                        for c in self.store.iter_chunks(self._manifest(version, rel, e.file))
+                    )
+                )
+            )
+            for rel, e in tree.entries.items()
+            if stat.S_ISLNK(e.mode)
+        }
+        escaping = _escaping_link({rel: link.target for rel, link in links.items()})
+        if escaping is not None:
+            raise UnsafePathError(
+                f"refusing {escaping!r} of {version.rev}: a symlink to "
+                f"{links[escaping].target!r}, which leads outside the folder it is checked "
+                "out into"
+            )
+        return links
 
     def checkout(
         self,
@@ -1274,8 +1321,10 @@ class Repo:
     ) -> CheckoutResult:
         """Write a version's files into ``dest`` (default: ./MODEL), byte-identical.
 
-        Plans first: files that exist and differ stop the checkout (nothing is
-        written) unless ``force``. Each file is written to a temp file and renamed.
+        Plans first, and finds every conflict before writing anything: files that
+        differ, a file or symlink where the version has a folder, a folder where it has
+        a file. Any of them stops the checkout (nothing is written) unless ``force``,
+        which replaces what blocks. Each file is written to a temp file and renamed.
         """
         version = self._version(rev)
         tree = self.tree(version)
@@ -1283,41 +1332,68 @@ class Repo:
         if dest_path.exists() and not dest_path.is_dir():
             raise UsageError(f"{dest_path} exists and is not a folder")
         dest_real = dest_path.resolve()
-        plan: list[tuple[str, Path, TreeEntry]] = []
+        plan: list[tuple[str, Path, TreeEntry, _Link | None]] = []
         unchanged: list[str] = []
         conflicts: list[str] = []
+        blockers: dict[Path, str] = {}  # in the way of the version: path → what it is
+        links = self._links(version, tree)
         for rel, entry in tree.entries.items():
             target = self._target(dest_real, rel)
-            if target.is_symlink() or target.exists():
-                if self._matches(target, entry):
+            link = links.get(rel)
+            blocker = _non_folder_on_the_way(dest_real, target)
+            if blocker is not None:
+                if blocker not in blockers:
+                    blockers[blocker] = "symlink" if blocker.is_symlink() else "file"
+                    conflicts.append(
+                        f"{blocker.relative_to(dest_real).as_posix()} (a {blockers[blocker]} "
+                        f"where {version.rev} has a folder)"
+                    )
+            elif target.is_symlink() or target.exists():
+                if self._matches(target, entry, link):
                     unchanged.append(rel)
                     continue
                 if target.is_dir() and not target.is_symlink():
-                    raise WorkingTreeConflictError(
-                        f"{target} is a folder where {version.rev} has a file; move it away",
-                        [rel],
-                    )
-                conflicts.append(rel)
-            plan.append((rel, target, entry))
+                    blockers[target] = "folder"
+                    conflicts.append(f"{rel} (a folder where {version.rev} has a file)")
+                else:
+                    conflicts.append(rel)
+            plan.append((rel, target, entry, link))
         if conflicts and not force:
-            shown = ", ".join(conflicts[:5]) + (" …" if len(conflicts) > 5 else "")
+            listed = "; ".join(conflicts[:10]) + (
+                f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
+            )
             raise WorkingTreeConflictError(
-                f"checkout would overwrite {len(conflicts)} file(s) that differ from "
-                f"{version.rev}: {shown}; commit them first or use --force",
+                f"checkout would overwrite {len(conflicts)} path(s) that differ from "
+                f"{version.rev}: {listed}; commit or move them first, or use --force to "
+                "replace them",
                 conflicts,
             )
         dest_real.mkdir(parents=True, exist_ok=True)
+        for path, kind in blockers.items():
+            # Forced: what blocks the version goes (a folder only after every check).
+            if kind == "folder":
+                shutil.rmtree(path)
+            else:
+                path.unlink()
         for rel in unchanged:
+            entry = tree.entries[rel]
             target = dest_real.joinpath(*PurePosixPath(rel).parts)
-            if stat.S_IMODE(target.stat().st_mode) != tree.entries[rel].mode & _MODE_BITS:
-                target.chmod(tree.entries[rel].mode & _MODE_BITS)
-        total = sum(e.size for _, _, e in plan)
+            if stat.S_ISLNK(entry.mode):
+                continue  # a link has no mode of its own
+            if stat.S_IMODE(target.stat().st_mode) != entry.mode & _MODE_BITS:
+                target.chmod(entry.mode & _MODE_BITS)
+        total = sum(e.size for _, _, e, _ in plan)
         tick = progress(f"checkout {version.rev}", total)
         written: list[str] = []
         failures: list[str] = []
-        for rel, target, entry in plan:
+        for rel, target, entry, link in plan:
             try:
-                self._write_file(version, rel, target, entry, tick)
+                if link is not None:
+                    _replace_with_link(target, link)
+                    if tick is not None:
+                        tick(entry.size)
+                else:
+                    self._write_file(version, rel, target, entry, tick)
                 written.append(rel)
             except StoreError:
                 raise
@@ -1363,12 +1439,16 @@ class Repo:
         real = folder.resolve()
         modified, missing = [], []
         unchanged = 0
+        links = self._links(version, tree)
         for rel, entry in tree.entries.items():
             target = self._target(real, rel)
-            if not target.exists() and not target.is_symlink():
+            link = links.get(rel)
+            if _non_folder_on_the_way(real, target) is not None:
+                modified.append(rel)
+            elif not target.exists() and not target.is_symlink():
                 missing.append(rel)
-            elif self._matches(target, entry) and (
-                stat.S_IMODE(target.stat().st_mode) == entry.mode & _MODE_BITS
+            elif self._matches(target, entry, link) and (
+                link is not None or stat.S_IMODE(target.stat().st_mode) == entry.mode & _MODE_BITS
             ):
                 unchanged += 1
             else:
@@ -1376,7 +1456,9 @@ class Repo:
         untracked = []
         for dirpath, dirs, names in os.walk(real):
             dirs[:] = sorted(d for d in dirs if d != REPO_DIR)
-            for name in sorted(names):
+            # A link to a folder is listed among the folders, and not entered.
+            linked = [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]
+            for name in sorted([*names, *linked]):
                 rel = Path(dirpath, name).relative_to(real).as_posix()
                 if rel not in tree.entries and not name.endswith(".mk-tmp"):
                     untracked.append(rel)
@@ -1625,6 +1707,23 @@ class Repo:
 _MODE_BITS = 0o777
 # The mode of a model file saved from memory (as a file saved under umask 022 has).
 _SAVED_MODE = 0o644
+# A tree entry that is a symlink: git's mode for one; its content is the target.
+_LINK_MODE = stat.S_IFLNK | 0o777
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """A symlink inside a committed folder, kept as its target text."""
+
+    target: str
+
+    @property
+    def parts(self) -> tuple[memoryview, ...]:
+        return (memoryview(os.fsencode(self.target)),)
+
+    @property
+    def size(self) -> int:
+        return len(os.fsencode(self.target))
 
 
 def _page_aligned(config: dict[str, Any]) -> bool:
@@ -1656,9 +1755,69 @@ def _sqlite_url(control: Path) -> str:
     return URL.create("sqlite", database=str(control / "registry.db")).render_as_string()
 
 
+def _escaping_link(links: Mapping[str, str]) -> str | None:
+    """The first link (relative path in a tree) whose target, followed through the
+    tree's own links as the kernel would follow them, leaves the tree; None if none
+    does. Reading the text alone is not enough: ``d/L -> ..`` stays inside, and so
+    does ``M -> d/L/..`` read as text, but M leads to the tree's parent."""
+    for rel in sorted(links):
+        folder = list(PurePosixPath(rel).parent.parts)
+        if _leaves(folder, links[rel], links):
+            return rel
+    return None
+
+
+def _leaves(folder: list[str], target: str, links: Mapping[str, str]) -> bool:
+    if not target or "\x00" in target:
+        return True
+    stack = list(folder)
+    pending = list(PurePosixPath(target).parts)
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part.startswith("/"):
+            return True  # absolute: never inside a folder that can be anywhere
+        if part == ".":
+            continue
+        if part == "..":
+            if not stack:
+                return True
+            stack.pop()
+            continue
+        stack.append(part)
+        inner = links.get("/".join(stack))
+        if inner is not None:
+            hops += 1
+            if hops > 40 or not inner:  # a loop, as ELOOP would say
+                return True
+            stack.pop()
+            pending[:0] = PurePosixPath(inner).parts
+    return False
+
+
+def _non_folder_on_the_way(dest: Path, target: Path) -> Path | None:
+    """The first folder of ``target`` inside ``dest`` that is a file or a symlink."""
+    for parent in reversed(target.relative_to(dest).parents[:-1]):
+        here = dest / parent
+        if here.is_symlink() or (here.exists() and not here.is_dir()):
+            return here
+    return None
+
+
+def _replace_with_link(target: Path, link: _Link) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.mk-tmp"
+    os.symlink(link.target, tmp)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _stat_key(path: Path) -> list[int] | None:
     try:
-        st = path.stat()
+        st = path.lstat()
     except OSError:
         return None
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode]

@@ -200,7 +200,7 @@ def test_checkout_refuses_to_overwrite_changes_and_keeps_modes(cli: Any, base: B
     (dest / "run.sh").unlink()
     run = cli("checkout", "churn:2", dest, code=4, cwd=base.root)
     message = run.one_line_error()
-    assert "would overwrite 1 file(s) that differ from churn:2: model.bin" in message
+    assert "would overwrite 1 path(s) that differ from churn:2: model.bin;" in message
     assert "--force" in message
     # Planned first: nothing was written, not even the missing file.
     assert (dest / "model.bin").read_bytes() == local
@@ -284,7 +284,7 @@ def test_checkout_refuses_paths_that_escape(cli: Any, e2e_base: Path) -> None:
     assert not dest.exists() or list(dest.iterdir()) == []
 
 
-def test_checkout_refuses_symlinked_folder_leading_outside(cli: Any, e2e_base: Path) -> None:
+def test_checkout_never_writes_through_a_symlinked_folder(cli: Any, e2e_base: Path) -> None:
     top = e2e_base / "symlinked"
     outside = top / "outside"
     outside.mkdir(parents=True)
@@ -300,20 +300,22 @@ def test_checkout_refuses_symlinked_folder_leading_outside(cli: Any, e2e_base: P
     dest.mkdir()
     (dest / "sub").symlink_to(outside, target_is_directory=True)
 
-    message = cli("checkout", "churn:1", dest, code=2, cwd=top / "repo").one_line_error()
-    assert "refusing to write 'sub/weights.bin'" in message
-    assert "leads outside" in message
+    # The link stands where the version has a folder: a conflict, found first.
+    message = cli("checkout", "churn:1", dest, code=4, cwd=top / "repo").one_line_error()
+    assert "sub (a symlink where churn:1 has a folder)" in message
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
     assert sorted(p.name for p in dest.iterdir()) == ["sub"]  # a.txt was not written either
 
+    # Forced, the link is replaced by the folder: nothing is written through it.
     with modelkeep.Repo(top / "repo") as repo:
-        with pytest.raises(errors.UnsafePathError):
-            repo.checkout("churn:1", dest, force=True)
+        repo.checkout("churn:1", dest, force=True)
         assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+        assert not (dest / "sub").is_symlink()
+        assert (dest / "sub" / "weights.bin").read_bytes() == b"weights"
 
         # A file that is a symlink to something outside is a conflict, and --force
         # replaces the link itself, never what it points to.
-        (dest / "sub").unlink()
+        (dest / "a.txt").unlink()
         (dest / "a.txt").symlink_to(secret)
         with pytest.raises(errors.WorkingTreeConflictError) as caught:
             repo.checkout("churn:1", dest)
