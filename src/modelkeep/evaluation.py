@@ -11,8 +11,10 @@ if TYPE_CHECKING:
 
 CLASSIFICATION = ("accuracy", "f1", "precision", "recall", "auc")
 REGRESSION = ("rmse", "mae", "r2")
-# Lower is better for these (reported in tables; the gate rule says what it wants).
+# Which way is better (reported in tables, and the gate's check of new data against
+# a parent's record; the gate rule itself says what it wants). A user's metric: unknown.
 LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+HIGHER_IS_BETTER = frozenset({*CLASSIFICATION, "r2"})
 
 
 def known_metrics(task: str | None, user: dict[str, Any] | None = None) -> set[str]:
@@ -20,6 +22,26 @@ def known_metrics(task: str | None, user: dict[str, Any] | None = None) -> set[s
     if task is None:
         names |= set(CLASSIFICATION)
     return names | set(user or {})
+
+
+def as_fitted(model: Any, x: Any) -> Any:
+    """``x`` (a DataFrame) in the form a scikit-learn-style ``model`` was fitted on.
+
+    Data always arrives as a table, but a model fitted on a bare array warns ("X has
+    feature names, but ... was fitted without feature names") at every call given one,
+    and one fitted on a table warns when given an array: a warning about our own
+    plumbing, which the user can do nothing about. So: the fitted columns in the fitted
+    order, or the values alone. Anything else (river, PyTorch, ONNX) is left as it is.
+    """
+    if not hasattr(x, "columns") or not hasattr(model, "n_features_in_"):
+        return x
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return x.to_numpy()
+    wanted = list(names)
+    if set(wanted) <= set(x.columns):
+        return x[wanted]
+    return x  # names the data lacks: the model's own check says which
 
 
 def evaluate(
@@ -33,6 +55,7 @@ def evaluate(
     import numpy as np
     from sklearn import metrics as m
 
+    x = as_fitted(model, x)
     pred = np.asarray(predict(model, x))
     y = np.asarray(y)
     if task != "regression" and pred.ndim == 2:  # class scores (e.g. a Booster)

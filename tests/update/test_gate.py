@@ -232,6 +232,15 @@ def test_a_rule_is_never_executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 # -- known bugs --------------------------------------------------------------------------
 
 
+def test_metric_the_candidate_lacks_is_a_rule_error() -> None:
+    """auc is not measured on data with one class: said, not a KeyError."""
+    gate = Gate("auc > 0.5", KNOWN)
+    with pytest.raises(GateRuleError, match=r"uses auc, which could not be measured on the hold"):
+        gate.evaluate({"f1": 0.9}, None)
+    with pytest.raises(GateRuleError, match="on churn:2's validation data churn-holdout:1"):
+        gate.evaluate({"f1": 0.9}, None, "churn:2's validation data churn-holdout:1")
+
+
 def test_division_by_zero_is_a_rule_error() -> None:
     try:
         gate = Gate("rmse < parent / 0", KNOWN)

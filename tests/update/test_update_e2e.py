@@ -209,7 +209,12 @@ def test_incremental_update_passes_promotes_and_records_lineage(
     assert update["gate"] == "f1 >= parent - 0.05"
     assert update["verdict"] == "passed"
     assert update["reason"] == result.reason
-    assert update["holdout"] == {"source": f"20% of {data.cls_new} (seed 0)", "rows": 300}
+    assert update["holdout"] == {
+        "source": f"20% of {data.cls_new} (seed 0)",
+        "rows": 300,
+        "dataset": "churn-holdout:1",
+    }
+    assert result.holdout_dataset == "churn-holdout:1"
     assert update["metrics"] == {
         "parent": result.parent_metrics,
         "candidate": result.candidate_metrics,
@@ -301,7 +306,10 @@ def test_batch_update_from_a_recorded_file_and_an_explicit_holdout(
     assert result.candidate.annotations["update"]["holdout"] == {
         "source": str(holdout),
         "rows": 400,
+        "dataset": "churn-holdout:1",
     }
+    # The holdout file is kept as it was (its child is checked on it).
+    assert repo.resolve("churn-holdout:1").artifact["content_id"] == content_id(holdout)
     assert result.candidate.annotations["update"]["datasets"] == [
         str(data.cls_new),
         str(data.cls_train.resolve()),

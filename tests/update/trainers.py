@@ -30,3 +30,19 @@ def explode_in_trainer(parent: Any, data: tuple[Any, Any], params: dict[str, Any
 
 def _broken_helper(data: tuple[Any, Any]) -> Any:
     raise RuntimeError(f"trainer bug: cannot handle {len(data[0])} rows")
+
+
+def refit_on_new(parent: Any, data: tuple[Any, Any], params: dict[str, Any]) -> Any:
+    """A fresh copy of the parent fitted on the new rows alone: it learns whatever they say."""
+    from sklearn.base import clone
+
+    x, y = data
+    return clone(parent).fit(x, y)
+
+
+def warn_then_refit(parent: Any, data: tuple[Any, Any], params: dict[str, Any]) -> Any:
+    """A trainer with something of its own to say: its warning must reach the user."""
+    import warnings
+
+    warnings.warn("trainer says: check your features", UserWarning, stacklevel=1)
+    return refit_on_new(parent, data, params)

@@ -504,12 +504,24 @@ def update(
         ),
     ] = None,
     message: Annotated[str | None, typer.Option("-m", "--message", help="Why.")] = None,
+    accept_contradicting_data: Annotated[
+        bool,
+        typer.Option(
+            "--accept-contradicting-data",
+            help="Let the gate decide even when REV scores far below its recorded metrics "
+            "on the new data (by default that means the data contradicts the model: "
+            "flipped labels, a broken join, a concept shift; the candidate is rejected).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a candidate from REV on new data, gate it against REV, commit it either way.
 
     Passed: the next version on REV's branch (and --promote moves the alias). Rejected:
-    committed on branch `candidates` with status rejected and the reason."""
+    committed on branch `candidates` with status rejected and the reason; exit code 1.
+    The gate also checks the candidate on REV's validation data (the holdout of the
+    update that made REV), and refuses new data on which REV scores far below its
+    recorded metrics."""
     from modelkeep.errors import ModelkeepError, TrainerError
 
     try:
@@ -524,6 +536,7 @@ def update(
             promote=promote_to,
             trainer=trainer,
             message=message,
+            accept_contradicting_data=accept_contradicting_data,
         )
     except TrainerError as exc:
         render.err.print(exc.trace.rstrip(), markup=False)
@@ -532,8 +545,8 @@ def update(
         fail(exc)
     if as_json:
         emit_json(result.to_dict())
-        return
-    render.update_table(result)
+    else:
+        render.update_table(result)
     if not result.passed:
         raise typer.Exit(1)
 

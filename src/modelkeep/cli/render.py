@@ -180,25 +180,47 @@ def show_version(v: Version, files: Sequence[Any], refs: list[str]) -> None:
 
 
 def update_table(result: Any) -> None:
-    """Parent and candidate side by side, then the verdict."""
+    """Parent and candidate side by side (on the new holdout, then on the parent's
+    validation data when it is stored), then the verdict."""
     cand = result.candidate
     out.print(
         f"{result.strategy} update of {result.parent.rev} → {cand.rev} on {cand.branch} "
-        f"({'PASSED' if result.passed else 'REJECTED'})"
+        f"({'PASSED' if result.passed else 'REJECTED'})",
+        markup=False,
     )
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("metric", result.parent.rev, cand.rev, "change"):
-        table.add_column(col, justify="right" if col != "metric" else "left")
-    for name, value in result.candidate_metrics.items():
-        before = result.parent_metrics.get(name)
-        change = "" if before is None else f"{value - before:+.4f}"
-        table.add_row(name, "-" if before is None else f"{before:.4f}", f"{value:.4f}", change)
-    out.print(table)
-    out.print(f"gate: {result.gate}  →  {result.reason}")
+    evaluations = [(result.parent_metrics, result.candidate_metrics)]
+    if result.validation is not None:
+        val = result.validation
+        evaluations.append((val.parent_metrics, val.candidate_metrics))
+    for i, (parent_metrics, cand_metrics) in enumerate(evaluations):
+        # Headings only when there are two tables: one needs no telling apart.
+        if i:
+            out.print(
+                f"on {result.parent.rev}'s validation data {result.validation.data} "
+                f"({result.validation.rows} rows):",
+                markup=False,
+            )
+        elif result.validation is not None:
+            rows = cand.annotations.get("update", {}).get("holdout", {}).get("rows")
+            out.print(f"on the new holdout{f' ({rows} rows)' if rows else ''}:", markup=False)
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for col in ("metric", result.parent.rev, cand.rev, "change"):
+            table.add_column(col, justify="right" if col != "metric" else "left")
+        for name, value in cand_metrics.items():
+            before = parent_metrics.get(name)
+            change = "" if before is None else f"{value - before:+.4f}"
+            table.add_row(name, "-" if before is None else f"{before:.4f}", f"{value:.4f}", change)
+        out.print(table)
+    out.print(f"gate: {result.gate}  →  {result.reason}", markup=False)
+    for note in result.notes:
+        out.print(f"note: {note}", markup=False)
     if result.promoted:
-        out.print(f"promoted: {cand.model}@{result.promoted} → {cand.rev}")
+        out.print(f"promoted: {cand.model}@{result.promoted} → {cand.rev}", markup=False)
     elif not result.passed:
-        out.print(f"kept on branch {cand.branch} with status rejected; the alias did not move")
+        line = f"kept on branch {cand.branch} with status rejected; the alias did not move"
+        if result.contradiction and not result.accepted_contradiction:
+            line += " (--accept-contradicting-data lets the gate decide)"
+        out.print(line, markup=False)
 
 
 def deployment_line(d: Any) -> str:

@@ -10,6 +10,12 @@ that same metric on the same holdout. EXPR may use numbers, ``parent``, + - * /
 and parentheses. Comparisons combine with ``and``, ``or`` and ``not``. Rules are
 parsed by Python's own parser (``ast``) and only these forms are accepted: a rule
 is data, never code.
+
+Before any rule, the new data itself is checked against the parent (``contradictions``):
+a parent that scores far below its own recorded metrics on the new holdout means the
+data contradicts the model (flipped labels, a broken join, a concept shift), and a
+relative rule such as ``accuracy >= parent - 0.01`` would then compare the candidate
+with a meaningless baseline.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelkeep.errors import GateRuleError
+from modelkeep.evaluation import HIGHER_IS_BETTER, LOWER_IS_BETTER
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping
@@ -38,6 +45,45 @@ _ARITH: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
 }
+
+
+# "Far below its recorded value": the new data contradicts the parent when, for any
+# metric both recorded with the parent and measured on the new holdout, the parent
+# scores more than CONTRADICTION_DROP below its record on a score that is better
+# higher (accuracy, f1, precision, recall, auc: all within [0, 1]; r2 at most 1), or
+# more than CONTRADICTION_RATIO times its record on an error (rmse, mae). Honest new
+# data moves these by a few hundredths; 0.2 of accuracy is a fifth of all rows
+# answered differently. A user's own metrics have no known direction: not checked.
+CONTRADICTION_DROP = 0.2
+CONTRADICTION_RATIO = 2.0
+
+
+def contradictions(
+    recorded: Mapping[str, object],
+    measured: Mapping[str, float],
+    *,
+    drop: float = CONTRADICTION_DROP,
+    ratio: float = CONTRADICTION_RATIO,
+) -> list[str]:
+    """Each metric on which ``measured`` falls far below ``recorded``, as
+    ``"accuracy recorded 0.925, measured 0.075"``; empty when the data agrees."""
+    found: list[str] = []
+    for name, value in measured.items():
+        kept = recorded.get(name)
+        if isinstance(kept, bool) or not isinstance(kept, int | float):
+            continue
+        was = float(kept)
+        # The slack keeps a drop of exactly the threshold (0.9 -> 0.7) from counting
+        # as more than it through binary rounding.
+        if name in HIGHER_IS_BETTER:
+            far = was - value > drop + 1e-9
+        elif name in LOWER_IS_BETTER:
+            far = value > was * ratio * (1 + 1e-9)
+        else:
+            continue
+        if far:
+            found.append(f"{name} recorded {was:.4g}, measured {value:.4g}")
+    return found
 
 
 @dataclass(frozen=True)
@@ -113,11 +159,15 @@ class Gate:
             raise self._fail(node, f"{type(node).__name__} is not part of the rule language")
 
     def evaluate(
-        self, candidate: Mapping[str, float], parent: Mapping[str, float] | None
+        self,
+        candidate: Mapping[str, float],
+        parent: Mapping[str, float] | None,
+        on: str = "the holdout",
     ) -> Verdict:
-        """Apply the rule; ``reason`` shows every comparison with its numbers."""
+        """Apply the rule; ``reason`` shows every comparison with its numbers. ``on``
+        names the data both were scored on, for the error when a metric is missing."""
         parts: list[str] = []
-        passed = bool(self._eval(self._root, candidate, parent, None, parts))
+        passed = bool(self._eval(self._root, candidate, parent, None, parts, on))
         return Verdict(passed, "; ".join(parts))
 
     def _eval(
@@ -127,36 +177,43 @@ class Gate:
         parent: Mapping[str, float] | None,
         metric: str | None,
         parts: list[str],
+        on: str = "the holdout",
     ) -> Any:
         if isinstance(node, ast.BoolOp):
-            values = [bool(self._eval(v, cand, parent, None, parts)) for v in node.values]
+            values = [bool(self._eval(v, cand, parent, None, parts, on)) for v in node.values]
             return all(values) if isinstance(node.op, ast.And) else any(values)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            return not self._eval(node.operand, cand, parent, None, parts)
+            return not self._eval(node.operand, cand, parent, None, parts, on)
         if isinstance(node, ast.Compare):
             assert isinstance(node.left, ast.Name)
             name = node.left.id
-            bound = float(self._eval(node.comparators[0], cand, parent, name, parts))
+            if name not in cand:
+                why = " (auc needs both classes in the data)" if name == "auc" else ""
+                raise GateRuleError(
+                    f"gate rule {self.text!r} uses {name}, which could not be measured on "
+                    f"{on}{why}; gate on another metric"
+                )
+            bound = float(self._eval(node.comparators[0], cand, parent, name, parts, on))
             ok = _COMPARE[type(node.ops[0])](cand[name], bound)
             op = ast.unparse(node).split(name, 1)[1].strip().split(" ", 1)[0]
             parts.append(f"{name} {cand[name]:.4g} {op} {bound:.4g}: {'yes' if ok else 'no'}")
             return ok
         if isinstance(node, ast.BinOp):
-            left = self._eval(node.left, cand, parent, metric, parts)
-            right = self._eval(node.right, cand, parent, metric, parts)
+            left = self._eval(node.left, cand, parent, metric, parts, on)
+            right = self._eval(node.right, cand, parent, metric, parts, on)
             try:
                 return _ARITH[type(node.op)](left, right)
             except ZeroDivisionError:
                 raise self._fail(node, f"division by zero ({ast.unparse(node)})") from None
         if isinstance(node, ast.UnaryOp):
-            return -self._eval(node.operand, cand, parent, metric, parts)
+            return -self._eval(node.operand, cand, parent, metric, parts, on)
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.Name) and node.id == "parent" and metric is not None:
             if parent is None or metric not in parent:
                 raise GateRuleError(
                     f"gate rule {self.text!r} compares {metric} with the parent, but the "
-                    "parent could not be evaluated on the holdout"
+                    f"parent could not be evaluated on {on}"
                 )
             return parent[metric]
         raise self._fail(node, "unexpected")
