@@ -25,6 +25,8 @@
     │   ├── RepositoryExistsError
     │   └── RegistryBusyError                the database stayed locked too long
     ├── RegistryError                        the registry database failed (disk, permissions)
+    │   ├── RegistryDamagedError             its file is damaged: restore or salvage it
+    │   └── ReadOnlyRepositoryError          a write where the user may only read
     ├── RepositoryFormatError                the repository needs a newer modelkeep
     ├── UntrustedModelError                  loading would run code nobody vouched for
     ├── MissingDependencyError (ImportError) a format's library is not installed
@@ -144,6 +146,14 @@ class RegistryBusyError(ConflictError):
 
 class RegistryError(ModelkeepError):
     """The registry database failed: disk full, read-only, damaged."""
+
+
+class RegistryDamagedError(RegistryError):
+    """The registry database is damaged (truncated, overwritten, malformed)."""
+
+
+class ReadOnlyRepositoryError(RegistryError):
+    """The operation writes, and this user may only read the repository."""
 
 
 class RepositoryFormatError(ModelkeepError):

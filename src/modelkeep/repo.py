@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -26,6 +28,8 @@ from modelkeep.errors import (
     ModelkeepError,
     NotFoundError,
     PathNotFoundError,
+    ReadOnlyRepositoryError,
+    RegistryDamagedError,
     RepositoryExistsError,
     RepositoryFormatError,
     RepositoryNotFoundError,
@@ -75,6 +79,7 @@ if TYPE_CHECKING:
     from modelkeep.formats.tensordiff import TensorDiff, TensorInfo
     from modelkeep.monitor.schedule import ScheduledRun
     from modelkeep.registry.records import Deployment, Schedule
+    from modelkeep.registry.salvage import Salvaged
     from modelkeep.store import Backend, Tree
 
     Progress = Callable[[int], None]
@@ -188,7 +193,11 @@ class Repo:
         if (control / "config.json").exists():
             raise RepositoryExistsError(f"{root} already holds a modelkeep repository")
         (control / "store").mkdir(parents=True, exist_ok=True)
-        Registry(_sqlite_url(control)).create()
+        created = Registry(_sqlite_url(control))
+        try:
+            created.create()
+        finally:
+            created.dispose()  # its pooled connection would hold the WAL open
         config = {
             "format": FORMAT,
             "chunking": (params or ChunkParams()).to_json(),
@@ -197,6 +206,55 @@ class Repo:
         # The config is written last: until it exists, this is not a repository.
         _write_config(control, config)
         return cls(root)
+
+    @classmethod
+    def salvage_registry(cls, path: str | os.PathLike[str] | None = None) -> Salvaged:
+        """Rebuild a damaged registry from every row that can still be read (the
+        damaged file is kept beside it; see ``modelkeep.registry.salvage``). Versions
+        whose rows were lost leave their objects unreferenced: ``gc`` would delete
+        them, so restore from a backup instead if there is one."""
+        from modelkeep.registry.salvage import salvage
+
+        root = cls.find(Path(path) if path is not None else None)
+        control = root / REPO_DIR
+        cls._read_config(control)
+        db = control / "registry.db"
+        if not os.access(db, os.W_OK) or not os.access(control, os.W_OK | os.X_OK):
+            raise ReadOnlyRepositoryError(
+                f"salvaging {db} writes a new registry, and you may only read it; run it "
+                "as a user who can write there"
+            )
+        with locks.exclusive(control / "lock"):
+            return salvage(db)
+
+    @classmethod
+    def repair(
+        cls, path: str | os.PathLike[str] | None = None, progress: ProgressStart = _no_progress
+    ) -> FsckReport:
+        """``fsck(repair=True)`` of the repository at ``path``, also when its registry is
+        too damaged to open: it is salvaged first (``salvage_registry``)."""
+        try:
+            repo = cls(path)
+        except RegistryDamagedError:
+            salvaged = cls.salvage_registry(path)
+            with cls(path) as repo:
+                report = repo.fsck(progress, repair=True)
+            return dataclasses.replace(
+                report,
+                problems=[*salvaged.problems(), *report.problems],
+                salvaged=salvaged.to_dict(),
+            )
+        with repo:
+            return repo.fsck(progress, repair=True)
+
+    def _salvage_open_registry(self) -> Salvaged:
+        """Salvage this repository's registry and go on with the salvaged one."""
+        url = self.registry.url
+        self.registry.dispose()
+        try:
+            return self.salvage_registry(self.root)
+        finally:
+            self.registry = Registry(url)
 
     @classmethod
     def memory(cls, params: ChunkParams | None = None) -> Repo:
@@ -510,6 +568,7 @@ class Repo:
         total = sum(
             src.stat().st_size if isinstance(src, Path) else src.size for src in files.values()
         )
+        self.registry.check_writable()
         tick = progress(f"commit {name}", total)
         with contextlib.ExitStack() as stack:
             if found is None:
@@ -770,8 +829,13 @@ class Repo:
     # -- models and datasets ----------------------------------------------------------
 
     def _cache_dir(self, version: Version) -> Path:
-        if self._control is not None:
+        if self._control is not None and not self.registry.read_only:
             base = self._control / "cache"
+        elif self._control is not None:
+            # A user who may only read the repository loads through a cache of their own.
+            key = hashlib.sha256(str(self._control.resolve()).encode()).hexdigest()[:16]
+            base = Path(tempfile.gettempdir()) / f"modelkeep-cache-{os.getuid()}" / key
+            base.mkdir(mode=0o700, parents=True, exist_ok=True)
         else:
             base = Path(tempfile.gettempdir()) / f"modelkeep-memory-{os.getpid()}-{id(self)}"
         return base / version.model / str(version.number)
@@ -1184,6 +1248,7 @@ class Repo:
         from modelkeep.monitor.policy import measurable, parse
 
         check_name(name)
+        self.registry.check_writable()
         self.registry.default_branch(name)  # the model must exist
         tasks = {v.artifact.get("task") for v in self.registry.versions(name)}
         rules = parse(text, f"policy of {name}", fmt, metrics=measurable(tasks))
@@ -1578,9 +1643,24 @@ class Repo:
         damaged objects to quarantine/: committing the original files again then
         stores them afresh.
         """
+        if repair:
+            self.registry.check_writable()
+        # The registry first: a damaged one cannot say which objects are in use.
+        damage = self.registry.integrity_problems()
+        salvaged = None
+        if damage and not repair:
+            return FsckReport(0, 0, damage, 0)
+        if damage:
+            salvaged = self._salvage_open_registry()
         lock = locks.exclusive if repair else locks.shared
         with lock(self._lock_path):
             report, bad = self._fsck(progress)
+            if salvaged is not None:
+                report = dataclasses.replace(
+                    report,
+                    problems=[*damage, *salvaged.problems(), *report.problems],
+                    salvaged=salvaged.to_dict(),
+                )
             if bad and self.store.trust is not None:
                 # Damage that left a file's stat alone (the media, a write through a
                 # shared map) is what fsck exists to find: loads must hash it again.
@@ -1661,6 +1741,7 @@ class Repo:
         before the upgrade would take the rewritten objects for damaged ones (and
         `fsck --repair` would move them aside). Processes of this release follow the
         upgrade at their next commit."""
+        self.registry.check_writable()
         if self._control is None:
             raise UsageError("an in-memory repository has no format to upgrade")
         with locks.exclusive(self._lock_path):
@@ -1683,6 +1764,7 @@ class Repo:
     def gc(self) -> GcReport:
         """Delete objects no version references. Safe beside running commits: it holds
         the store lock exclusively, so no commit is between writing and publishing."""
+        self.registry.check_writable()
         with locks.exclusive(self._lock_path):
             trees = [ObjectId(tid) for _, _, tid in self.registry.tree_ids()]
             try:

@@ -121,6 +121,8 @@ class FsckReport:
     versions_checked: int
     problems: list[str]
     unreferenced: int
+    # With repair, of a damaged registry: what the salvage kept and lost (salvage.py).
+    salvaged: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

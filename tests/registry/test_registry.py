@@ -14,6 +14,7 @@ from modelkeep.errors import (
     RefExistsError,
     RefMovedError,
     RefNotFoundError,
+    RegistryDamagedError,
     RepositoryFormatError,
     VersionNotFoundError,
 )
@@ -459,7 +460,8 @@ def test_opening_a_repo_with_a_newer_schema_fails(tmp_path: Path) -> None:
 def test_check_schema_on_a_database_without_tables(tmp_path: Path) -> None:
     reg = Registry(f"sqlite:///{tmp_path / 'empty.db'}")
     try:
-        with pytest.raises(RepositoryFormatError, match="missing or damaged"):
+        # Damaged, not "missing": re-creating a repository would lose every version.
+        with pytest.raises(RegistryDamagedError, match=r"is damaged \(no such table: meta\).*fsck"):
             reg.check_schema()
     finally:
         reg.dispose()
@@ -473,7 +475,7 @@ def test_check_schema_on_a_damaged_schema_version(tmp_path: Path) -> None:
     _set_schema(url, "garbage")
     damaged = Registry(url)
     try:
-        with pytest.raises(RepositoryFormatError):
+        with pytest.raises(RegistryDamagedError, match="schema_version 'garbage' is not a number"):
             damaged.check_schema()
     finally:
         damaged.dispose()

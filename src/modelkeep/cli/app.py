@@ -157,6 +157,7 @@ def _exit_code(exc: Exception) -> int:
         (e.ConflictError, 4),
         (e.RepositoryFormatError, 5),
         (e.StoreError, 6),
+        (e.RegistryDamagedError, 6),
     ]
     return next((code for cls, code in table if isinstance(exc, cls)), 1)
 
@@ -1225,21 +1226,34 @@ def fsck(
         typer.Option(
             "--repair",
             help="Move damaged objects aside, so committing the original files again "
-            "restores them.",
+            "restores them; salvage a damaged registry into a new one.",
         ),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify every object against its hash and every version against its tree."""
-    from modelkeep.errors import ModelkeepError
+    """Verify every object against its hash and every version against its tree.
 
-    try:
-        report = open_repo().fsck(progress=_progress(), repair=repair)
-    except ModelkeepError as exc:
-        fail(exc)
+    A damaged registry stops every command; --repair then salvages every row that can
+    still be read into a new registry (the damaged file is kept beside it) before
+    verifying."""
+    from modelkeep.repo import Repo
+
+    if repair:
+        report = Repo.repair(_state["repo"], progress=_progress())
+    else:
+        report = open_repo().fsck(progress=_progress())
     if as_json:
         emit_json(report.to_dict())
     else:
+        if report.salvaged is not None:
+            kept = report.salvaged["damaged_copy"]
+            out.print(f"salvaged the registry; the damaged file is kept as {kept}", markup=False)
+            if not report.ok:
+                out.print(
+                    "objects of versions the registry lost are kept, unreferenced: do not "
+                    "run `modelkeep gc` while you may still restore it from a backup",
+                    markup=False,
+                )
         for p in report.problems:
             out.print(f"problem: {p}", markup=False)
         verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
@@ -1248,7 +1262,14 @@ def fsck(
             f"{report.versions_checked} versions checked, "
             f"{report.unreferenced} unreferenced (removed by `modelkeep gc`)"
         )
-        if not report.ok:
+        registry_damage = any(p.startswith("registry:") for p in report.problems)
+        object_damage = any(not p.startswith("registry:") for p in report.problems)
+        if not repair and registry_damage:
+            out.print(
+                "to recover: restore .modelkeep/registry.db from a backup, or `modelkeep fsck "
+                "--repair` salvages every row that can still be read (the damaged file is kept)"
+            )
+        elif object_damage:
             out.print(
                 "damaged objects were moved to .modelkeep/store/quarantine: commit the "
                 "original files again to restore them, or restore .modelkeep from a backup"

@@ -7,6 +7,8 @@ the event. That single choke point is what makes history and rollback trustworth
 from __future__ import annotations
 
 import contextlib
+import os
+import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +24,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.functions import FunctionElement
@@ -31,10 +34,12 @@ from modelkeep.errors import (
     ConflictError,
     ModelNotFoundError,
     NotFoundError,
+    ReadOnlyRepositoryError,
     RefExistsError,
     RefMovedError,
     RefNotFoundError,
     RegistryBusyError,
+    RegistryDamagedError,
     RegistryError,
     RepositoryFormatError,
     VersionNotFoundError,
@@ -104,12 +109,23 @@ def _new_id(result: CursorResult[Any]) -> int:
     return int(key[0])
 
 
-def _db_error(exc: OperationalError) -> RegistryError:
-    """The database itself failed (disk full, read-only, damaged): one line, no trace."""
+# What SQLite says of a file that is not (or no longer) a whole database. A table
+# that is missing is damage too: every schema version has every table it reads.
+_DAMAGE = ("malformed", "not a database", "no such table", "no such column", "corrupt")
+
+
+def _db_error(exc: DatabaseError, where: str) -> RegistryError:
+    """The database itself failed — damaged, or the disk or permissions: one line, no
+    trace, and advice that loses nothing."""
     reason = " ".join(str(exc.orig).split()) if exc.orig is not None else str(exc)
+    if not isinstance(exc, OperationalError) or any(d in reason.lower() for d in _DAMAGE):
+        return RegistryDamagedError(
+            f"the registry {where} is damaged ({reason}); restore it from a backup, or run "
+            "`modelkeep fsck --repair` to salvage what can still be read into a new "
+            "registry (the damaged file is kept beside it)"
+        )
     return RegistryError(
-        f"the registry database failed: {reason}; check the disk and the permissions of "
-        ".modelkeep/registry.db"
+        f"the registry {where} failed: {reason}; check the disk and its permissions"
     )
 
 
@@ -122,10 +138,30 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _read_only(path: str) -> bool:
+    """Whether this process may only read the database file at ``path`` (a writer
+    needs the file and its folder, where SQLite keeps the -wal and -shm files)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    return os.path.exists(path) and not (
+        os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK)
+    )
+
+
+def _sqlite_engine(url: str, read_only: bool) -> Engine:
     if ":memory:" in url:
         # One connection shared by all, or every connection would see its own database.
         engine = create_engine(url, poolclass=StaticPool)
+    elif read_only:
+        # A reader who may not write can still open a WAL database when its -shm file
+        # exists (SQLite then reads it without writing); when it does not, no writer is
+        # connected, and the file is read as immutable.
+        path = make_url(url).database or ""
+        idle = not os.path.exists(path + "-shm") and not os.path.exists(path + "-wal")
+        uri = f"file:{urllib.parse.quote(path)}?mode=ro" + ("&immutable=1" if idle else "")
+        engine = create_engine(
+            "sqlite+pysqlite:///" + uri.replace("?", "?uri=true&", 1),
+            connect_args={"timeout": 60},
+        )
     else:
         engine = create_engine(url, connect_args={"timeout": 60})
 
@@ -134,7 +170,8 @@ def _sqlite_engine(url: str) -> Engine:
         # Let SQLAlchemy's begin event issue BEGIN itself (see below).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        # No journal_mode here: WAL is set once, by create(), and stays with the file;
+        # setting it on every open would write a header into an empty or foreign file.
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=60000")
@@ -155,37 +192,63 @@ class Registry:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = _sqlite_engine(url) if url.startswith("sqlite") else create_engine(url)
+        parsed = make_url(url)
+        sqlite = parsed.get_backend_name() == "sqlite"
+        file = parsed.database if sqlite and parsed.database not in (None, "", ":memory:") else None
+        self.file = file  # the SQLite database file, if there is one
+        # Named in errors: the file a user can restore, or the URL without its password.
+        self.where = file or parsed.render_as_string(hide_password=True)
+        self.read_only = file is not None and _read_only(file)
+        self.engine = _sqlite_engine(url, self.read_only) if sqlite else create_engine(url)
 
     # -- transactions -------------------------------------------------------------
 
+    def check_writable(self) -> None:
+        """Refuse, before anything is written, a change by a user who may only read."""
+        if self.read_only:
+            raise ReadOnlyRepositoryError(
+                f"this changes the repository, and you may only read it ({self.where} or "
+                "its folder is not writable for you); run it as a user who can write there"
+            )
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
+        self.check_writable()
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(modelkeep_write=True)
                 with conn.begin():
                     yield conn
+        except IntegrityError:
+            raise  # a constraint said no: the caller's to handle (a lost race)
         except OperationalError as exc:
             if "locked" in str(exc):
                 raise RegistryBusyError(
                     "the registry database stayed locked by another process for a minute; "
                     "retry when it has finished"
                 ) from None
-            raise _db_error(exc) from None
+            raise _db_error(exc, self.where) from None
+        except DatabaseError as exc:
+            raise _db_error(exc, self.where) from None
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
         try:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
-        except OperationalError as exc:
-            raise _db_error(exc) from None
+        except DatabaseError as exc:
+            raise _db_error(exc, self.where) from None
 
     # -- schema -------------------------------------------------------------------
 
     def create(self) -> None:
-        """Create the schema in an empty database (through the migrations)."""
+        """Create the schema in an empty database (through the migrations), in WAL mode
+        (readers never wait for a writer); the mode stays with the file."""
+        if self.file is not None:
+            with self.engine.connect() as conn:
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                raw.execute("PRAGMA journal_mode=WAL")  # outside a transaction, as it must
         self.migrate()
 
     def migrate(self) -> None:
@@ -200,24 +263,27 @@ class Registry:
             command.upgrade(config, "head")
 
     def check_schema(self) -> None:
-        try:
-            with self._read() as conn:
-                row = conn.execute(
-                    select(t.meta.c.value).where(t.meta.c.key == "schema_version")
-                ).first()
-        except RegistryError:
-            raise RepositoryFormatError(
-                "the registry database is missing or damaged; restore .modelkeep/registry.db "
-                "from a backup or re-create the repository with `modelkeep init`"
-            ) from None
+        # Damage and failures come out of _read as they are: the advice to re-create
+        # the repository that a missing table once got would throw every version away.
+        with self._read() as conn:
+            row = conn.execute(
+                select(t.meta.c.value).where(t.meta.c.key == "schema_version")
+            ).first()
         raw = row[0] if row else "0"
         try:
             found = int(raw)
         except ValueError:
-            raise RepositoryFormatError(
-                f"the registry's schema_version {raw!r} is not a number: the database is "
-                "damaged; restore .modelkeep/registry.db from a backup"
+            raise RegistryDamagedError(
+                f"the registry {self.where} is damaged (its schema_version {raw!r} is not a "
+                "number); restore it from a backup, or run `modelkeep fsck --repair` to "
+                "salvage what can still be read"
             ) from None
+        if found < t.SCHEMA_VERSION and self.read_only:
+            raise RepositoryFormatError(
+                f"the registry {self.where} has schema {found}, older than this modelkeep's "
+                f"({t.SCHEMA_VERSION}), and you may only read it: someone who can write the "
+                "repository must run a modelkeep command in it once, which upgrades it"
+            )
         if found < t.SCHEMA_VERSION:
             self.migrate()
         elif found > t.SCHEMA_VERSION:
@@ -225,6 +291,18 @@ class Registry:
                 f"this repository uses registry schema {found}, newer than this modelkeep "
                 f"understands ({t.SCHEMA_VERSION}); upgrade with `pip install -U modelkeep`"
             )
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's own check finds wrong with the database file (empty when it
+        is sound, and on engines that keep their own)."""
+        if self.file is None:
+            return []
+        try:
+            with self._read() as conn:
+                found = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check(20)")]
+        except RegistryDamagedError as exc:
+            return [f"registry: {exc}"]
+        return [] if found == ["ok"] else [f"registry: {self.where}: {f}" for f in found]
 
     # -- models -------------------------------------------------------------------
 

@@ -23,7 +23,12 @@ def _flock(path: Path | None, mode: int) -> Iterator[None]:
     if path is None:  # in-memory repositories have one process
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+        # A user who may only read the repository: flock needs no write access, and
+        # a reader's shared lock still keeps gc out while it reads.
+        fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, mode)
         yield

@@ -117,7 +117,13 @@ class Ledger:
             if len(kept) == len(self._known):
                 return
             tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text("".join(f"{h} {' '.join(map(str, k))}\n" for h, k in kept.items()))
-            os.replace(tmp, self.path)
+            try:
+                tmp.write_text("".join(f"{h} {' '.join(map(str, k))}\n" for h, k in kept.items()))
+                os.replace(tmp, self.path)
+            except OSError:
+                # A user who may only read the store cannot strike anything: the next
+                # fsck by one who can write does.
+                tmp.unlink(missing_ok=True)
+                return
             self._known = kept
             self._file, self._read_to = None, 0
