@@ -6,6 +6,7 @@ and branches, printing each step as the command a user would type.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 import time
@@ -220,15 +221,21 @@ def _closed_loop(repo: Repo, test: Any, say: Callable[[str], None]) -> None:
     repo.set_policy("churn", POLICY)
     say("$ modelkeep monitor policy churn policy.toml   # f1 < reference - 0.05 twice → rollback")
     columns = [c for c in test.columns if c != "label"]
-    with serve_in_thread(repo.root, "churn@production", interval=0.1, window_rows=200) as (
-        base,
-        follower,
-    ):
-        say(f"$ modelkeep serve churn@production   # listening on {base}")
+    # Labels can move production (through the policy): the server takes them only from
+    # clients holding its feedback token.
+    token = secrets.token_urlsafe(24)
+    with serve_in_thread(
+        repo.root, "churn@production", interval=0.1, window_rows=200, feedback_token=token
+    ) as (base, follower):
+        say(
+            f"$ modelkeep serve churn@production --feedback-token-file token   "
+            f"# listening on {base}"
+        )
 
         def traffic(rows: Any, flip: bool) -> int:
             sent = 0
-            with httpx.Client(base_url=base, timeout=10) as client:
+            auth = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(base_url=base, timeout=10, headers=auth) as client:
                 for start in range(0, len(rows), 25):
                     batch = rows.iloc[start : start + 25]
                     r = client.post("/predict", json={"inputs": batch[columns].to_numpy().tolist()})

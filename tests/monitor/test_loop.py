@@ -22,6 +22,10 @@ from sklearn.metrics import f1_score
 import modelkeep
 from modelkeep.serve.run import serve_in_thread
 
+# Feedback moves production (through policies): servers take labels only with a token.
+TOKEN = "loop-test-feedback-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -66,7 +70,7 @@ def repo_root(tmp_path: Path) -> Path:
 
 def _traffic(base: str, rows: pd.DataFrame, flip: bool, failures: list[str]) -> None:
     """Batches of 20 rows; the true labels (flipped when ``flip``) go back as feedback."""
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with httpx.Client(base_url=base, timeout=10, headers=AUTH) as client:
         for start in range(0, len(rows), 20):
             batch = rows.iloc[start : start + 20]
             r = client.post("/predict", json={"inputs": batch[COLUMNS].to_numpy().tolist()})
@@ -93,6 +97,7 @@ def test_a_quality_drop_rolls_production_back(repo_root: Path) -> None:
         interval=0.1,
         window_rows=200,
         window_seconds=60.0,
+        feedback_token=TOKEN,
     ) as (base, follower):
         # Healthy traffic: windows close, no rule fires.
         _traffic(base, test.iloc[:600], flip=False, failures=failures)

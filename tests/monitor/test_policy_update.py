@@ -16,6 +16,10 @@ from sklearn.linear_model import SGDClassifier
 import modelkeep
 from modelkeep.serve.run import serve_in_thread
 
+# Feedback moves production (through policies): servers take labels only with a token.
+TOKEN = "policy-update-test-feedback-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -66,11 +70,14 @@ def test_drift_triggers_a_gated_update_that_is_promoted(repo_root: Path) -> None
     shifted = _data(3000, 3.0, 1)
     failures: list[str] = []
     with (
-        serve_in_thread(repo_root / "repo", "churn@production", interval=0.1, window_rows=100) as (
-            base,
-            follower,
-        ),
-        httpx.Client(base_url=base, timeout=30) as client,
+        serve_in_thread(
+            repo_root / "repo",
+            "churn@production",
+            interval=0.1,
+            window_rows=100,
+            feedback_token=TOKEN,
+        ) as (base, follower),
+        httpx.Client(base_url=base, timeout=30, headers=AUTH) as client,
     ):
         deadline = time.monotonic() + 60
         start = 0

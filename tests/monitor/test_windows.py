@@ -25,6 +25,10 @@ from modelkeep.evaluation import scores
 from modelkeep.monitor.window import WindowSummary
 from modelkeep.serve.run import serve_in_thread
 
+# Feedback moves production (through policies): servers take labels only with a token.
+TOKEN = "windows-test-feedback-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -126,11 +130,14 @@ def test_window_figures_are_exported_in_metrics(tmp_path: Path) -> None:
     repo = _repo(tmp_path)
     rows = pd.read_csv(tmp_path / "train.csv").iloc[:200]
     with (
-        serve_in_thread(tmp_path / "repo", "churn@production", interval=0.1, window_rows=100) as (
-            base,
-            _follower,
-        ),
-        httpx.Client(base_url=base, timeout=10) as client,
+        serve_in_thread(
+            tmp_path / "repo",
+            "churn@production",
+            interval=0.1,
+            window_rows=100,
+            feedback_token=TOKEN,
+        ) as (base, _follower),
+        httpx.Client(base_url=base, timeout=10, headers=AUTH) as client,
     ):
         for start in (0, 100):
             batch = rows.iloc[start : start + 100]
@@ -221,6 +228,8 @@ def test_two_workers_windows_merge_into_one_per_slot(tmp_path: Path) -> None:
     repo = _repo(tmp_path)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
+    token_file = tmp_path / "feedback-token"
+    token_file.write_text(TOKEN + "\n")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -234,6 +243,8 @@ def test_two_workers_windows_merge_into_one_per_slot(tmp_path: Path) -> None:
             str(port),
             "--window-seconds",
             "1",
+            "--feedback-token-file",
+            str(token_file),
         ],
         cwd=tmp_path / "repo",
         stdout=subprocess.DEVNULL,
@@ -271,7 +282,7 @@ def test_two_workers_windows_merge_into_one_per_slot(tmp_path: Path) -> None:
                 f = httpx.post(
                     f"{base}/v2/models/churn/feedback",
                     json={"id": r.json()["id"], "value": batch["label"].tolist()},
-                    headers={"Connection": "close"},
+                    headers={"Connection": "close", **AUTH},
                 )
                 if f.status_code != 200:
                     failures.append(f.text)

@@ -384,6 +384,10 @@ def test_oip_per_column_non_numbers_and_ragged_are_400(tabular_server, data):
     inputs[2]["data"] = [1.0, 2.0]
     r = tabular_server.http.post("/v2/models/churn/infer", json={"inputs": inputs})
     assert r.status_code == 400
+    assert "shape [3] holds 3 values, data has 2" in r.json()["error"]
+    inputs[2]["shape"] = [2]
+    r = tabular_server.http.post("/v2/models/churn/infer", json={"inputs": inputs})
+    assert r.status_code == 400
     assert "same length" in r.json()["error"]
 
 

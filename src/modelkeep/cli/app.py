@@ -576,6 +576,15 @@ def serve(
     monitor: Annotated[
         bool, typer.Option("--monitor/--no-monitor", help="Summarise traffic in windows.")
     ] = True,
+    feedback_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--feedback-token-file",
+            help="File holding the secret that clients send as 'Authorization: Bearer "
+            "<token>' to POST labels to /v2/models/NAME/feedback (policies act on them). "
+            "Without it, feedback is off (403).",
+        ),
+    ] = None,
 ) -> None:
     """Serve a revision over HTTP: OIP v2 (/v2/...), POST /predict and GET /metrics.
 
@@ -595,6 +604,7 @@ def serve(
             window_rows=window_rows,
             window_seconds=window_seconds,
             monitoring=monitor,
+            feedback_token_file=feedback_token_file,
         )
     except ModelkeepError as exc:
         fail(exc)

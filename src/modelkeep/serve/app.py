@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 import uuid
@@ -24,10 +25,14 @@ from prometheus_client import (
 )
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelkeep.errors import SignatureError
+from modelkeep.errors import SignatureError, UsageError
+from modelkeep.serve.inputs import oip_type, request_id
+from modelkeep.serve.windows import labels
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -49,8 +54,10 @@ def _json(
     status: int = 200,
     version: str | None = None,
     background: BackgroundTask | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
-    headers = {VERSION_HEADER: version} if version else None
+    if version:
+        headers = {**(headers or {}), VERSION_HEADER: version}
     return Response(
         orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
         status,
@@ -60,8 +67,68 @@ def _json(
     )
 
 
-def _error(status: int, message: str, version: str | None = None, **extra: Any) -> Response:
-    return _json({"error": message, **extra}, status, version=version)
+def _error(
+    status: int,
+    message: str,
+    version: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    return _json({"error": message, **extra}, status, version=version, headers=headers)
+
+
+# Answers sent before the body was read: the connection is closed after them, so that
+# the rest of the body is never read (uvicorn would otherwise read and discard it all).
+CLOSE = {"Connection": "close"}
+
+
+def bearer_ok(authorization: str | None, secret: bytes) -> bool:
+    """Whether an Authorization header carries ``secret`` as its bearer token, compared
+    in constant time. The one check of who may send labels: scoped tokens of a team
+    server would replace this function."""
+    if authorization is None:
+        return False
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # Header values are latin-1 text (ASGI bytes, decoded by Starlette): back to bytes.
+    return hmac.compare_digest(token.strip().encode("latin-1"), secret)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, counted as it arrives: over ``limit`` bytes is a 413 at once,
+    before the rest is read, whether the client sent a Content-Length or chunks."""
+    length = request.headers.get("content-length")
+    # ASCII digits only ("²".isdigit() too), and a length past 18 digits is over any
+    # limit before int() meets Python's digit limit.
+    if (
+        length is not None
+        and length.isascii()
+        and length.isdigit()
+        and (len(length) > 18 or int(length) > limit)
+    ):
+        raise _Reject(
+            413,
+            f"body of {length} bytes is over the {limit}-byte limit; send smaller batches",
+            CLOSE,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _Reject(
+                    413,
+                    f"body is over the {limit}-byte limit (more than {limit} bytes came); "
+                    "send smaller batches",
+                    CLOSE,
+                )
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise _Reject(400, "the client went away before its body arrived") from None
+    # Most bodies come in one piece: no copy then.
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _plain(y: Any) -> Any:
@@ -170,12 +237,21 @@ class _Metrics:
         return bytes(generate_latest(merged))
 
 
-def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlette:
+def create_app(
+    follower: Follower, max_body: int = DEFAULT_MAX_BODY, feedback_token: str | None = None
+) -> Starlette:
     """The ASGI app serving ``follower``'s revision (already started).
+
+    ``feedback_token``: the secret a client must send (``Authorization: Bearer …``) to
+    post labels to …/feedback, where policies act on them (a rollback, an update); None
+    turns the endpoint off (403).
 
     Starlette, not FastAPI (which DESIGN names): the handlers read and write bytes
     themselves, and FastAPI's layers around them measured ~280 µs per request on this
     machine — 30 % of single-row throughput (benchmarks/serve.py)."""
+    secret = None if feedback_token is None else feedback_token.encode()
+    if secret is not None and not secret.strip():
+        raise UsageError("feedback_token is empty: give a secret, or None to turn feedback off")
     metrics = _Metrics(multiprocess=follower.shared is not None)
     follower.on_window = metrics.window
     name = follower.model
@@ -183,36 +259,34 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
     async def body_of(request: Request) -> Any:
         ctype = request.headers.get("content-type", "")
         if ctype.split(";", 1)[0].strip().lower() != JSON:
-            raise _Reject(415, f"send {JSON}, not {ctype or 'no content type'}")
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            raise _Reject(413, f"body of {length} bytes is over the {max_body}-byte limit")
-        raw = await request.body()
-        if len(raw) > max_body:
-            raise _Reject(413, f"body of {len(raw)} bytes is over the {max_body}-byte limit")
+            raise _Reject(415, f"send {JSON}, not {ctype or 'no content type'}", CLOSE)
+        raw = await read_body(request, max_body)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise _Reject(400, f"malformed JSON: {exc}") from None
 
-    def remember(loaded: Loaded, body: Any, x: Any, y: Any, seconds: float) -> Any:
+    def remember(loaded: Loaded, rid: str | None, x: Any, y: Any, seconds: float) -> Any:
         """Into the monitoring window; returns the id labels can be sent back with."""
-        client_id = body.get("id") if isinstance(body, dict) else None
         if not follower.monitoring:
-            return client_id
-        return follower.windows.add(
-            loaded.version.number, x, y, None if client_id is None else str(client_id), seconds
-        )
+            return rid
+        return follower.windows.add(loaded.version.number, x, y, rid, seconds)
 
-    def refused(status: int, message: str, endpoint: str) -> Response:
+    def refused(rej: _Reject | SignatureError, endpoint: str) -> Response:
         # Counted under the version being served: refusals are part of its traffic.
+        status, headers = (rej.status, rej.headers) if isinstance(rej, _Reject) else (400, None)
         snap = follower.snapshot
         version = f"{name}:{snap.table.primary}" if snap is not None else "-"
         metrics.requests.labels(version, endpoint, str(status)).inc()
-        return _error(status, message)
+        return _error(status, str(rej), headers=headers)
 
     def run(
-        snap: Snapshot, loaded: Loaded, shadow: int | None, body: Any, x: Any, endpoint: str
+        snap: Snapshot,
+        loaded: Loaded,
+        shadow: int | None,
+        rid: str | None,
+        x: Any,
+        endpoint: str,
     ) -> tuple[Any, Any, BackgroundTask | None] | Response:
         """Predict, count, remember in the window, and schedule the shadow comparison:
         (predictions, the id labels come back with, background task), or the 500."""
@@ -235,7 +309,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
         seconds = time.perf_counter() - start
         metrics.latency.labels(loaded.rev).observe(seconds)
         metrics.requests.labels(loaded.rev, endpoint, "200").inc()
-        rid = remember(loaded, body, x, y, seconds)
+        rid = remember(loaded, rid, x, y, seconds)
         return y, rid, shadow_task(snap, shadow, x, y, seconds)
 
     def shadow_task(
@@ -291,16 +365,15 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
             snap, loaded, shadow = pick(request, None)
             if not isinstance(body, dict) or not ({"inputs", "records"} & body.keys()):
                 raise _Reject(400, 'send {"inputs": [[...], ...]} or {"records": [{...}, ...]}')
+            rid = request_id(body)
             x = (
                 loaded.rows(body["inputs"])
                 if "inputs" in body
                 else loaded.rows_from_records(body["records"])
             )
-        except _Reject as rej:
-            return refused(rej.status, str(rej), "predict")
-        except SignatureError as exc:
-            return refused(400, str(exc), "predict")
-        done = run(snap, loaded, shadow, body, x, "predict")
+        except (_Reject, SignatureError) as rej:
+            return refused(rej, "predict")
+        done = run(snap, loaded, shadow, rid, x, "predict")
         if isinstance(done, Response):
             return done
         y, rid, task = done
@@ -325,18 +398,18 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
         inputs = []
         if loaded.columns is not None:
             inputs = [
-                {"name": c, "datatype": _oip_type(loaded.dtypes[c]), "shape": [-1]}
+                {"name": c, "datatype": oip_type(loaded.dtypes[c]), "shape": [-1]}
                 for c in loaded.columns
             ]
         elif sig.get("inputs", {}).get("type") == "tensor":
             s = sig["inputs"]
-            inputs = [{"name": "input", "datatype": _oip_type(s["dtype"]), "shape": s["shape"]}]
+            inputs = [{"name": "input", "datatype": oip_type(s["dtype"]), "shape": s["shape"]}]
         out = sig.get("outputs") or {}
         outputs = (
             [
                 {
                     "name": "predict",
-                    "datatype": _oip_type(out.get("dtype", "")),
+                    "datatype": oip_type(out.get("dtype", "")),
                     "shape": out.get("shape", [-1]),
                 }
             ]
@@ -378,16 +451,15 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
     async def infer(request: Request) -> Response:
         model, version = request.path_params["model"], _version_param(request)
         if model != name:
-            return _error(404, f"this server serves {name}, not {model}")
+            return _error(404, f"this server serves {name}, not {model}", headers=CLOSE)
         try:
             body = await body_of(request)
             snap, loaded, shadow = pick(request, version)
-            x = _oip_inputs(body, loaded)
-        except _Reject as rej:
-            return refused(rej.status, str(rej), "infer")
-        except SignatureError as exc:
-            return refused(400, str(exc), "infer")
-        done = run(snap, loaded, shadow, body, x, "infer")
+            rid = request_id(body)
+            x = loaded.rows_from_oip(body)
+        except (_Reject, SignatureError) as rej:
+            return refused(rej, "infer")
+        done = run(snap, loaded, shadow, rid, x, "infer")
         if isinstance(done, Response):
             return done
         y, rid, task = done
@@ -401,7 +473,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
                 {
                     "name": "predict",
                     "shape": list(arr.shape),
-                    "datatype": _oip_type(str(arr.dtype)),
+                    "datatype": oip_type(str(arr.dtype)),
                     "data": _plain(arr.ravel()),
                 }
             ],
@@ -412,27 +484,44 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
 
     async def feedback(request: Request) -> Response:
         """Labels that arrive later: {"id": <response id>, "value": <true value(s)>}, or
-        {"items": [{"id": …, "value": …}, …]}; joined to their predictions per window."""
+        {"items": [{"id": …, "value": …}, …]}; joined to their predictions per window.
+
+        Policies act on these labels (roll back, retrain): only a client holding the
+        server's feedback token may send them."""
+        if secret is None:
+            return _error(
+                403,
+                "feedback is not enabled on this server: start it with a feedback token "
+                "(modelkeep serve --feedback-token-file FILE) and send it as "
+                "Authorization: Bearer <token>",
+                headers=CLOSE,
+            )
+        if not bearer_ok(request.headers.get("authorization"), secret):
+            return _error(
+                401,
+                "feedback needs this server's feedback token: send Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": 'Bearer realm="modelkeep feedback"', **CLOSE},
+            )
         if request.path_params["model"] != name:
-            return _error(404, f"this server serves {name}")
+            return _error(
+                404, f"this server serves {name}, not {request.path_params['model']}", headers=CLOSE
+            )
         try:
             body = await body_of(request)
+            items = feedback_items(body)
         except _Reject as rej:
             return rej.response()
-        items = body.get("items") if isinstance(body, dict) else None
-        if items is None:
-            items = [body]
         joined = unknown = forwarded = 0
-        for item in items:
-            if not isinstance(item, dict) or "id" not in item or "value" not in item:
-                return _error(400, 'feedback is {"id": …, "value": …} or {"items": [...]}')
+        for i, (rid, value) in enumerate(items):
             try:
-                n = follower.windows.feedback(str(item["id"]), item["value"])
+                n = follower.windows.feedback(rid, value)
             except ValueError as exc:
-                return _error(400, str(exc))
+                where = f"item {i}: " if len(items) > 1 else ""
+                done = f" ({joined} labels of the items before it were joined)" if joined else ""
+                return _error(400, f"{where}{exc}{done}")
             if n == 0 and follower.shared is not None:
                 # Another worker may have made this prediction: it joins it there.
-                follower.forward_label(str(item["id"]), item["value"])
+                follower.forward_label(rid, value)
                 forwarded += 1
                 continue
             joined += n
@@ -447,7 +536,7 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     base = "/v2/models/{model}"
-    pinned = base + "/versions/{version:int}"
+    pinned = base + "/versions/{version:version}"
     routes = [
         Route(path, handler, methods=[method])
         for path, handler, method in (
@@ -474,84 +563,57 @@ def create_app(follower: Follower, max_body: int = DEFAULT_MAX_BODY) -> Starlett
     return Starlette(routes=routes, lifespan=lifespan)
 
 
+class _VersionNumber(Convertor[int]):
+    """A version number in a path: at most ten ASCII digits (Starlette's ``int`` takes
+    any number of digits, and int() refuses past 4,300 with a 500); a longer one
+    matches no route, a 404."""
+
+    regex = "[0-9]{1,10}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("version", _VersionNumber())
+
+
 def _version_param(request: Request) -> int | None:
     value = request.path_params.get("version")
     return None if value is None else int(value)
 
 
 class _Reject(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers
 
     def response(self) -> Response:
-        return _error(self.status, str(self))
+        return _error(self.status, str(self), headers=self.headers)
 
 
-_OIP_TYPES = {
-    "float64": "FP64",
-    "float32": "FP32",
-    "float16": "FP16",
-    "int64": "INT64",
-    "int32": "INT32",
-    "int16": "INT16",
-    "int8": "INT8",
-    "uint8": "UINT8",
-    "bool": "BOOL",
-    "object": "BYTES",
-}
-
-
-def _oip_type(dtype: str) -> str:
-    return _OIP_TYPES.get(dtype, "BYTES")
-
-
-def _oip_inputs(body: Any, loaded: Loaded) -> Any:
-    """OIP inputs: one 2-D tensor of rows, or one 1-D tensor per signature column."""
-    import numpy as np
-
-    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
-        raise SignatureError('an OIP request has "inputs": [{"name", "shape", "datatype", "data"}]')
-    tensors = body["inputs"]
-    for t in tensors:
-        if not isinstance(t, dict) or not {"name", "shape", "data"} <= t.keys():
-            raise SignatureError("each OIP input needs name, shape and data")
-        shape = t["shape"]
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-        ):
-            raise SignatureError(f"input {t.get('name')!r}: shape must be a list of sizes")
-    if (len(tensors) == 1 and loaded.columns is None) or (
-        len(tensors) == 1 and len(tensors[0]["shape"]) == 2
-    ):
-        t = tensors[0]
+def feedback_items(body: Any) -> list[tuple[str, Any]]:
+    """(id, labels) of every item of a feedback body, all checked before any is joined."""
+    shape = 'feedback is {"id": …, "value": …} or {"items": [{"id": …, "value": …}, …]}'
+    items = body.get("items") if isinstance(body, dict) else None
+    if items is None:
+        items = [body]
+    elif not isinstance(items, list) or not items:
+        raise _Reject(400, f'"items" must be a non-empty list: {shape}')
+    out = []
+    for i, item in enumerate(items):
+        where = f"item {i}: " if len(items) > 1 else ""
+        if not isinstance(item, dict) or "id" not in item or "value" not in item:
+            raise _Reject(400, f"{where}{shape}")
         try:
-            arr = np.asarray(t["data"], dtype=np.float64).reshape(t["shape"])
-        except (TypeError, ValueError):
-            raise SignatureError(
-                f"input {t['name']!r}: data does not fill shape {t['shape']} with numbers"
-            ) from None
-        return loaded.rows(arr)
-    by_name = {t["name"]: t for t in tensors}
-    if loaded.columns is None:
-        raise SignatureError(
-            f"{loaded.rev} takes one tensor of rows; got {len(tensors)} input tensors"
-        )
-    missing = [c for c in loaded.columns if c not in by_name]
-    unknown = sorted(set(by_name) - set(loaded.columns))
-    if missing or unknown:
-        raise SignatureError(
-            f"inputs: missing {', '.join(missing) or '-'}; unknown {', '.join(unknown) or '-'} "
-            f"(expected one tensor per column: {', '.join(loaded.columns)})"
-        )
-    cols = []
-    for c in loaded.columns:
-        try:
-            cols.append(np.asarray(by_name[c]["data"], dtype=np.float64).ravel())
-        except (TypeError, ValueError):
-            raise SignatureError(
-                f"input {c!r}: expected {loaded.dtypes.get(c, 'numbers')}, got non-numbers"
-            ) from None
-    if len({len(c) for c in cols}) != 1:
-        raise SignatureError("inputs: every column tensor must have the same length")
-    return loaded.rows(np.column_stack(cols))
+            rid = request_id(item)
+            labels(item["value"])
+        except (SignatureError, ValueError) as exc:
+            raise _Reject(400, f"{where}{exc}") from None
+        if rid is None:
+            raise _Reject(400, f'{where}"id" is null: send the id of the prediction\'s answer')
+        out.append((rid, item["value"]))
+    return out

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelkeep.artifact import example_frame
-from modelkeep.errors import SignatureError
 from modelkeep.formats.predict import predictor
+from modelkeep.serve.inputs import Schema
 
 if TYPE_CHECKING:
     from modelkeep.registry.records import Version
@@ -31,6 +31,16 @@ class Loaded:
         # Worked out once: requests only call them.
         self.rev = self.version.rev
         self._predict = predictor(self.model)
+        tensor = (self.version.artifact.get("signature") or {}).get("inputs") or {}
+        self.schema = Schema(
+            self.rev,
+            self.columns,
+            self.dtypes,
+            self.width,
+            tensor.get("dtype") if tensor.get("type") == "tensor" else None,
+            nullable=_takes_missing(self.model)
+            or _holds_missing((self.version.artifact.get("example") or {}).get("data")),
+        )
 
     @classmethod
     def load(cls, repo: Repo, version: Version) -> Loaded:
@@ -67,62 +77,51 @@ class Loaded:
             self.predict(self.rows(example.tolist() if hasattr(example, "tolist") else example))
 
     # -- inputs ---------------------------------------------------------------------
+    # Checked in one place (inputs.Schema) for every endpoint, before the model runs:
+    # a value that does not fit is the client's error (400), never the model's.
 
     def rows(self, data: Any) -> Any:
-        """A 2-D numeric batch from nested lists, checked against the signature."""
-        import numpy as np
+        """A 2-D batch from nested lists (or one flat row), checked against the signature."""
+        return self._batch(self.schema.rows(data))
 
-        try:
-            arr = np.asarray(data, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise SignatureError(
-                "inputs must be numbers in equal-length rows (a list of lists)"
-            ) from None
-        if arr.ndim == 1:
-            arr = arr.reshape(1, -1)
-        expected = len(self.columns) if self.columns is not None else self.width
-        if arr.ndim != 2 or (expected is not None and arr.shape[1] != expected):
-            what = f"columns {', '.join(self.columns)}" if self.columns else "values"
-            raise SignatureError(
-                f"inputs have shape {list(arr.shape)}; {self.rev} expects rows of {expected} {what}"
-            )
+    def rows_from_records(self, records: Any) -> Any:
+        """Records ({column: value}) in signature order; missing or unknown columns are
+        named in the error."""
+        return self._batch(self.schema.records(records))
+
+    def rows_from_oip(self, body: Any) -> Any:
+        """An OIP v2 request's input tensors as a batch."""
+        return self._batch(self.schema.oip(body))
+
+    def _batch(self, arr: Any) -> Any:
         if self.wants_frame:
             import pandas as pd
 
             return pd.DataFrame(arr, columns=self.columns)
         return arr
 
-    def rows_from_records(self, records: Any) -> Any:
-        """Records ({column: value}) in signature order; missing or unknown columns are
-        named in the error."""
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise SignatureError('records must be a list of objects: [{"col": value, ...}]')
-        if self.columns is None:
-            raise SignatureError(f"{self.rev} has no column signature: send inputs as rows")
-        wanted = self.columns
-        for i, rec in enumerate(records):
-            if rec.keys() != set(wanted):
-                missing = [c for c in wanted if c not in rec]
-                extra = sorted(set(rec) - set(wanted))
-                parts = []
-                if missing:
-                    parts.append(f"missing {', '.join(missing)}")
-                if extra:
-                    parts.append(f"unknown {', '.join(extra)}")
-                raise SignatureError(
-                    f"record {i}: {'; '.join(parts)} (expected {', '.join(wanted)})"
-                )
-        table = [[rec[c] for c in wanted] for rec in records]
-        for row_i, row in enumerate(table):
-            for col, value in zip(wanted, row, strict=True):
-                if not isinstance(value, int | float) or isinstance(value, bool):
-                    if value is None:
-                        continue
-                    raise SignatureError(
-                        f"record {row_i}: column {col!r} is {type(value).__name__} "
-                        f"{value!r}, expected {self.dtypes.get(col, 'a number')}"
-                    )
-        return self.rows(table)
-
     def predict(self, x: Any) -> Any:
         return self._predict(x)
+
+
+def _holds_missing(value: Any) -> bool:
+    """Whether a stored input example holds a missing value (null or NaN): the version
+    was committed with one, so its model takes them."""
+    if isinstance(value, list):
+        return any(_holds_missing(v) for v in value)
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _takes_missing(model: Any) -> bool:
+    """Whether the model takes missing values (NaN), so that a JSON null may stand for
+    one: scikit-learn's ``allow_nan`` input tag (HistGradientBoosting, say). Other
+    libraries say nothing we can read: null is refused for them, unless their input
+    example holds one (``_holds_missing``)."""
+    if not hasattr(model, "__sklearn_tags__"):
+        return False
+    try:
+        from sklearn.utils import get_tags
+
+        return bool(get_tags(model).input_tags.allow_nan)
+    except Exception:  # an old scikit-learn or odd tags: refuse null, as for the others
+        return False

@@ -6,9 +6,11 @@ import contextlib
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelkeep.errors import PathNotFoundError, UsageError
 from modelkeep.revision import parse_alias
 from modelkeep.serve.app import DEFAULT_MAX_BODY, create_app
 from modelkeep.serve.follower import Follower
@@ -19,6 +21,45 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 ENV = "MODELKEEP_SERVE"
+log = logging.getLogger("modelkeep.serve")
+
+
+def read_token_file(path: str | Path) -> str:
+    """The feedback token kept in ``path`` (surrounding whitespace stripped).
+
+    A file, not an option or an environment variable: a token on the command line is
+    in every ``ps`` listing, and one in the environment is inherited by anything the
+    server starts. A file others may read is allowed (secret volumes of Kubernetes and
+    Docker are 0644/0444 by default) but logged as a warning."""
+    path = Path(path)
+    try:
+        info = path.stat()
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise PathNotFoundError(f"feedback token file {path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"feedback token file {path} is a folder: give the file") from None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read feedback token file {path} ({exc.strerror}): check its permissions"
+        ) from None
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        token = None
+    if token is None or any(not 0x21 <= ord(c) <= 0x7E for c in token):
+        raise UsageError(
+            f"feedback token file {path} must hold one token of printable ASCII, no spaces"
+        )
+    if not token:
+        raise UsageError(f"feedback token file {path} is empty: write the token into it")
+    if info.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning(
+            "feedback token file %s is readable by other users (mode %o): chmod 600 it",
+            path,
+            stat.S_IMODE(info.st_mode),
+        )
+    return token
 
 
 def prepare(
@@ -30,9 +71,11 @@ def prepare(
     window_seconds: float = 30.0,
     monitoring: bool = True,
     shared: str | None = None,
+    feedback_token: str | None = None,
 ) -> tuple[Follower, Starlette]:
     """A started follower (its first version loaded and warmed) and its app;
-    ``shared`` is the folder workers of one server share (see ``serve``)."""
+    ``shared`` is the folder workers of one server share (see ``serve``);
+    ``feedback_token`` the secret that lets a client post labels (None: no feedback)."""
     from modelkeep.repo import Repo
 
     model, alias = parse_alias(rev)
@@ -48,7 +91,7 @@ def prepare(
         shared=shared,
     )
     follower.start()
-    return follower, create_app(follower, max_body)
+    return follower, create_app(follower, max_body, feedback_token)
 
 
 @contextlib.contextmanager
@@ -56,7 +99,8 @@ def serve_in_thread(
     repo_path: str | Path, rev: str, **options: Any
 ) -> Iterator[tuple[str, Follower]]:
     """A real server on a free 127.0.0.1 port, in a thread (demo, tests, notebooks).
-    Yields its base URL and follower; stops both on exit."""
+    Yields its base URL and follower; stops both on exit. ``options`` are ``prepare``'s
+    (``feedback_token="…"`` to accept labels)."""
     import socket
     import threading
     import time
@@ -95,6 +139,8 @@ def serve_in_thread(
 def app_from_env() -> Starlette:
     """uvicorn factory for worker processes: each worker follows the revision itself."""
     config = json.loads(os.environ[ENV])
+    # The token's file, not the token, is in the environment: each worker reads it.
+    token_file = config["feedback_token_file"]
     _, app = prepare(
         config["repo"],
         config["rev"],
@@ -104,6 +150,7 @@ def app_from_env() -> Starlette:
         config["window_seconds"],
         config["monitoring"],
         config["shared"],
+        None if token_file is None else read_token_file(token_file),
     )
     return app
 
@@ -120,14 +167,27 @@ def serve(
     window_rows: int = 500,
     window_seconds: float = 30.0,
     monitoring: bool = True,
+    feedback_token_file: str | Path | None = None,
 ) -> None:
+    """Serve ``rev`` until interrupted. ``feedback_token_file``: a file holding the
+    secret clients send (``Authorization: Bearer …``) to post labels; without it the
+    feedback endpoint is off."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # A token file that cannot serve fails first, before loading anything.
+    token = None if feedback_token_file is None else read_token_file(feedback_token_file)
     # Load (and so check) the revision in this process first: a bad revision or a
     # version that cannot load fails here, with a one-line error, before any worker.
     follower, app = prepare(
-        repo_path, rev, max_body, interval, window_rows, window_seconds, monitoring
+        repo_path,
+        rev,
+        max_body,
+        interval,
+        window_rows,
+        window_seconds,
+        monitoring,
+        feedback_token=token,
     )
     if workers <= 1:
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
@@ -155,6 +215,9 @@ def serve(
             "window_seconds": window_seconds,
             "monitoring": monitoring,
             "shared": shared,
+            "feedback_token_file": (
+                None if feedback_token_file is None else str(Path(feedback_token_file).resolve())
+            ),
         }
     )
     try:

@@ -105,16 +105,22 @@ class Windows:
         """Join true values to the predictions of request ``rid``; returns rows joined."""
         import numpy as np
 
+        truth = labels(values)
         with self._lock:
             found = self._pending.pop(rid, None)
             if found is None:
                 return 0
             version, x, y = found
-            truth = np.asarray(values).ravel()
             pred = np.asarray(y).ravel()
+            problem = None
             if len(truth) != len(pred):
+                problem = f"request {rid} had {len(pred)} rows, got {len(truth)} labels"
+            elif _kind(pred) != _kind(truth):
+                # Labels the window's metrics could not compare with the predictions.
+                problem = f"request {rid} predicted {_kind(pred)}, got {_kind(truth)} labels"
+            if problem is not None:
                 self._pending[rid] = found
-                raise ValueError(f"request {rid} had {len(pred)} rows, got {len(truth)} labels")
+                raise ValueError(problem)
             w = self._window(version)
             w.labelled_pred.extend(pred.tolist())
             w.labelled_true.extend(truth.tolist())
@@ -169,3 +175,27 @@ class Windows:
                     )
                 )
         return out
+
+
+_LABEL_KINDS = {int: "numbers", float: "numbers", str: "strings", bool: "booleans"}
+
+
+def labels(values: Any) -> Any:
+    """True values sent as feedback: one label, or a flat list of one per row, all
+    numbers, all strings or all booleans (what a window's metrics can compare)."""
+    import numpy as np
+
+    items = values if isinstance(values, list) else [values]
+    if not items:
+        raise ValueError("no labels: send one per row of the prediction")
+    kinds = {_LABEL_KINDS.get(type(v)) for v in items}
+    if None in kinds:
+        raise ValueError("labels must be numbers, strings or booleans, not null, lists or objects")
+    if len(kinds) > 1:
+        raise ValueError(f"labels mix {' and '.join(sorted(k for k in kinds if k))}: send one kind")
+    return np.asarray(items)
+
+
+def _kind(arr: Any) -> str:
+    kind = arr.dtype.kind
+    return "booleans" if kind == "b" else "numbers" if kind in "iuf" else "strings"
