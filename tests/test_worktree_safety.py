@@ -131,11 +131,11 @@ def test_checkout_refuses_a_stored_link_that_escapes(
 ) -> None:
     """A version made elsewhere (or by an older release) may hold an escaping link:
     checkout refuses it before writing anything."""
-    from modelkeep import repo as repo_module
+    from modelkeep._engine import commit
 
     model = _folder(tmp_path)
     (model / "evil").symlink_to("/etc/passwd")
-    monkeypatch.setattr(repo_module, "_escaping_link", lambda links: None)
+    monkeypatch.setattr(commit, "escaping_link", lambda links: None)
     v = repo.commit("churn", model, "crafted")
     monkeypatch.undo()
     out = tmp_path / "out"

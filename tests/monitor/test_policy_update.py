@@ -135,7 +135,7 @@ def test_update_without_enough_labels_waits(repo_root: Path) -> None:
     rows = _data(50, 3.0, 2)
     labelled = [(1, rows[COLUMNS].to_numpy(), rows["label"].to_numpy())]
     outcome, details = update_from_feedback(
-        repo, "churn", "production", rule, labelled, COLUMNS, "test", "churn:1"
+        repo._e, "churn", "production", rule, labelled, COLUMNS, "test", "churn:1"
     )
     assert outcome == "no update: 50 labelled row(s), the rule needs 200"
     assert details == {}
@@ -162,11 +162,11 @@ cooldown = "1h"
     repo = modelkeep.Repo.init(tmp_path)
     repo.commit("churn", SGDClassifier().fit(np.eye(4), [0, 1, 0, 1]), "m")
     repo.set_policy("churn", POLICY_YAML)
-    assert (tmp_path / ".modelkeep" / "policies" / "churn.yaml").is_file()
+    assert repo.registry.policy("churn") == (POLICY_YAML, "yaml")
     assert repo.policy("churn") == parse(toml)
-    # Switching format replaces the file: the old one never shadows the new.
+    # Switching format replaces the policy: the old one never shadows the new.
     repo.set_policy("churn", toml.replace("0.3", "0.4"))
-    assert not (tmp_path / ".modelkeep" / "policies" / "churn.yaml").exists()
+    assert repo.registry.policy("churn") == (toml.replace("0.3", "0.4"), "toml")
     rules = repo.policy("churn")
     assert rules is not None
     assert rules[0].above == "0.4"

@@ -56,30 +56,28 @@ def test_open_windows_are_stored_when_the_server_stops(tmp_path: Path) -> None:
     assert (window["kind"], window["rows"]) == ("window", 20)
 
 
-class _RefusesOnce:
-    """A Repo whose first window write fails as a locked registry would (injected:
-    a real lock would make the test wait for SQLite's busy timeout)."""
-
-    def __init__(self, repo: modelkeep.Repo) -> None:
-        self._repo = repo
-        self.refused = 0
-
-    def record_report(self, *args: Any, **kwargs: Any) -> int:
-        if not self.refused:
-            self.refused += 1
-            raise RegistryError("database is locked")
-        return self._repo.record_report(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._repo, name)
-
-
-def test_a_window_the_registry_refused_is_stored_at_the_next_poll(tmp_path: Path) -> None:
+def test_a_window_the_registry_refused_is_stored_at_the_next_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelkeep._engine import Engine
+    from modelkeep.monitor.records import Records
     from modelkeep.serve.follower import Follower
 
     repo = _repo(tmp_path)
-    flaky = _RefusesOnce(modelkeep.Repo(tmp_path / "repo"))
-    follower = Follower(lambda: flaky, "churn", "production", 0.05, window_rows=10)  # type: ignore[arg-type,return-value]
+    # The first window write fails as a locked registry would (injected: a real lock
+    # would make the test wait for SQLite's busy timeout).
+    refused = []
+    record = Records.record_report
+
+    def refuses_once(self: Records, *args: Any, **kwargs: Any) -> int:
+        if not refused:
+            refused.append(1)
+            raise RegistryError("database is locked")
+        return record(self, *args, **kwargs)
+
+    monkeypatch.setattr(Records, "record_report", refuses_once)
+    engine = Engine.open(tmp_path / "repo")
+    follower = Follower(lambda: engine, "churn", "production", 0.05, window_rows=10)
     follower.start()
     try:
         rows = np.random.default_rng(2).normal(size=(10, 3))
@@ -93,21 +91,24 @@ def test_a_window_the_registry_refused_is_stored_at_the_next_poll(tmp_path: Path
                 time.sleep(0.05)
     finally:
         follower.stop()
-    assert flaky.refused == 1
+    assert len(refused) == 1
     assert [r["rows"] for r in repo.reports("churn:2")] == [10, 10]
 
 
 def test_a_rollback_is_not_repeated_on_stale_evidence(tmp_path: Path) -> None:
     repo = _repo(tmp_path)
-    first = actions.rollback(repo, "churn", "production", "policy x", "churn:2")
+    engine = repo._e  # the jobs' own interface
+    first = actions.rollback(engine, "churn", "production", "policy x", "churn:2")
     assert first == "rolled back churn:2 → churn:1"
     # A second server (or the daemon) judged churn:2 too: rolling back again would
     # undo the first rollback and put churn:2 back.
-    again = actions.rollback(repo, "churn", "production", "policy x", "churn:2")
+    again = actions.rollback(engine, "churn", "production", "policy x", "churn:2")
     assert again == "no rollback: @production is churn:1 now, no longer churn:2"
     assert repo.resolve("churn@production").number == 1
     rule = parse("[[rule]]\nmetric='f1'\nbelow=0.5\naction='update'\n")[0]
-    outcome, _ = actions.update(repo, "churn", "production", rule, "x.csv", "label", "w", "churn:2")
+    outcome, _ = actions.update(
+        engine, "churn", "production", rule, "x.csv", "label", "w", "churn:2"
+    )
     assert outcome == "no update: @production is churn:1 now, no longer churn:2"
 
 

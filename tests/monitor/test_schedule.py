@@ -28,6 +28,7 @@ import pytest
 
 import modelkeep
 from modelkeep.errors import ConflictError, UsageError
+from modelkeep.monitor.records import Records
 from modelkeep.monitor.schedule import check_template, parse_every, slot_fields
 
 FEATURES = ["a", "b", "c"]
@@ -625,7 +626,7 @@ def test_the_same_reports_never_fire_twice(world: World) -> None:
         (run,) = repo.run_due(at(sched.first_slot, 60))
         assert run.actions == ("batches drift → alerted",)
         # Applying the policy to the same report again (a daemon restarted mid-way).
-        assert apply_policy(repo, repo.schedules()[0], run) == []
+        assert apply_policy(repo._e, repo.schedules()[0], run) == []
         alerts = [e for e in repo.events("churn") if e.action == "monitor.alert"]
         assert len(alerts) == 1
         assert repo.resolve("churn@production").number == 1
@@ -678,7 +679,7 @@ def test_live_windows_between_batches_do_not_hide_the_schedules_reports(world: W
         # A busy server stores many window reports of churn:2 meanwhile.
         version = repo.resolve("churn:2")
         for i in range(250):
-            repo.record_report(
+            Records(repo._e).record_report(
                 version, kind="window", source=f"window {i}", drifted=False, body={"rows": 1}
             )
         world.write(first + HOUR, shift=2.0)
@@ -691,7 +692,7 @@ def test_a_check_that_never_finished_is_named_in_the_log(world: World) -> None:
         sched = repo.schedule("churn@production", "1h", world.template)
         first = sched.first_slot
         # A daemon claimed the first slot, then died before recording its outcome.
-        assert repo.claim_schedule_slot(sched.id, expected=None, slot=first)
+        assert Records(repo._e).claim_schedule_slot(sched.id, expected=None, slot=first)
         assert repo.schedules()[0].last_status == "running"
         world.write(first + HOUR)
         (run,) = repo.run_due(at(first + HOUR, 60))

@@ -1,4 +1,4 @@
 """Monitoring: drift and performance of a version's traffic against its reference profile.
 
-A job: it talks to ``Repo``'s public API only.
+A job: it takes the engine (``modelkeep._engine``), never ``Repo``.
 """

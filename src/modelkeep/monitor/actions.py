@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from modelkeep.errors import ModelkeepError
 
 if TYPE_CHECKING:
+    from modelkeep._engine import Engine
     from modelkeep.monitor.policy import Firing, Rule
-    from modelkeep.repo import Repo
 
 log = logging.getLogger("modelkeep.monitor")
 
@@ -47,23 +47,23 @@ def evidence_of(firing: Firing, rev: str, source: str = "live") -> tuple[str, di
     return text, evidence
 
 
-def moved(repo: Repo, model: str, alias: str, judged: str) -> str | None:
+def moved(engine: Engine, model: str, alias: str, judged: str) -> str | None:
     """Why not to act: the alias no longer names the version the evidence is about
     (someone, or another server or daemon, already acted). Rolling back again would
     undo that rollback."""
-    return _moved(alias, repo.resolve(f"{model}@{alias}").rev, judged)
+    return _moved(alias, engine.versions.resolve(f"{model}@{alias}").rev, judged)
 
 
 def _moved(alias: str, now: str, judged: str) -> str | None:
     return None if now == judged else f"@{alias} is {now} now, no longer {judged}"
 
 
-def rollback(repo: Repo, model: str, alias: str, why: str, judged: str) -> str:
+def rollback(engine: Engine, model: str, alias: str, why: str, judged: str) -> str:
     try:
-        reason = moved(repo, model, alias, judged)
+        reason = moved(engine, model, alias, judged)
         if reason is not None:
             return f"no rollback: {reason}"
-        before, ref = repo.rollback(f"{model}@{alias}", message=why)
+        before, ref = engine.refs.rollback(f"{model}@{alias}", message=why)
     except ModelkeepError as exc:
         return f"could not roll back: {exc}"
     return f"rolled back {model}:{before} → {model}:{ref.version}"
@@ -101,7 +101,7 @@ def feedback_frame(
 
 
 def update_from_feedback(
-    repo: Repo,
+    engine: Engine,
     model: str,
     alias: str,
     rule: Rule,
@@ -111,7 +111,7 @@ def update_from_feedback(
     judged: str,
 ) -> tuple[str, dict[str, Any]]:
     """The rule's update on the server's labelled traffic (stored as a dataset first)."""
-    version = repo.resolve(f"{model}@{alias}")
+    version = engine.versions.resolve(f"{model}@{alias}")
     reason = _moved(alias, version.rev, judged)
     if reason is not None:
         return f"no update: {reason}", {}
@@ -130,14 +130,14 @@ def update_from_feedback(
         with tempfile.TemporaryDirectory(prefix="modelkeep-feedback-") as tmp:
             path = Path(tmp) / "feedback.csv"
             frame.to_csv(path, index=False)
-            data = repo.data_add(f"{model}-feedback", path, message=why)
+            data = engine.commits.data_add(f"{model}-feedback", path, message=why)
     except ModelkeepError as exc:
         return f"update failed: {exc}", {"rows": len(frame)}
-    return update(repo, model, alias, rule, data.rev, target, why, judged, rows=len(frame))
+    return update(engine, model, alias, rule, data.rev, target, why, judged, rows=len(frame))
 
 
 def update(
-    repo: Repo,
+    engine: Engine,
     model: str,
     alias: str,
     rule: Rule,
@@ -152,10 +152,13 @@ def update(
     try:
         # Checked again here: storing the feedback rows took time, and the alias may
         # have moved meanwhile.
-        reason = moved(repo, model, alias, judged)
+        reason = moved(engine, model, alias, judged)
         if reason is not None:
             return f"no update: {reason}", {}
-        result = repo.update(
+        from modelkeep.update import run_update
+
+        result = run_update(
+            engine,
             f"{model}@{alias}",
             data=data,
             target=target,
@@ -166,7 +169,7 @@ def update(
         )
     except ModelkeepError as exc:
         return f"update failed: {exc}", {"data": data}
-    details = {
+    details: dict[str, Any] = {
         "dataset": data,
         "rows": rows,
         "candidate": result.candidate.rev,
@@ -174,10 +177,21 @@ def update(
         "reason": result.reason,
         "promoted": result.promoted,
     }
+    refused = bool(result.contradiction) and not result.accepted_contradiction
+    if refused:
+        details["contradiction"] = list(result.contradiction)
     if result.promoted:
         outcome = f"updated: {result.candidate.rev} passed its gate and is now @{alias}"
     elif result.passed:
         outcome = f"updated: {result.candidate.rev} passed its gate (not promoted)"
+    elif refused:
+        # Not the gate's verdict: the data was refused before the gate could count
+        # (the parent scores far below its own record on it).
+        outcome = (
+            f"update refused: the new data contradicts {result.parent.rev} "
+            f"({'; '.join(result.contradiction)}: flipped labels, a broken join, a concept "
+            f"shift?); {result.candidate.rev} is kept as rejected and @{alias} did not move"
+        )
     else:
         outcome = f"update rejected: {result.candidate.rev} failed its gate ({result.reason})"
     return outcome, details

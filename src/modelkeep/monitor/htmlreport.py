@@ -6,7 +6,7 @@ Security Policy forbids it to load anything, so it reads the same offline, attac
 a ticket or archived years later. Plot text stays text (``svg.fonttype: none``): the
 file stays small and feature names stay searchable.
 
-A job: it talks to ``Repo``'s public API only.
+A job: it takes the engine (``modelkeep._engine``), never ``Repo``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from modelkeep.errors import NotFoundError
 from modelkeep.formats._deps import need
 from modelkeep.monitor.drift import DATASET_SHARE
+from modelkeep.monitor.records import Records
 from modelkeep.profiles import (
     CategoricalSummary,
     NumericSummary,
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from modelkeep._engine import Engine
     from modelkeep.registry import Event
-    from modelkeep.repo import Repo
 
 # Actions on an alias that are not moves of it (see registry.NON_MOVES).
 _NON_MOVES = ("deploy.", "monitor.", "policy.")
@@ -80,24 +81,24 @@ class Page:
     versions: list[str] = field(default_factory=list)
 
 
-def render(repo: Repo, rev: str, *, limit: int | None = 1000) -> str:
+def render(engine: Engine, rev: str, *, limit: int | None = 1000) -> str:
     """The page for ``rev``: the latest report of the version it names, and the
     series of every version of its model (the newest ``limit`` reports)."""
     # Say what is missing before any work is done.
     need("matplotlib", "report")
     need("jinja2", "report")
-    version = repo.resolve(rev)
+    version = engine.versions.resolve(rev)
     model = version.model
-    series = repo.model_reports(model, limit)
+    series = Records(engine).model_reports(model, limit)
     if not series:
         raise NotFoundError(
             f"{model} has no monitoring reports yet: run `modelkeep monitor run {rev} "
             "--data FILE` first"
         )
-    newest = repo.reports(version.rev, 1)
+    newest = Records(engine).reports(version.rev, 1)
     latest = newest[0] if newest else None
     start = min(_when(r["at"]) for r in series)
-    moves = [e for e in reversed(repo.events(model)) if _is_alias_move(e) and e.at >= start]
+    moves = [e for e in reversed(engine.refs.events(model)) if _is_alias_move(e) and e.at >= start]
 
     page = Page(
         title=f"{model} monitoring — {version.rev}",
@@ -105,7 +106,7 @@ def render(repo: Repo, rev: str, *, limit: int | None = 1000) -> str:
         rev=rev,
         version=version.rev,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        refs=[(r.kind, r.name, f"{model}:{r.version}") for r in repo.refs(model)],
+        refs=[(r.kind, r.name, f"{model}:{r.version}") for r in engine.refs.refs(model)],
         latest=latest,
         features=_feature_rows(latest),
         report_count=len(series),
@@ -127,10 +128,11 @@ def render(repo: Repo, rev: str, *, limit: int | None = 1000) -> str:
     # size): distributions come from the newest report of the version that has one.
     profiled = latest
     if latest is not None and not latest.get("profile"):
-        profiled = next((r for r in repo.reports(version.rev, 200) if r.get("profile")), latest)
+        stored = Records(engine).reports(version.rev, 200)
+        profiled = next((r for r in stored if r.get("profile")), latest)
     figures = _Figures()
     page.distributions, page.distribution_note = _distributions(
-        figures, repo.profile(version), profiled
+        figures, engine.versions.profile(version), profiled
     )
     if profiled is not latest and profiled is not None:
         page.distribution_note = (

@@ -9,22 +9,24 @@ from typing import TYPE_CHECKING, Any
 
 from modelkeep.artifact import features_of
 from modelkeep.errors import DataFormatError, PathNotFoundError, UsageError
-from modelkeep.evaluation import evaluate
+from modelkeep.evaluation import as_fitted, evaluate
 from modelkeep.formats import tabular
 from modelkeep.formats.predict import predict, task_of
 from modelkeep.monitor.drift import compare
+from modelkeep.monitor.records import Records
 from modelkeep.profiles import Profile
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Mapping
 
+    from modelkeep._engine import Engine
     from modelkeep.registry.records import Version
-    from modelkeep.repo import Repo
 
 
-def reference_of(repo: Repo, version: Version) -> Profile:
+def reference_of(engine: Engine, version: Version) -> Profile:
     """The version's reference profile, or an error that says how to give it one."""
-    reference = repo.profile(version)
+    reference = engine.versions.profile(version)
     if reference is None:
         raise UsageError(
             f"{version.rev} has no reference profile to compare with: commit the model with "
@@ -34,9 +36,9 @@ def reference_of(repo: Repo, version: Version) -> Profile:
 
 
 def run_check(
-    repo: Repo,
+    engine: Engine,
     rev: str,
-    data: str | Path,
+    data: str | os.PathLike[str],
     *,
     target: str | None = None,
     thresholds: Mapping[str, Mapping[str, float]] | None = None,
@@ -46,8 +48,8 @@ def run_check(
     """Check ``data`` against the reference profile of the version ``rev`` names.
 
     ``source`` is what the stored report says it judged (default: the data path)."""
-    version = repo.resolve(rev)
-    reference = reference_of(repo, version)
+    version = engine.versions.resolve(rev)
+    reference = reference_of(engine, version)
     if not Path(data).is_file():
         raise PathNotFoundError(f"{data}: no such data file")
     frame = tabular.read(Path(data))
@@ -62,8 +64,10 @@ def run_check(
     # The model's inputs in the batch's order (a signature's, when there is one): a
     # format-1 reference lists its features sorted by name, not in the model's order.
     features = features[[c for c in features.columns if c in reference.features]]
-    model = repo.load(version)
-    preds = predict(model, features)
+    model = engine.versions.load(version)
+    # As the model was fitted (named columns, or bare values): a model fitted on an
+    # array warns at every call given a table, about our plumbing, not the user's data.
+    preds = predict(model, as_fitted(model, features))
     # On the reference's grids: the batch lines up with it bin for bin, however few its rows.
     current = Profile.of(features, preds, like=reference)
     report = compare(reference, current, thresholds)
@@ -78,7 +82,7 @@ def run_check(
         body["metrics"] = evaluate(model, features, frame[target], task)
         body["task"] = task
     if store:
-        body["id"] = repo.record_report(
+        body["id"] = Records(engine).record_report(
             version,
             kind="batch",
             source=source or str(data),

@@ -17,7 +17,7 @@ read back from the registry (the schedule's reports, and the alerts already fire
 with their evidence), so a daemon run from cron with ``--once`` acts exactly as a
 long-running one, and never twice on the same reports.
 
-A job: it talks to ``Repo``'s public API only.
+A job: it takes the engine (``modelkeep._engine``), never ``Repo``.
 """
 
 from __future__ import annotations
@@ -33,14 +33,15 @@ from typing import TYPE_CHECKING, Any
 
 from modelkeep import quantities
 from modelkeep.errors import ModelkeepError, UsageError
-from modelkeep.monitor.periodic import reference_of
+from modelkeep.monitor.periodic import reference_of, run_check
+from modelkeep.monitor.records import Records
 from modelkeep.revision import Revision
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from modelkeep._engine import Engine
     from modelkeep.registry.records import Schedule
-    from modelkeep.repo import Repo
 
 log = logging.getLogger("modelkeep.monitor")
 
@@ -109,14 +110,14 @@ def format_template(template: str, slot: int) -> str:
 
 
 def validate(
-    repo: Repo, rev: str, every: str | float | timedelta, data: str | os.PathLike[str]
+    engine: Engine, rev: str, every: str | float | timedelta, data: str | os.PathLike[str]
 ) -> tuple[Revision, int, str]:
     """What ``Repo.schedule`` stores, checked: the revision resolves now to a version
     with a reference profile, the period parses, the template names known fields."""
     revision = Revision.parse(rev)
     seconds = parse_every(every)
     template = check_template(os.fspath(data))
-    reference_of(repo, repo.resolve(revision))
+    reference_of(engine, engine.versions.resolve(revision))
     return revision, seconds, template
 
 
@@ -172,7 +173,7 @@ def _ref(schedule: Schedule) -> str | None:
     return Revision.parse(schedule.revision).ref
 
 
-def run_slot(repo: Repo, schedule: Schedule, slot: int) -> ScheduledRun:
+def run_slot(engine: Engine, schedule: Schedule, slot: int) -> ScheduledRun:
     """Run the check of a slot this process has claimed, and record what came of it."""
     at = datetime.fromtimestamp(slot, UTC)
     path = format_template(schedule.data, slot)
@@ -182,7 +183,8 @@ def run_slot(repo: Repo, schedule: Schedule, slot: int) -> ScheduledRun:
         "data": path,
     }
     try:
-        body = repo.monitor(
+        body = run_check(
+            engine,
             schedule.revision,
             path,
             target=schedule.target,
@@ -192,8 +194,10 @@ def run_slot(repo: Repo, schedule: Schedule, slot: int) -> ScheduledRun:
         if not isinstance(exc, ModelkeepError):
             log.exception("schedule #%s: the check raised unexpectedly", schedule.id)
         run = ScheduledRun(schedule.id, schedule.revision, at, path, error=_one_line(exc))
-        repo.record_schedule_outcome(schedule.id, slot=slot, status="failed", error=run.error)
-        repo.record_event(
+        Records(engine).record_schedule_outcome(
+            schedule.id, slot=slot, status="failed", error=run.error
+        )
+        engine.refs.record_event(
             schedule.model,
             "monitor.schedule_failed",
             f"schedule #{schedule.id} ({schedule.revision}) on {path}: {run.error}",
@@ -213,10 +217,10 @@ def run_slot(repo: Repo, schedule: Schedule, slot: int) -> ScheduledRun:
         drifted_features=tuple(drift.get("drifted_features", ())),
         metrics=body.get("metrics"),
     )
-    repo.record_schedule_outcome(
+    Records(engine).record_schedule_outcome(
         schedule.id, slot=slot, status="drift" if run.drifted else "ok", report=run.report
     )
-    repo.record_event(
+    engine.refs.record_event(
         schedule.model,
         "monitor.scheduled",
         f"schedule #{schedule.id}: {run.version} on {path}: "
@@ -234,26 +238,26 @@ def run_slot(repo: Repo, schedule: Schedule, slot: int) -> ScheduledRun:
     return run
 
 
-def apply_policy(repo: Repo, schedule: Schedule, run: ScheduledRun) -> list[str]:
+def apply_policy(engine: Engine, schedule: Schedule, run: ScheduledRun) -> list[str]:
     """Feed the schedule's reports on the judged version through the model's policy;
     act on what fires with this run's report as the newest evidence. Returns one
     "rule → outcome" line per action."""
-    rules = repo.policy(schedule.model)
+    rules = Records(engine).policy(schedule.model)
     if not rules or run.version is None or run.report is None:
         return []
     from modelkeep.monitor import actions
     from modelkeep.monitor.policy import Evaluator
 
-    version = repo.resolve(run.version)
+    version = engine.versions.resolve(run.version)
     source = f"schedule #{schedule.id}"
     mine = [
         r
-        for r in repo.reports(version.rev, limit=200, kind="batch")
+        for r in Records(engine).reports(version.rev, limit=200, kind="batch")
         if str(r["source"]).startswith(f"{source}:")
     ][::-1]  # oldest first
     evaluator = Evaluator(rules)
     # What already fired: its evidence is used up, and its time starts the cooldown.
-    for event in repo.events(schedule.model, limit=1000):
+    for event in engine.refs.events(schedule.model, limit=1000):
         if event.action != "monitor.alert" or event.details.get("source") != source:
             continue
         state = evaluator.state.get(str(event.details.get("rule")))
@@ -268,7 +272,7 @@ def apply_policy(repo: Repo, schedule: Schedule, run: ScheduledRun) -> list[str]
         if report["id"] == run.report:
             fired = firings
     rev = Revision.parse(schedule.revision)
-    aliases = {r.name for r in repo.refs(schedule.model, "alias")}
+    aliases = {r.name for r in engine.refs.refs(schedule.model, "alias")}
     alias = rev.ref if rev.ref in aliases and not (rev.back or rev.ancestry) else None
     out = []
     for firing in fired:
@@ -280,18 +284,25 @@ def apply_policy(repo: Repo, schedule: Schedule, run: ScheduledRun) -> list[str]
             outcome = f"cannot {rule.action}: {source} follows {schedule.revision}, not an alias"
         elif rule.action == "rollback":
             assert alias is not None
-            outcome = actions.rollback(repo, schedule.model, alias, text, version.rev)
+            outcome = actions.rollback(engine, schedule.model, alias, text, version.rev)
         elif rule.action == "update":
             assert alias is not None
             if schedule.target is None:
                 outcome = f"cannot update: {source} has no --target, so its batches carry no labels"
             else:
                 outcome, details = actions.update(
-                    repo, schedule.model, alias, rule, run.data, schedule.target, text, version.rev
+                    engine,
+                    schedule.model,
+                    alias,
+                    rule,
+                    run.data,
+                    schedule.target,
+                    text,
+                    version.rev,
                 )
                 evidence["update"] = details
         evidence["outcome"] = outcome
-        repo.record_event(
+        engine.refs.record_event(
             schedule.model,
             "monitor.alert",
             f"{text}; {outcome}",
@@ -311,24 +322,24 @@ def _aware(now: datetime | None) -> datetime:
 
 
 def iter_due(
-    repo: Repo, now: datetime | None = None, stop: threading.Event | None = None
+    engine: Engine, now: datetime | None = None, stop: threading.Event | None = None
 ) -> Iterator[ScheduledRun]:
     """Claim and run, one after the other, the slots due at ``now``; stops claiming
     when ``stop`` is set (the run under way finishes first)."""
     moment = _aware(now)
-    for schedule in repo.schedules():
+    for schedule in Records(engine).schedules():
         if stop is not None and stop.is_set():
             return
         slot = schedule.due(moment)
         if slot is None:
             continue
         seen = None if schedule.last_slot is None else int(schedule.last_slot.timestamp())
-        if not repo.claim_schedule_slot(schedule.id, expected=seen, slot=slot):
+        if not Records(engine).claim_schedule_slot(schedule.id, expected=seen, slot=slot):
             continue  # another daemon claimed it (or it was unscheduled) since we looked
         if schedule.last_status == "running" and schedule.last_slot is not None:
             # Its outcome is about to be overwritten: say in the log that it never came.
             missing = schedule.last_slot.isoformat()
-            repo.record_event(
+            engine.refs.record_event(
                 schedule.model,
                 "monitor.schedule_failed",
                 f"schedule #{schedule.id} ({schedule.revision}): the check of slot {missing} "
@@ -336,10 +347,10 @@ def iter_due(
                 ref=_ref(schedule),
                 details={"schedule": schedule.id, "slot": missing, "error": "interrupted"},
             )
-        run = run_slot(repo, schedule, slot)
+        run = run_slot(engine, schedule, slot)
         if run.ok:
             try:
-                done = apply_policy(repo, schedule, run)
+                done = apply_policy(engine, schedule, run)
             except Exception as exc:  # a broken policy must not stop the checks
                 if not isinstance(exc, ModelkeepError):
                     log.exception("schedule #%s: the policy raised unexpectedly", schedule.id)
@@ -348,14 +359,14 @@ def iter_due(
         yield run
 
 
-def run_due(repo: Repo, now: datetime | None = None) -> list[ScheduledRun]:
-    return list(iter_due(repo, now))
+def run_due(engine: Engine, now: datetime | None = None) -> list[ScheduledRun]:
+    return list(iter_due(engine, now))
 
 
-def _until_next(repo: Repo, poll: float) -> float:
+def _until_next(engine: Engine, poll: float) -> float:
     """Seconds to sleep: until the earliest next slot, at most ``poll`` (which is how
     soon schedules added meanwhile are noticed)."""
-    upcoming = [s.next_due for s in repo.schedules()]
+    upcoming = [s.next_due for s in Records(engine).schedules()]
     if not upcoming:
         return poll
     wait = (min(upcoming) - datetime.now(UTC)).total_seconds()
@@ -364,7 +375,7 @@ def _until_next(repo: Repo, poll: float) -> float:
 
 
 def daemon(
-    repo: Repo,
+    engine: Engine,
     *,
     poll: float = 30.0,
     once: bool = False,
@@ -376,15 +387,16 @@ def daemon(
 
     A registry that is busy or briefly unreachable is reported through ``on_error``
     and tried again at the next poll: the daemon outlives it."""
+    quantities.number(poll, "poll", low=0, high=86400, low_open=True)
     stop = stop or threading.Event()
     failed = 0
     while not stop.is_set():
         try:
-            for run in iter_due(repo, stop=stop):
+            for run in iter_due(engine, stop=stop):
                 failed += not run.ok
                 if on_run is not None:
                     on_run(run)
-            wait = poll if once else _until_next(repo, poll)
+            wait = poll if once else _until_next(engine, poll)
         except ModelkeepError as exc:
             if once:
                 raise

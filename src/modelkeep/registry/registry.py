@@ -1387,6 +1387,42 @@ class Registry:
             )
         )
 
+    def set_policy(
+        self, model: str, text: str, fmt: str, *, actor: str, message: str, details: dict[str, Any]
+    ) -> None:
+        """Attach (or replace) the policy of ``model`` and log it, in one transaction."""
+        with self._write() as conn:
+            m = self._model_row(conn, model)
+            values = {"text": text, "format": fmt, "updated_at": _now(), "updated_by": actor}
+            moved = conn.execute(
+                update(t.policies).where(t.policies.c.model_id == m.id).values(**values)
+            )
+            if not moved.rowcount:
+                conn.execute(insert(t.policies).values(model_id=m.id, **values))
+            self._append_event(
+                conn,
+                actor=actor,
+                action="policy.set",
+                model=model,
+                ref_kind=None,
+                ref_name=None,
+                before=None,
+                after=None,
+                message=message,
+                details=details,
+            )
+
+    def policy(self, model: str) -> tuple[str, str] | None:
+        """The policy text of ``model`` and its format (None when it has none)."""
+        with self._read() as conn:
+            m = self._model_row(conn, model)
+            row = conn.execute(
+                select(t.policies.c.text, t.policies.c.format).where(
+                    t.policies.c.model_id == m.id
+                )
+            ).first()
+        return None if row is None else (str(row.text), str(row.format))
+
     def append_event(
         self,
         *,

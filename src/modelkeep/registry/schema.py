@@ -24,7 +24,7 @@ from sqlalchemy import (
 
 # Bumped by every migration (which also writes it to the meta table), so an open can
 # tell "needs upgrading" or "too new" without loading Alembic.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = MetaData()
 
@@ -155,6 +155,17 @@ monitor_schedules = Table(
     Column("last_error", Text),
     Column("active", Boolean, nullable=False),
     Index("ix_monitor_schedules_model", "model_id", "active"),
+)
+
+# One policy per model: the text as the user wrote it (TOML or YAML), parsed on read.
+policies = Table(
+    "policies",
+    metadata,
+    Column("model_id", ForeignKey("models.id"), primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("format", String(8), nullable=False),  # toml | yaml
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(256), nullable=False),
 )
 
 events = Table(

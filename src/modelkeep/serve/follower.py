@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from modelkeep.deploy.rollouts import Rollouts
 from modelkeep.errors import ModelkeepError
 from modelkeep.monitor import actions
 from modelkeep.monitor.policy import Evaluator, Firing
+from modelkeep.monitor.records import Records
 from modelkeep.monitor.window import WindowSummary
 from modelkeep.serve.loaded import Loaded
 from modelkeep.serve.windows import Sealed, Windows
@@ -30,8 +32,8 @@ from modelkeep.serve.windows import Sealed, Windows
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from modelkeep._engine import Engine
     from modelkeep.deploy import RoutingTable
-    from modelkeep.repo import Repo
 
 log = logging.getLogger("modelkeep.serve")
 # A version that failed to load or warm is not tried again before this many seconds.
@@ -76,11 +78,11 @@ class ShadowStats:
 
 
 class Follower:
-    """Keeps ``snapshot`` in line with ``repo.routing(model, alias)``."""
+    """Keeps ``snapshot`` in line with ``Rollouts(engine).routing(model, alias)``."""
 
     def __init__(
         self,
-        repo_factory: Callable[[], Repo],
+        engine_factory: Callable[[], Engine],
         model: str,
         alias: str,
         interval: float = 0.5,
@@ -90,7 +92,7 @@ class Follower:
         monitoring: bool = True,
         shared: str | Path | None = None,
     ) -> None:
-        self._repo_factory = repo_factory
+        self._engine_factory = engine_factory
         self.model = model
         self.alias = alias
         self.interval = interval
@@ -126,18 +128,18 @@ class Follower:
 
     def start(self) -> None:
         """Load what the table names now (errors here are fatal: nothing to serve)."""
-        repo = self._repo_factory()
-        table = repo.routing(self.model, self.alias)
-        models = {table.primary: self._load(repo, table.primary)}
+        engine = self._engine_factory()
+        table = Rollouts(engine).routing(self.model, self.alias)
+        models = {table.primary: self._load(engine, table.primary)}
         for number in table.loaded()[1:]:  # candidate and previous: not fatal
-            loaded = self._try_load(repo, number)
+            loaded = self._try_load(engine, number)
             if loaded is not None:
                 models[number] = loaded
         if table.candidate is not None and table.candidate not in models:
             # Serve the primary alone until the candidate loads.
             table = dataclasses.replace(table, candidate=None, mode="single")
         self.snapshot = Snapshot(table, models)
-        rules = repo.policy(self.model)
+        rules = Records(engine).policy(self.model)
         self.evaluator = Evaluator(rules) if rules else None
         self._thread = threading.Thread(target=self._run, name="modelkeep-follow", daemon=True)
         self._thread.start()
@@ -152,7 +154,7 @@ class Follower:
             self._thread.join(timeout=5)
         if self.monitoring and self.snapshot is not None:
             try:
-                self._close_windows(self._repo_factory(), final=True)
+                self._close_windows(self._engine_factory(), final=True)
             except Exception:  # shutting down: say so, never hang or raise
                 log.exception("could not store the last monitoring windows")
         if self._leader is not None:
@@ -160,17 +162,17 @@ class Follower:
             self._leader = None
 
     def _run(self) -> None:
-        repo = None
+        engine = None
         while not self._stop.wait(self.interval):
             try:
-                repo = repo or self._repo_factory()
+                engine = engine or self._engine_factory()
                 # Windows before swapping: loading a new version may take seconds, and
                 # a worker's window parts must reach the leader within its grace period.
                 if self.shared is not None:
                     self._read_spool()
-                self._close_windows(repo)
-                self._sync(repo)
-                self._flush_shadow(repo)
+                self._close_windows(engine)
+                self._sync(engine)
+                self._flush_shadow(engine)
                 self.registry_ok = True
             except ModelkeepError as exc:
                 # The registry may be unreachable: keep serving what is loaded.
@@ -178,25 +180,25 @@ class Follower:
                     log.warning("cannot read the routing table (%s); serving on", exc)
                 self.registry_ok = False
                 self.last_error = str(exc)
-                repo = None
+                engine = None
             except Exception:  # never let the follower die: the server would go stale
                 log.exception("unexpected error while following %s@%s", self.model, self.alias)
-                repo = None
+                engine = None
 
     # -- swapping ---------------------------------------------------------------------
 
-    def _load(self, repo: Repo, number: int) -> Loaded:
-        version = repo.resolve(f"{self.model}:{number}")
-        loaded = Loaded.load(repo, version)
+    def _load(self, engine: Engine, number: int) -> Loaded:
+        version = engine.versions.resolve(f"{self.model}:{number}")
+        loaded = Loaded.load(engine, version)
         loaded.warm()
         log.info("loaded %s in %.2f s", loaded.rev, loaded.load_seconds)
         return loaded
 
-    def _try_load(self, repo: Repo, number: int) -> Loaded | None:
+    def _try_load(self, engine: Engine, number: int) -> Loaded | None:
         """Load and warm a version; a failure is recorded, never raised: a broken
         version must never be switched to, and the server keeps what it serves."""
         try:
-            return self._load(repo, number)
+            return self._load(engine, number)
         except Exception as exc:
             self._failed[number] = time.monotonic()
             self.last_error = f"{self.model}:{number} failed to load or warm: {exc}"
@@ -204,10 +206,10 @@ class Follower:
             log.error("%s; still serving %s", self.last_error, serving)
             return None
 
-    def _sync(self, repo: Repo) -> None:
+    def _sync(self, engine: Engine) -> None:
         current = self.snapshot
         assert current is not None
-        table = repo.routing(self.model, self.alias)
+        table = Rollouts(engine).routing(self.model, self.alias)
         if table == current.table:
             return
         models = dict(current.models)
@@ -217,7 +219,7 @@ class Follower:
             failed_at = self._failed.get(number)
             if failed_at is not None and time.monotonic() - failed_at < RETRY_FAILED_AFTER:
                 continue
-            loaded = self._try_load(repo, number)
+            loaded = self._try_load(engine, number)
             if loaded is not None:
                 models[number] = loaded
         if table.primary not in models or (
@@ -248,7 +250,7 @@ class Follower:
 
     # -- monitoring windows -------------------------------------------------------------
 
-    def _close_windows(self, repo: Repo, final: bool = False) -> None:
+    def _close_windows(self, engine: Engine, final: bool = False) -> None:
         snap = self.snapshot
         if snap is None:
             return
@@ -265,23 +267,23 @@ class Follower:
             loaded = snap.models.get(sealed.version) or self._retired.get(sealed.version)
             try:
                 if loaded is not None:
-                    self._store_window(repo, snap, loaded, sealed, final)
+                    self._store_window(engine, snap, loaded, sealed, final)
             except ModelkeepError:
                 raise  # the registry: the window waits for the next poll
             except Exception:
                 log.exception("window %s of version %s dropped", sealed.window, sealed.version)
             self._unsent.pop(0)
         if self.shared is not None and not final and self._lead():
-            self._merge_parts(repo, snap)
+            self._merge_parts(engine, snap)
 
     def _store_window(
-        self, repo: Repo, snap: Snapshot, loaded: Loaded, sealed: Sealed, final: bool
+        self, engine: Engine, snap: Snapshot, loaded: Loaded, sealed: Sealed, final: bool
     ) -> None:
         summary = summarise(sealed, loaded, self.windows.worker)
         if self.shared is None:
-            self._publish(repo, snap, loaded, summary, sealed.window, judge=not final)
+            self._publish(engine, snap, loaded, summary, sealed.window, judge=not final)
         else:
-            repo.record_report(
+            Records(engine).record_report(
                 loaded.version,
                 kind="window-part",
                 source=f"slot {sealed.window}, worker {self.windows.worker}",
@@ -295,7 +297,7 @@ class Follower:
 
     def _publish(
         self,
-        repo: Repo,
+        engine: Engine,
         snap: Snapshot,
         loaded: Loaded,
         summary: WindowSummary,
@@ -315,7 +317,7 @@ class Follower:
             self._profiled[number] = now
         else:
             body.pop("profile", None)
-        body["id"] = repo.record_report(
+        body["id"] = Records(engine).record_report(
             loaded.version,
             kind="window",
             source=f"window {window}",
@@ -336,7 +338,7 @@ class Follower:
             # The window is stored: a failing action must not send it round again.
             try:
                 for firing in self.evaluator.window(window, values, loaded.version.metrics):
-                    self._act(repo, firing, loaded)
+                    self._act(engine, firing, loaded)
             except Exception:
                 log.exception("policy of %s failed on window %s", self.model, window)
 
@@ -356,19 +358,19 @@ class Follower:
         log.info("worker %s merges the monitoring windows", self.windows.worker)
         return True
 
-    def _merge_parts(self, repo: Repo, snap: Snapshot) -> None:
+    def _merge_parts(self, engine: Engine, snap: Snapshot) -> None:
         """Merge the workers' parts of every slot that ended a grace period ago (time
         for every worker to write its part) and was not merged yet."""
         settled = time.time() - (3 * self.interval + 1.0)
         for number, loaded in snap.models.items():
             rev = f"{self.model}:{number}"
-            found = repo.reports(rev, limit=500, kind="window-part")
+            found = Records(engine).reports(rev, limit=500, kind="window-part")
             if not found:
                 continue
             if number not in self._merged_read:
                 # Slots merged before this worker led (a leader died): not again.
                 self._merged_read.add(number)
-                for r in repo.reports(rev, limit=500, kind="window"):
+                for r in Records(engine).reports(rev, limit=500, kind="window"):
                     if "slot" in r:
                         self._merged.add((number, r["slot"]))
             parts: dict[int, list[tuple[int, WindowSummary]]] = {}
@@ -382,7 +384,7 @@ class Follower:
                 # window of its own: counted once, never dropped, not judged twice.
                 late = (number, slot) in self._merged
                 ids = [i for i, _ in parts[slot]]
-                self._publish(repo, snap, loaded, merged, slot, ids, judge=not late)
+                self._publish(engine, snap, loaded, merged, slot, ids, judge=not late)
                 self._merged.add((number, slot))
 
     def forward_label(self, rid: str, value: Any) -> None:
@@ -409,7 +411,7 @@ class Follower:
                     self.windows.feedback(item["id"], item["value"])
             self._spool_offsets[path.name] = offset + end
 
-    def _act(self, repo: Repo, firing: Firing, loaded: Loaded) -> None:
+    def _act(self, engine: Engine, firing: Firing, loaded: Loaded) -> None:
         text, evidence = actions.evidence_of(firing, loaded.rev)
         rule = firing.rule
         log.warning("%s → %s", text, rule.action)
@@ -417,9 +419,9 @@ class Follower:
         if rule.action == "update":
             outcome = self._start_update(firing, text, evidence, loaded)
         elif rule.action == "rollback":
-            outcome = actions.rollback(repo, self.model, self.alias, text, loaded.rev)
+            outcome = actions.rollback(engine, self.model, self.alias, text, loaded.rev)
         evidence["outcome"] = outcome
-        repo.record_event(
+        engine.refs.record_event(
             self.model, "monitor.alert", f"{text}; {outcome}", ref=self.alias, details=evidence
         )
         self.actions.append(evidence)
@@ -442,12 +444,12 @@ class Follower:
 
         def run() -> None:
             try:
-                repo = self._repo_factory()
+                engine = self._engine_factory()
                 outcome, details = actions.update_from_feedback(
-                    repo, self.model, self.alias, firing.rule, labelled, columns, text, loaded.rev
+                    engine, self.model, self.alias, firing.rule, labelled, columns, text, loaded.rev
                 )
                 done = {**evidence, "outcome": outcome, "update": details}
-                repo.record_event(
+                engine.refs.record_event(
                     self.model,
                     "monitor.update",
                     f"{text}; {outcome}",
@@ -466,7 +468,7 @@ class Follower:
         self._updating.start()
         return "update started"
 
-    def _flush_shadow(self, repo: Repo) -> None:
+    def _flush_shadow(self, engine: Engine) -> None:
         snap = self.snapshot
         if snap is None or snap.table.mode != "shadow" or snap.table.deployment is None:
             return
@@ -475,7 +477,7 @@ class Follower:
         with self.shadow.lock:
             stats = self.shadow.as_dict()
             self._shadow_flushed = self.shadow.compared
-        repo.record_deployment_stats(snap.table.deployment, stats)
+        Rollouts(engine).record_deployment_stats(snap.table.deployment, stats)
 
 
 def summarise(sealed: Sealed, loaded: Loaded, worker: str) -> WindowSummary:

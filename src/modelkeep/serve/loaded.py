@@ -12,8 +12,8 @@ from modelkeep.formats.predict import predictor
 from modelkeep.serve.inputs import Schema
 
 if TYPE_CHECKING:
+    from modelkeep._engine import Engine
     from modelkeep.registry.records import Version
-    from modelkeep.repo import Repo
 
 
 @dataclass
@@ -43,9 +43,9 @@ class Loaded:
         )
 
     @classmethod
-    def load(cls, repo: Repo, version: Version) -> Loaded:
+    def load(cls, engine: Engine, version: Version) -> Loaded:
         start = time.perf_counter()
-        model = repo.load(version)
+        model = engine.versions.load(version)
         sig = (version.artifact.get("signature") or {}).get("inputs") or {}
         columns = dtypes = None
         width = None
@@ -63,7 +63,7 @@ class Loaded:
             width,
             wants_frame,
             time.perf_counter() - start,
-            repo.profile(version),
+            engine.versions.profile(version),
         )
 
     def warm(self) -> None:

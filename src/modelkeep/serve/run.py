@@ -76,12 +76,12 @@ def prepare(
     """A started follower (its first version loaded and warmed) and its app;
     ``shared`` is the folder workers of one server share (see ``serve``);
     ``feedback_token`` the secret that lets a client post labels (None: no feedback)."""
-    from modelkeep.repo import Repo
+    from modelkeep._engine import Engine, layout
 
     model, alias = parse_alias(rev)
-    root = Repo.find(None if repo_path is None else Path(repo_path))
+    root = layout.find(None if repo_path is None else Path(repo_path))
     follower = Follower(
-        lambda: Repo(root),
+        lambda: Engine.open(root),
         model,
         alias,
         interval,
@@ -197,9 +197,9 @@ def serve(
     import shutil
     import tempfile
 
-    from modelkeep.repo import Repo
+    from modelkeep._engine import layout
 
-    root = Repo.find(None if repo_path is None else Path(repo_path))
+    root = layout.find(None if repo_path is None else Path(repo_path))
     # What the workers share: prometheus-client's multiprocess files (so /metrics adds
     # up every worker), the label spool and the lock of the worker merging windows.
     shared = tempfile.mkdtemp(prefix="modelkeep-serve-")

@@ -1,6 +1,6 @@
 """Updating models: batch, incremental and custom strategies behind a validation gate.
 
-A job: it talks to ``Repo``'s public API only.
+A job: it takes the engine (``modelkeep._engine``), never ``Repo``.
 """
 
 from modelkeep.update.gate import Gate, Verdict

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from modelkeep._engine.commit import CommitDraft
 from modelkeep.artifact import features_of
 from modelkeep.errors import (
     DataFormatError,
@@ -50,8 +51,8 @@ from modelkeep.update.gate import CONTRADICTION_DROP, CONTRADICTION_RATIO, Gate,
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
+    from modelkeep._engine import Engine
     from modelkeep.registry.records import Version
-    from modelkeep.repo import Repo
 
 STRATEGIES = ("batch", "incremental", "custom")
 CANDIDATES = "candidates"
@@ -136,15 +137,15 @@ class _Table:
     stored: bool = False  # a dataset revision (so already kept in the repository)
 
 
-def _table(repo: Repo, spec: Any, what: str) -> _Table:
+def _table(engine: Engine, spec: Any, what: str) -> _Table:
     """A DataFrame from a file path or a stored dataset revision (NAME:N)."""
     text = str(spec)
     path = Path(text)
     if not path.exists() and ":" in text:
-        version = repo.resolve(text)
+        version = engine.versions.resolve(text)
         if version.format != "dataset":
             raise UsageError(f"{what} {text} is a model version, not a dataset")
-        frame = repo.load(version)
+        frame = engine.versions.load(version)
         return _Table(version.rev, frame, stored=True)
     if not path.is_file():
         raise DataFormatError(f"{what} {text}: no such file (or dataset NAME:VERSION)")
@@ -241,7 +242,7 @@ def _incremental(
     )
 
 
-def _parent_training(repo: Repo, parent: Version, target: str) -> tuple[Any, Any, str]:
+def _parent_training(engine: Engine, parent: Version, target: str) -> tuple[Any, Any, str]:
     if not parent.datasets:
         raise UsageError(
             f"{parent.rev} has no recorded training data to retrain from in a batch: "
@@ -249,7 +250,7 @@ def _parent_training(repo: Repo, parent: Version, target: str) -> tuple[Any, Any
         )
     ref = parent.datasets[0]
     if ":" in ref.path and not Path(ref.path).exists():
-        table = _table(repo, ref.path, "the parent's training data")
+        table = _table(engine, ref.path, "the parent's training data")
     else:
         from modelkeep.store import hash_file
 
@@ -266,7 +267,7 @@ def _parent_training(repo: Repo, parent: Version, target: str) -> tuple[Any, Any
 
 
 def _validation_data(
-    repo: Repo, parent: Version, target: str, notes: list[str]
+    engine: Engine, parent: Version, target: str, notes: list[str]
 ) -> tuple[str, Any, Any] | None:
     """The parent's validation data (the holdout of the update that made it), when
     stored: its revision, features and labels. Unusable data is a note, not a failure:
@@ -277,7 +278,7 @@ def _validation_data(
     if not isinstance(rev, str):
         return None
     try:
-        table = _table(repo, rev, f"{parent.rev}'s validation data")
+        table = _table(engine, rev, f"{parent.rev}'s validation data")
         x, y = _xy(table, parent, target, f"{parent.rev}'s validation data")
     except (UsageError, NotFoundError) as exc:
         notes.append(f"not checked on {parent.rev}'s validation data {rev}: {exc}")
@@ -286,7 +287,7 @@ def _validation_data(
 
 
 def _store_holdout(
-    repo: Repo, parent: Version, held: _Table | None, x: Any, y: Any, why: str, notes: list[str]
+    engine: Engine, parent: Version, held: _Table | None, x: Any, y: Any, why: str, notes: list[str]
 ) -> str | None:
     """Keep the holdout as a dataset revision, so that the candidate's own update can
     be checked on it later; the dataset's last version when the rows are the same."""
@@ -302,7 +303,7 @@ def _store_holdout(
     except InvalidNameError:
         notes.append(f"the holdout was not stored: {name!r} is too long for a dataset name")
         return None
-    info = next((m for m in repo.models() if m.name == name), None)
+    info = next((m for m in engine.versions.models() if m.name == name), None)
     if info is not None and info.kind != "dataset":
         notes.append(f"the holdout was not stored: {name} is a model, not a dataset")
         return None
@@ -318,18 +319,18 @@ def _store_holdout(
                 path = path.with_suffix(".csv")
                 frame.to_csv(path, index=False)
         if info is not None and info.latest is not None:
-            last = repo.resolve(f"{name}:{info.latest}")
+            last = engine.versions.resolve(f"{name}:{info.latest}")
             if last.artifact.get("content_id") == hash_file(str(path)).hex:
                 return last.rev
         try:
-            return repo.data_add(name, path, why).rev
+            return engine.commits.data_add(name, path, why).rev
         except RefExistsError as exc:  # made a model meanwhile
             notes.append(f"the holdout was not stored: {exc}")
             return None
 
 
 def run_update(
-    repo: Repo,
+    engine: Engine,
     rev: str,
     *,
     data: Any,
@@ -365,11 +366,12 @@ def run_update(
             f"{contradiction_drop!r}, {contradiction_ratio!r}); defaults: "
             f"{CONTRADICTION_DROP}, {CONTRADICTION_RATIO}"
         )
-    parent = repo.resolve(rev)
+    parent = engine.versions.resolve(rev)
     if promote is not None:
         # Checked now: once the candidate is committed it is too late to refuse.
         check_name(promote, "alias name")
-        clash = [r for r in repo.refs(parent.model) if r.name == promote and r.kind != "alias"]
+        refs = engine.refs.refs(parent.model)
+        clash = [r for r in refs if r.name == promote and r.kind != "alias"]
         if clash:
             raise UsageError(
                 f"--promote {promote}: {parent.model}@{promote} is a {clash[0].kind}, not an "
@@ -387,9 +389,9 @@ def run_update(
     if strategy == "custom" and trainer_fn is None:
         raise UsageError("--strategy custom needs --trainer module:function")
 
-    new = _table(repo, data, "data")
+    new = _table(engine, data, "data")
     x_new, y_new = _xy(new, parent, target, "data")
-    model = repo.load(parent)
+    model = engine.versions.load(parent)
     task = parent.artifact.get("task") or task_of(model)
     rule = Gate(
         gate or DEFAULT_GATES.get(task or "", "f1 >= parent"), known_metrics(task, user_metrics)
@@ -402,7 +404,7 @@ def run_update(
 
     held: _Table | None = None
     if holdout is not None:
-        held = _table(repo, holdout, "holdout")
+        held = _table(engine, holdout, "holdout")
         x_hold, y_hold = _xy(held, parent, target, "holdout")
         x_train, y_train = x_new, y_new
         holdout_doc: dict[str, Any] = {"source": held.spec, "rows": len(x_hold)}
@@ -419,7 +421,7 @@ def run_update(
         )
         holdout_doc = {"source": f"{HOLDOUT_SHARE:.0%} of {new.spec} (seed 0)", "rows": len(x_hold)}
     notes: list[str] = []
-    validation_data = _validation_data(repo, parent, target, notes)
+    validation_data = _validation_data(engine, parent, target, notes)
 
     used = [new.spec]
     with _noted(notes):
@@ -427,11 +429,11 @@ def run_update(
             candidate = _incremental(model, x_train, y_train, step_fn, params)
         elif strategy == "batch":
             if train is not None:
-                full = _table(repo, train, "training set")
+                full = _table(engine, train, "training set")
                 x_old, y_old = _xy(full, parent, target, "training set")
                 used.append(full.spec)
             else:
-                x_old, y_old, spec = _parent_training(repo, parent, target)
+                x_old, y_old, spec = _parent_training(engine, parent, target)
                 used.append(spec)
             x_all = pd.concat([x_old, x_train], ignore_index=True)
             y_all = pd.concat([y_old, y_train], ignore_index=True)
@@ -502,11 +504,11 @@ def run_update(
     branch = parent.branch
     if not passed:
         branch = candidates_branch
-        if branch not in {r.name for r in repo.refs(parent.model, "branch")}:
-            repo.branch(parent.model, branch, parent.rev)
+        if branch not in {r.name for r in engine.refs.refs(parent.model, "branch")}:
+            engine.refs.branch(parent.model, branch, parent.rev)
     status = "ok" if passed else "rejected"
     stored = _store_holdout(
-        repo,
+        engine,
         parent,
         held,
         x_hold,
@@ -537,7 +539,7 @@ def run_update(
         }
     if notes:
         update_doc["notes"] = notes
-    version = repo.commit(
+    draft = CommitDraft(
         parent.model,
         candidate,
         message
@@ -554,9 +556,10 @@ def run_update(
         status=status,
         annotations={"update": update_doc},
     )
+    version = engine.commits.commit(draft)
     promoted = None
     if passed and promote:
-        repo.promote(version.rev, promote, f"update passed its gate: {reason}")
+        engine.refs.promote(version.rev, promote, f"update passed its gate: {reason}")
         promoted = promote
     return UpdateResult(
         version,

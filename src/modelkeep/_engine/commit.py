@@ -1,0 +1,492 @@
+"""The commit pipeline: gather the files (or save the model object), describe them,
+store every object, and only then record the version — in one transaction with the
+branch move. Datasets are committed the same way."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import stat
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from modelkeep import artifact, lineage, quantities
+from modelkeep._engine.engine import Service, no_progress
+from modelkeep._engine.layout import DEFAULT_BRANCH, REPO_DIR
+from modelkeep.errors import (
+    DataFormatError,
+    EmptyCommitError,
+    PathNotFoundError,
+    UnsafePathError,
+    UsageError,
+)
+from modelkeep.formats import signature, tabular
+from modelkeep.profiles import Profile
+from modelkeep.registry import DatasetRef
+from modelkeep.revision import check_name
+from modelkeep.store import TreeEntry, hash_file
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from modelkeep._engine.engine import ProgressStart
+    from modelkeep.formats.base import Buffer
+    from modelkeep.registry import Version
+
+# Only permission bits travel with a version: never setuid, setgid or sticky.
+MODE_BITS = 0o777
+
+# The mode of a model file saved from memory (as a file saved under umask 022 has).
+SAVED_MODE = 0o644
+
+# A tree entry that is a symlink: git's mode for one; its content is the target.
+LINK_MODE = stat.S_IFLNK | 0o777
+
+
+@dataclass(frozen=True)
+class CommitDraft:
+    """What a commit is asked to record.
+
+    ``source`` is a file, files or a folder, or an in-memory model (scikit-learn,
+    PyTorch, ONNX, XGBoost, LightGBM), stored in its format. ``input_example`` records
+    the signature; ``data`` names the datasets used (paths or dataset revisions such as
+    ``churn-train:3``) — the first, when it is a table, gives the reference profile
+    (``target`` is its label column). ``parents`` overrides the default parent (the
+    branch head); ``kind``, ``status`` and ``annotations`` (kept in the lineage) say how
+    the version was made — jobs such as updates use them.
+    """
+
+    name: str
+    source: Any
+    message: str = ""
+    branch: str | None = None
+    params: Mapping[str, Any] | None = None
+    metrics: Mapping[str, Any] | None = None
+    data: Iterable[str | os.PathLike[str]] = ()
+    author: str | None = None
+    input_example: Any = None
+    target: str | None = None
+    init_args: dict[str, Any] | None = None
+    trusted: Any = None
+    parents: Sequence[int] | None = None
+    kind: str = "commit"
+    status: str = "ok"
+    annotations: Mapping[str, Any] | None = None
+
+
+class CommitOptions(TypedDict, total=False):
+    """``Repo.commit``'s keywords: the fields of ``CommitDraft`` after the first three."""
+
+    branch: str | None
+    params: Mapping[str, Any] | None
+    metrics: Mapping[str, Any] | None
+    data: Iterable[str | os.PathLike[str]]
+    author: str | None
+    input_example: Any
+    target: str | None
+    init_args: dict[str, Any] | None
+    trusted: Any
+    parents: Sequence[int] | None
+    kind: str
+    status: str
+    annotations: Mapping[str, Any] | None
+
+
+class Commits(Service):
+    """Versions as they are made."""
+
+    def gather(self, paths: Sequence[str | os.PathLike[str]]) -> dict[str, Path | Link]:
+        """Relative POSIX path in the version → file on disk (or symlink to keep).
+
+        One folder alone commits its contents; otherwise each argument keeps its
+        own name (a folder as a prefix). Inside a folder a symlink is kept as a link
+        with its target, as git does, and never followed: a link whose target leaves
+        the folder is refused (its bytes are not the folder's to store). A path named
+        on the command line is what the user means, and is followed.
+        """
+        if not paths:
+            raise EmptyCommitError("nothing to commit: give one or more files or folders")
+        sources = [Path(p) for p in paths]
+        for src in sources:
+            if not src.exists():
+                raise PathNotFoundError(f"{src}: no such file or folder")
+            if self.ctx.holds(src):
+                raise UsageError(
+                    f"{src} is inside the repository's own {REPO_DIR} folder; commit the "
+                    "model's files, not the repository"
+                )
+        files: dict[str, Path | Link] = {}
+
+        def add(rel: str, item: Path | Link) -> None:
+            if rel in files:
+                raise UsageError(f"two inputs both give {rel!r}; commit them from one folder")
+            files[rel] = item
+
+        single_dir = len(sources) == 1 and sources[0].is_dir()
+        folder_links: dict[Path, dict[str, str]] = {src: {} for src in sources}
+        for src in sources:
+            if src.is_dir():
+                prefix = PurePosixPath() if single_dir else PurePosixPath(src.resolve().name)
+                for dirpath, dirs, names in os.walk(src):
+                    dirs[:] = sorted(d for d in dirs if d != REPO_DIR)
+                    # os.walk lists a link to a folder among the folders (and does
+                    # not enter it): it is a link to keep, like a link to a file.
+                    links = [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]
+                    dirs[:] = [d for d in dirs if d not in links]
+                    for name in sorted([*names, *links]):
+                        full = Path(dirpath, name)
+                        rel = full.relative_to(src).as_posix()
+                        if full.is_symlink():
+                            add((prefix / rel).as_posix(), Link(os.readlink(full)))
+                            folder_links[src][rel] = os.readlink(full)
+                        elif full.is_file():
+                            add((prefix / rel).as_posix(), full)
+                        # sockets and fifos are not content
+            elif src.is_file():
+                add(src.name, src)
+            else:
+                raise UsageError(f"{src}: not a regular file or folder")
+            escaping = escaping_link(folder_links[src])
+            if escaping is not None:
+                raise UnsafePathError(
+                    f"{src / escaping} is a symlink to {folder_links[src][escaping]!r}, "
+                    "which leads outside the folder being committed; commit the file it "
+                    "points to, or make the link point inside"
+                )
+        if not files:
+            raise EmptyCommitError(
+                f"nothing to commit: {', '.join(map(str, sources))} holds no files"
+            )
+        return files
+
+    @staticmethod
+    def kv(values: Mapping[str, Any] | None, what: str, numeric: bool = False) -> dict[str, Any]:
+        """Params/metrics as stored: JSON values (numbers, for metrics, and finite)."""
+        out = dict(values or {})
+        for key, value in out.items():
+            if not isinstance(key, str) or not key:
+                raise UsageError(f"{what} names must be non-empty strings, got {key!r}")
+            if hasattr(value, "item") and not isinstance(value, str | bytes):
+                value = out[key] = value.item()  # NumPy scalars
+            if numeric and not _finite(value):
+                raise UsageError(
+                    f"metric {key[:40]}={quantities.shown(value)} is not a finite "
+                    "number; metrics are numbers (put other facts in params)"
+                )
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                raise UsageError(
+                    f"{what} {key[:40]}={quantities.shown(value)} cannot be stored: "
+                    "use numbers, strings, booleans, lists or dicts of them"
+                ) from None
+        return out
+
+    def commit(self, draft: CommitDraft, progress: ProgressStart = no_progress) -> Version:
+        """Store ``draft.source`` as the next version of model ``draft.name``.
+
+        Everything is checked before anything is stored; objects are written and made
+        durable first, and the version row and the branch move come last, in one
+        transaction, so a crash leaves no half version. A PyTorch model is stored
+        straight from its tensors' memory (no file is written first): leave it
+        unchanged until the commit returns, as ``save_file`` asks too.
+        """
+        d = draft
+        check_name(d.name)
+        if d.branch is not None:
+            check_name(d.branch, "branch name")
+        if d.branch is not None and d.name in self.ctx.registry.model_names():
+            # Fail before writing any bytes; add_version checks again, atomically.
+            self.ctx.registry.ref(d.name, d.branch, ("branch",))
+        with (
+            tempfile.TemporaryDirectory(prefix="modelkeep-") as scratch,
+            _lineage_thread() as side,
+        ):
+            # Lineage asks git (two processes) while the model is saved.
+            found = side.submit(_lineage, d.author, d.annotations)
+            work = Path(scratch)
+            model_obj = None
+            saved = None
+            buffers = None
+            if _is_paths(d.source):
+                source = d.source
+                path_list = [source] if isinstance(source, str | os.PathLike) else list(source)
+                gathered = self.gather(path_list)
+            else:
+                saved, buffers = artifact.save_object(d.source, work / "model", d.init_args)
+                gathered = {} if buffers is not None else self.gather([work / "model"])
+                model_obj = d.source
+            files = {**gathered, **(buffers or {})}
+            on_disk = {rel: f for rel, f in gathered.items() if isinstance(f, Path)}
+            datasets, data_paths = self._datasets(d.data, work / "data")
+            described = artifact.describe(
+                on_disk,
+                saved=saved,
+                model=model_obj,
+                input_example=d.input_example,
+                training_data=data_paths[0] if data_paths else None,
+                target=d.target,
+                trusted=d.trusted,
+            )
+            return self.store_version(
+                d.name,
+                files,
+                d.message,
+                branch=d.branch,
+                params=d.params,
+                metrics=d.metrics,
+                datasets=datasets,
+                author=d.author,
+                record=described.artifact,
+                profile=described.profile,
+                progress=progress,
+                parents=d.parents,
+                kind=d.kind,
+                status=d.status,
+                annotations=d.annotations,
+                found=found,
+            )
+
+    def _datasets(
+        self, data: Iterable[str | os.PathLike[str]], scratch: Path
+    ) -> tuple[list[DatasetRef], list[Path]]:
+        """Dataset refs by content, and local paths to read them (dataset revisions
+        are materialised into ``scratch``)."""
+        refs: list[DatasetRef] = []
+        paths: list[Path] = []
+        if isinstance(data, str | os.PathLike):
+            data = [data]  # one dataset, not its characters
+        for d in data:
+            dpath = Path(d)
+            if not dpath.exists() and isinstance(d, str) and ":" in d:
+                version = self.e.versions.resolve(d)
+                if version.format != "dataset":
+                    raise UsageError(f"{d} is a model version, not a dataset")
+                refs.append(DatasetRef(version.rev, version.artifact["content_id"], version.size))
+                if not paths:  # only the first dataset is read (for the profile)
+                    self.e.worktree.checkout(version, scratch / "0", force=True)
+                    paths.append(scratch / "0" / version.artifact["main"])
+                continue
+            if dpath.is_dir():
+                raise UsageError(f"dataset {dpath} is a folder: give the data file(s) in it")
+            if not dpath.is_file():
+                raise PathNotFoundError(
+                    f"dataset {dpath}: no such file (a stored dataset is named NAME:VERSION)"
+                )
+            refs.append(
+                DatasetRef(str(dpath.resolve()), hash_file(str(dpath)).hex, dpath.stat().st_size)
+            )
+            paths.append(dpath)
+        return refs, paths
+
+    def store_version(
+        self,
+        name: str,
+        files: Mapping[str, Path | Buffer | Link],
+        message: str,
+        *,
+        branch: str | None,
+        params: Mapping[str, Any] | None,
+        metrics: Mapping[str, Any] | None,
+        datasets: list[DatasetRef],
+        author: str | None,
+        record: dict[str, Any] | None,
+        profile: dict[str, Any] | None,
+        progress: ProgressStart,
+        entity: str = "model",
+        parents: Sequence[int] | None = None,
+        kind: str = "commit",
+        status: str = "ok",
+        annotations: Mapping[str, Any] | None = None,
+        found: Future[tuple[str, dict[str, Any]]] | None = None,
+    ) -> Version:
+        """Store ``files`` and record the version. ``found``: the author and lineage
+        (``_lineage``), when the caller started gathering them earlier."""
+        params_doc = self.kv(params, "param")
+        metrics_doc = self.kv(metrics, "metric", numeric=True)
+        total = sum(
+            src.stat().st_size if isinstance(src, Path) else src.size for src in files.values()
+        )
+        self.ctx.registry.check_writable()
+        tick = progress(f"commit {name}", total)
+        with contextlib.ExitStack() as stack:
+            if found is None:
+                # Lineage asks git (two processes) while the bytes are stored.
+                side = stack.enter_context(_lineage_thread())
+                found = side.submit(_lineage, author, annotations)
+            with self.ctx.shared():
+                self.ctx.follow_upgrade()
+                with self.ctx.store.writer() as writer:
+                    entries = {}
+                    for rel, src in files.items():
+                        if isinstance(src, Path):
+                            manifest = self.ctx.store.store_file(src, writer, tick)
+                            mode = src.stat().st_mode & MODE_BITS
+                        elif isinstance(src, Link):
+                            manifest = self.ctx.store.store_parts(src.parts, writer, tick)
+                            mode = LINK_MODE
+                        else:
+                            manifest = self.ctx.store.store_parts(
+                                src.parts, writer, tick, segmented=src.segmented
+                            )
+                            mode = SAVED_MODE
+                        entries[rel] = TreeEntry(manifest.id, manifest.size, mode)
+                    tree = self.ctx.store.put_tree(entries, writer)
+                    if record is not None and profile is not None:
+                        blob = json.dumps(profile, separators=(",", ":"), sort_keys=True)
+                        record = {**record, "profile": writer.add(blob.encode()).hex}
+                who, lineage_doc = found.result()
+                return self.ctx.registry.add_version(
+                    model=name,
+                    branch=branch,
+                    tree_id=tree.id.hex,
+                    size=tree.size,
+                    file_count=len(entries),
+                    message=message,
+                    author=who,
+                    params=params_doc,
+                    metrics=metrics_doc,
+                    lineage=lineage_doc,
+                    datasets=datasets,
+                    default_branch=DEFAULT_BRANCH,
+                    artifact=record,
+                    entity=entity,
+                    parents=parents,
+                    kind=kind,
+                    status=status,
+                )
+
+    def data_add(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        message: str = "",
+        *,
+        author: str | None = None,
+        progress: ProgressStart = no_progress,
+    ) -> Version:
+        """Store a dataset file (CSV, Parquet) as the next version of dataset ``name``."""
+        check_name(name, "dataset name")
+        src = Path(path)
+        if not src.is_file():
+            raise PathNotFoundError(f"{src}: no such file")
+        frame = tabular.read(src)
+        if not hasattr(frame, "columns"):
+            raise DataFormatError(f"{src}: datasets are tables (CSV or Parquet)")
+        record = {
+            "format": "dataset",
+            "main": src.name,
+            "content_id": hash_file(str(src)).hex,
+            "rows": len(frame),
+            "columns": signature.infer(frame)["columns"],
+        }
+        return self.store_version(
+            name,
+            {src.name: src},
+            message,
+            branch=None,
+            params=None,
+            metrics=None,
+            datasets=[],
+            author=author,
+            record=record,
+            profile=Profile.of(frame).to_json(),
+            progress=progress,
+            entity="dataset",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A symlink inside a committed folder, kept as its target text."""
+
+    target: str
+
+    @property
+    def parts(self) -> tuple[memoryview, ...]:
+        return (memoryview(os.fsencode(self.target)),)
+
+    @property
+    def size(self) -> int:
+        return len(os.fsencode(self.target))
+
+def escaping_link(links: Mapping[str, str]) -> str | None:
+    """The first link (relative path in a tree) whose target, followed through the
+    tree's own links as the kernel would follow them, leaves the tree; None if none
+    does. Reading the text alone is not enough: ``d/L -> ..`` stays inside, and so
+    does ``M -> d/L/..`` read as text, but M leads to the tree's parent."""
+    for rel in sorted(links):
+        folder = list(PurePosixPath(rel).parent.parts)
+        if _leaves(folder, links[rel], links):
+            return rel
+    return None
+
+def _leaves(folder: list[str], target: str, links: Mapping[str, str]) -> bool:
+    if not target or "\x00" in target:
+        return True
+    stack = list(folder)
+    pending = list(PurePosixPath(target).parts)
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part.startswith("/"):
+            return True  # absolute: never inside a folder that can be anywhere
+        if part == ".":
+            continue
+        if part == "..":
+            if not stack:
+                return True
+            stack.pop()
+            continue
+        stack.append(part)
+        inner = links.get("/".join(stack))
+        if inner is not None:
+            hops += 1
+            if hops > 40 or not inner:  # a loop, as ELOOP would say
+                return True
+            stack.pop()
+            pending[:0] = PurePosixPath(inner).parts
+    return False
+
+def _finite(value: Any) -> bool:
+    """A real number a float holds (a 400-digit int overflows math.isfinite)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+def _lineage_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="modelkeep-lineage")
+
+def _lineage(
+    author: str | None, annotations: Mapping[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    """Who commits, and the lineage a version records: code, environment, annotations."""
+    code = lineage.code_ref()
+    doc = {
+        "code": None
+        if code is None
+        else {
+            "commit": code.commit,
+            "dirty": code.dirty,
+            "repository": code.repository,
+            "branch": code.branch,
+        },
+        "environment": lineage.environment(),
+        **dict(annotations or {}),
+    }
+    return author or lineage.author(), doc
+
+def _is_paths(source: Any) -> bool:
+    if isinstance(source, str | os.PathLike):
+        return True
+    return isinstance(source, list | tuple) and all(
+        isinstance(p, str | os.PathLike) for p in source
+    )
