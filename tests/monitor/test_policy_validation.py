@@ -130,3 +130,32 @@ def test_the_help_shows_its_example_as_written_and_it_attaches(cli: Any, root: P
         "quality drop",
         "features drift",
     ]
+
+
+def test_policy_files_of_an_older_release_are_imported_once(tmp_path: Path) -> None:
+    """Policies were files under .modelkeep/policies: opening the repository moves them
+    into the registry (every process then reads the same), and keeps the files aside."""
+    root = tmp_path / "repo"
+    with modelkeep.Repo.init(root) as repo:
+        rng = np.random.default_rng(0)
+        x = pd.DataFrame(rng.normal(size=(50, 2)), columns=["a", "b"])
+        repo.commit("churn", LogisticRegression().fit(x, x["a"] > 0), "m")
+    folder = root / ".modelkeep" / "policies"
+    folder.mkdir()
+    (folder / "churn.yaml").write_text("rules:\n  - metric: f1\n    below: 0.5\n")
+    (folder / "gone.toml").write_text('[[rule]]\nmetric = "f1"\nbelow = 0.5\n')  # no model
+    with modelkeep.Repo(root) as repo:
+        assert [r.metric for r in repo.policy("churn") or []] == ["f1"]
+        assert repo.registry.policy("churn") == (
+            "rules:\n  - metric: f1\n    below: 0.5\n",
+            "yaml",
+        )
+        imported = [e for e in repo.events("churn") if e.action == "policy.set"]
+        assert len(imported) == 1
+    assert not folder.exists()
+    assert sorted(p.name for p in (root / ".modelkeep" / "policies.imported").iterdir()) == [
+        "churn.yaml",
+        "gone.toml",
+    ]
+    with modelkeep.Repo(root) as repo:  # once: nothing more to import
+        assert len([e for e in repo.events("churn") if e.action == "policy.set"]) == 1

@@ -173,17 +173,25 @@ class Commits(Service):
                 raise UsageError(f"{what} names must be non-empty strings, got {key!r}")
             if hasattr(value, "item") and not isinstance(value, str | bytes):
                 value = out[key] = value.item()  # NumPy scalars
+            # A plain key as it is (f1=…); one a line cannot hold, quoted and shortened.
+            plain = key.isprintable() and len(key) <= 40 and not any(c.isspace() for c in key)
+            shown = f"{key if plain else quantities.shown(key)}={quantities.shown(value)}"
             if numeric and not _finite(value):
                 raise UsageError(
-                    f"metric {key[:40]}={quantities.shown(value)} is not a finite "
-                    "number; metrics are numbers (put other facts in params)"
+                    f"metric {shown} is not a finite number; metrics are numbers (put other "
+                    "facts in params)"
+                )
+            if _depth(value) > MAX_DEPTH:
+                raise UsageError(
+                    f"{what} {shown} nests deeper than {MAX_DEPTH} levels; store a structure "
+                    "that deep as a file of the version"
                 )
             try:
                 json.dumps(value, allow_nan=False)
             except (TypeError, ValueError):
                 raise UsageError(
-                    f"{what} {key[:40]}={quantities.shown(value)} cannot be stored: "
-                    "use numbers, strings, booleans, lists or dicts of them"
+                    f"{what} {shown} cannot be stored: use numbers, strings, booleans, lists "
+                    "or dicts of them"
                 ) from None
         return out
 
@@ -198,6 +206,7 @@ class Commits(Service):
         """
         d = draft
         check_name(d.name)
+        self.ctx.registry.check_entity(d.name, "model")
         if d.branch is not None:
             check_name(d.branch, "branch name")
         if d.branch is not None and d.name in self.ctx.registry.model_names():
@@ -372,6 +381,7 @@ class Commits(Service):
     ) -> Version:
         """Store a dataset file (CSV, Parquet) as the next version of dataset ``name``."""
         check_name(name, "dataset name")
+        self.ctx.registry.check_entity(name, "dataset")
         src = Path(path)
         if not src.is_file():
             raise PathNotFoundError(f"{src}: no such file")
@@ -452,6 +462,25 @@ def _leaves(folder: list[str], target: str, links: Mapping[str, str]) -> bool:
             stack.pop()
             pending[:0] = PurePosixPath(inner).parts
     return False
+
+# How deep a param may nest: every reader of a version (JSON, the CLI's tables) walks
+# it recursively, and Python's recursion limit is about 1,000.
+MAX_DEPTH = 32
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH + 1) -> int:
+    """How deep lists and dicts nest in ``value`` (counted no further than ``limit``)."""
+    depth, level = 0, [value]
+    while level and depth < limit:
+        level = [
+            item
+            for v in level
+            if isinstance(v, list | tuple | dict)
+            for item in (v.values() if isinstance(v, dict) else v)
+        ]
+        depth += 1
+    return depth - (not level)
+
 
 def _finite(value: Any) -> bool:
     """A real number a float holds (a 400-digit int overflows math.isfinite)."""

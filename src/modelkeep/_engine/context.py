@@ -114,16 +114,17 @@ class LocalContext(Context):
                 try:
                     if self.registry.policy(path.stem) is not None:
                         continue
+                    text = path.read_text(encoding="utf-8")
                     self.registry.set_policy(
                         path.stem,
-                        path.read_text(),
+                        text,
                         path.suffix[1:],
                         actor=lineage.author(),
                         message=f"imported from {path}",
                         details={"imported": str(path)},
                     )
-                except ModelNotFoundError:
-                    continue  # a policy of a model that is no more
+                except (ModelNotFoundError, UnicodeDecodeError):
+                    continue  # a policy of a model that is no more, or not text: kept aside
             os.replace(folder, self.control / "policies.imported")
 
     def shared(self) -> contextlib.AbstractContextManager[None]:

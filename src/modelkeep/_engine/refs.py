@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from modelkeep import lineage
 from modelkeep._engine.engine import Service
 from modelkeep.errors import RevisionSyntaxError, UsageError, VersionNotFoundError
+from modelkeep.quantities import shown
 from modelkeep.revision import Revision, check_name, parse_alias
 
 if TYPE_CHECKING:
@@ -37,10 +38,14 @@ class Refs(Service):
 
     def branch(self, name: str, new: str, start: str | None = None) -> Ref:
         """Create branch ``new`` of model ``name`` at ``start`` (default: the default head)."""
+        check_name(name)
         check_name(new, "branch name")
         version = self.e.versions.resolve(start or name)
         if version.model != name:
-            raise UsageError(f"--from {start} names model {version.model}, not {name}")
+            raise UsageError(
+                f"a branch of {name} starts at a version of {name}; {shown(start)} is one of "
+                f"{version.model}"
+            )
         _, ref = self.ctx.registry.move_ref(
             model=name,
             name=new,

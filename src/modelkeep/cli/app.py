@@ -190,7 +190,7 @@ def _pairs(items: list[str] | None, option: str) -> dict[str, Any]:
             raise UsageError(f"{option} expects KEY=VALUE, got {item!r} (e.g. {option} lr=0.01)")
         try:
             value = json.loads(raw)
-        except ValueError:  # not JSON, or an int past Python's 4,300-digit limit
+        except (ValueError, RecursionError):  # not JSON, an int past 4,300 digits, too deep
             value = raw
         values[key] = value
     return values
@@ -957,7 +957,13 @@ def monitor_policy(
                 raise PathNotFoundError(f"{path}: no such policy file")
             suffix = path.suffix.lower()
             fmt = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}.get(suffix)
-            rules = repo.set_policy(name, path.read_text(), fmt=fmt)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise UsageError(
+                    f"{path} is not UTF-8 text (byte {exc.start}): a policy is TOML or YAML"
+                ) from None
+            rules = repo.set_policy(name, text, fmt=fmt)
         else:
             rules = repo.policy(name) or []
     except ModelkeepError as exc:

@@ -129,6 +129,13 @@ def _db_error(exc: DatabaseError, where: str) -> RegistryError:
     )
 
 
+def _other_kind(model: str, kind: str, entity: str) -> RefExistsError:
+    return RefExistsError(
+        f"{model!r} is {_a(kind)}, not {_a(entity)}: models and datasets share one "
+        "namespace; choose another name"
+    )
+
+
 def _a(noun: str) -> str:
     return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
 
@@ -305,6 +312,15 @@ class Registry:
         return [] if found == ["ok"] else [f"registry: {self.where}: {f}" for f in found]
 
     # -- models -------------------------------------------------------------------
+
+    def check_entity(self, model: str, entity: str) -> None:
+        """Refuse, before anything is stored, a version of ``entity`` ("model" or
+        "dataset") under a name the other kind holds (``add_version`` checks again,
+        atomically)."""
+        with self._read() as conn:
+            kind = conn.scalar(select(t.models.c.kind).where(t.models.c.name == model))
+        if kind is not None and kind != entity:
+            raise _other_kind(model, kind, entity)
 
     def model_names(self) -> list[str]:
         with self._read() as conn:
@@ -583,10 +599,7 @@ class Registry:
             head = None
         else:
             if m.kind != entity:
-                raise RefExistsError(
-                    f"{model!r} is {_a(m.kind)}, not {_a(entity)}: models and datasets share one "
-                    "namespace; choose another name"
-                )
+                raise _other_kind(model, m.kind, entity)
             model_id = m.id
             branch = branch or m.default_branch
             head = self._ref_row(conn, model_id, model, branch, kinds=("branch",))
