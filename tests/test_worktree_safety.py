@@ -131,11 +131,11 @@ def test_checkout_refuses_a_stored_link_that_escapes(
 ) -> None:
     """A version made elsewhere (or by an older release) may hold an escaping link:
     checkout refuses it before writing anything."""
-    from modelkeep._engine import commit
+    from modelkeep._engine import sources
 
     model = _folder(tmp_path)
     (model / "evil").symlink_to("/etc/passwd")
-    monkeypatch.setattr(commit, "escaping_link", lambda links: None)
+    monkeypatch.setattr(sources, "escaping_link", lambda links: None)
     v = repo.commit("churn", model, "crafted")
     monkeypatch.undo()
     out = tmp_path / "out"

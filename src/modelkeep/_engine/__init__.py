@@ -7,6 +7,7 @@ imports no job and no face.
     Engine(ctx)
     ├── versions     resolve, log, show, files, load, profile        versions.py
     ├── commits      the commit pipeline, datasets                   commit.py
+    │                (files, folders and symlinks gathered: sources.py)
     ├── refs         branches, aliases, tags, promote, rollback, events   refs.py
     ├── worktree     checkout, status                                worktree.py
     ├── compare      diff                                            compare.py

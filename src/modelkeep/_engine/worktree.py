@@ -11,9 +11,9 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from modelkeep._engine.commit import MODE_BITS, Link, escaping_link
 from modelkeep._engine.engine import Service, no_progress
 from modelkeep._engine.layout import REPO_DIR
+from modelkeep._engine.sources import MODE_BITS, Link, escaping_link
 from modelkeep.errors import (
     ModelkeepError,
     PathNotFoundError,
