@@ -1,0 +1,230 @@
+"""Commands that run jobs: update, serve, deploy, deployments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelkeep import quantities
+from modelkeep.cli import render
+from modelkeep.cli.base import (
+    JsonOpt,
+    MessageOpt,
+    app,
+    number,
+    open_repo,
+    state,
+)
+from modelkeep.cli.render import emit_json, out
+
+
+@app.command()
+def update(
+    rev: Annotated[str, typer.Argument(help="Revision to start from, e.g. churn@production.")],
+    data: Annotated[
+        str, typer.Option("--data", help="New data: CSV/Parquet file or dataset NAME:VERSION.")
+    ],
+    target: Annotated[str, typer.Option("--target", help="Label column.")],
+    strategy: Annotated[
+        str,
+        typer.Option(
+            "--strategy",
+            help="incremental (continue the parent on the new data), batch (retrain a fresh "
+            "copy on the parent's training data plus the new data) or custom (--trainer).",
+        ),
+    ] = "incremental",
+    gate: Annotated[
+        str | None,
+        typer.Option(
+            "--gate",
+            help='Rule the candidate must pass, e.g. "f1 >= parent - 0.01" or "rmse < parent"; '
+            "parent is the parent's value of that metric on the same holdout; combine with "
+            "and/or. Default: f1 >= parent (classification), rmse <= parent (regression).",
+        ),
+    ] = None,
+    holdout: Annotated[
+        str | None,
+        typer.Option("--holdout", help="Evaluation data (default: 20 % of --data, seeded)."),
+    ] = None,
+    train: Annotated[
+        str | None,
+        typer.Option("--train", help="batch: the full training data (default: the parent's)."),
+    ] = None,
+    promote_to: Annotated[
+        str | None, typer.Option("--promote", help="Alias to move if the gate passes.")
+    ] = None,
+    trainer: Annotated[
+        str | None,
+        typer.Option(
+            "--trainer",
+            help="module:function(parent_model, (X, y), params) -> model (custom, or batch).",
+        ),
+    ] = None,
+    message: Annotated[str | None, typer.Option("-m", "--message", help="Why.")] = None,
+    accept_contradicting_data: Annotated[
+        bool,
+        typer.Option(
+            "--accept-contradicting-data",
+            help="Let the gate decide even when REV scores far below its recorded metrics "
+            "on the new data (by default that means the data contradicts the model: "
+            "flipped labels, a broken join, a concept shift; the candidate is rejected).",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a candidate from REV on new data, gate it against REV, commit it either way.
+
+    Passed: the next version on REV's branch (and --promote moves the alias). Rejected:
+    committed on branch `candidates` with status rejected and the reason; exit code 1.
+    The gate also checks the candidate on REV's validation data (the holdout of the
+    update that made REV), and refuses new data on which REV scores far below its
+    recorded metrics."""
+    result = open_repo().update(
+        rev,
+        data=data,
+        target=target,
+        strategy=strategy,
+        gate=gate,
+        holdout=holdout,
+        train=train,
+        promote=promote_to,
+        trainer=trainer,
+        message=message,
+        accept_contradicting_data=accept_contradicting_data,
+    )
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        render.update_table(result)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    rev: Annotated[str, typer.Argument(help="MODEL@ALIAS to follow, e.g. churn@production.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes. With more than one, monitoring windows are slots of "
+            "--window-seconds of wall-clock time, merged across workers."
+        ),
+    ] = 1,
+    max_body: Annotated[
+        int, typer.Option("--max-body", help="Largest request body in bytes (else 413).")
+    ] = 8 << 20,
+    window_rows: Annotated[
+        int, typer.Option("--window-rows", help="Monitoring window: close after this many rows.")
+    ] = 500,
+    window_seconds: Annotated[
+        float, typer.Option("--window-seconds", help="…or after this many seconds.")
+    ] = 30.0,
+    monitor: Annotated[
+        bool, typer.Option("--monitor/--no-monitor", help="Summarise traffic in windows.")
+    ] = True,
+    feedback_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--feedback-token-file",
+            help="File holding the secret that clients send as 'Authorization: Bearer "
+            "<token>' to POST labels to /v2/models/NAME/feedback (policies act on them). "
+            "Without it, feedback is off (403).",
+        ),
+    ] = None,
+) -> None:
+    """Serve a revision over HTTP: OIP v2 (/v2/...), POST /predict and GET /metrics.
+
+    The server follows the alias: when it moves (promote, rollback, deploy) the new
+    version is loaded and warmed beside the old one, then traffic switches at once."""
+    from modelkeep.serve.run import serve as run_server
+
+    run_server(
+        state["repo"],
+        rev,
+        host=host,
+        port=port,
+        workers=workers,
+        max_body=max_body,
+        window_rows=window_rows,
+        window_seconds=window_seconds,
+        monitoring=monitor,
+        feedback_token_file=feedback_token_file,
+    )
+
+
+@app.command()
+def deploy(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    to: Annotated[str, typer.Option("--to", help="Alias to roll out to.")] = "production",
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="blue-green, canary or shadow.")
+    ] = "blue-green",
+    candidate: Annotated[
+        str | None, typer.Option("--candidate", help="Version to roll out, e.g. churn:7.")
+    ] = None,
+    percent: Annotated[
+        float,
+        typer.Option(
+            "--percent",
+            parser=number("--percent", 0, 100, low_open=True),
+            help="canary: share of requests for the candidate, in (0, 100].",
+        ),
+    ] = 10.0,
+    steps: Annotated[
+        str | None, typer.Option("--steps", help="canary: percentages, e.g. 10,50,100.")
+    ] = None,
+    interval: Annotated[
+        str | None, typer.Option("--interval", help="canary: time per step, e.g. 10m, 30s.")
+    ] = None,
+    promote_it: Annotated[
+        bool, typer.Option("--promote", help="End the active rollout: candidate goes live.")
+    ] = False,
+    abort: Annotated[bool, typer.Option("--abort", help="End the active rollout.")] = False,
+    message: MessageOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Roll a version out to an alias (recorded; running servers follow it)."""
+    from modelkeep.errors import UsageError
+
+    repo = open_repo()
+    if promote_it or abort:
+        if promote_it and abort:
+            raise UsageError("--promote and --abort exclude each other")
+        dep = repo.end_deployment(name, to=to, promote=promote_it, message=message)
+    else:
+        step_list = numbers(steps, "--steps") if steps else []
+        dep = repo.deploy(
+            name,
+            to=to,
+            strategy=strategy,
+            candidate=candidate,
+            percent=percent,
+            steps=step_list,
+            interval=interval,
+            message=message,
+        )
+    if as_json:
+        emit_json(dep.to_dict())
+    else:
+        out.print(render.deployment_line(dep))
+
+
+@app.command()
+def deployments(
+    name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List deployments (rollouts) and their state, newest first."""
+    found = open_repo().deployments(name)
+    if as_json:
+        emit_json([d.to_dict() for d in found])
+    for d in [] if as_json else found:
+        out.print(render.deployment_line(d))
+
+
+def numbers(text: str, option: str) -> list[float]:
+    return [quantities.number(p, option, low=0, high=100, low_open=True) for p in text.split(",")]

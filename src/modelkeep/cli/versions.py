@@ -1,0 +1,244 @@
+"""Commands on versions: init, commit, log, show, models, checkout, status, diff."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelkeep.cli import render
+from modelkeep.cli.base import (
+    JsonOpt,
+    app,
+    open_repo,
+    pairs,
+    progress,
+    whole,
+)
+from modelkeep.cli.render import emit_json, out
+from modelkeep.graph import graph_lines, labels_by_version
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Folder to create the repository in.")] = Path("."),
+) -> None:
+    """Create a repository: a .modelkeep/ folder with the object store and the registry."""
+    from modelkeep.repo import Repo
+
+    repo = Repo.init(path)
+    out.print(f"Initialized empty modelkeep repository in {repo.root / '.modelkeep'}")
+
+
+@app.command()
+def commit(
+    name: Annotated[str, typer.Argument(help="Model name (created on its first commit).")],
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to store.")],
+    message: Annotated[str, typer.Option("-m", "--message", help="What changed and why.")] = "",
+    branch: Annotated[
+        str | None, typer.Option("--branch", "-b", help="Branch to commit on (default: main).")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE hyper-parameter.")
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="KEY=NUMBER evaluation metric.")
+    ] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option("--data", "-d", help="Dataset used: a file (hashed) or NAME:VERSION."),
+    ] = None,
+    author: Annotated[str | None, typer.Option(help="Override the author.")] = None,
+    example: Annotated[
+        Path | None,
+        typer.Option(
+            "--example", help="Input example (CSV, Parquet, .npy): records the signature."
+        ),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Label column of the --data table.")
+    ] = None,
+    trust: Annotated[
+        list[str] | None,
+        typer.Option("--trust", help="A type to trust in a skops file (repeatable)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store files or a folder as the next version of model NAME.
+
+    A .skops, .onnx or .safetensors file is recognised as a model; with --data the
+    first table gives the reference profile (drop its label with --target)."""
+    repo = open_repo()
+    v = repo.commit(
+        name,
+        paths,
+        message,
+        branch=branch,
+        params=pairs(param, "--param"),
+        metrics=pairs(metric, "--metric"),
+        data=data or [],
+        author=author,
+        input_example=example,
+        target=target,
+        trusted=trust,
+        progress=progress(),
+    )
+    if as_json:
+        emit_json(v.to_dict())
+    else:
+        out.print(
+            f"[{v.branch} {v.rev}] {v.message}  ({v.file_count} file(s), {render.size(v.size)})"
+        )
+
+
+@app.command()
+def log(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    branch: Annotated[str | None, typer.Option("--branch", "-b", help="Only this branch.")] = None,
+    graph: Annotated[bool, typer.Option("--graph", help="Draw the branch structure.")] = False,
+    limit: Annotated[
+        int | None, typer.Option("-n", parser=whole("-n", 1), help="At most N versions.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List versions newest first, with message, author, time and metrics."""
+    repo = open_repo()
+    versions = repo.log(name, branch=branch)[:limit]
+    labels = labels_by_version(repo.refs(name))
+    rolled = {e.after for e in repo.history(name) if e.action == "rollback" and e.after}
+    if as_json:
+        emit_json([v.to_dict() for v in versions])
+    elif graph:
+        for line in graph_lines(versions, labels):
+            out.print(line, markup=False)
+    else:
+        out.print(render.version_table(versions, labels, rolled))
+
+
+@app.command()
+def show(
+    rev: Annotated[str, typer.Argument(help="Revision, e.g. churn:3 or churn@production.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a version with its full lineage and files."""
+    repo = open_repo()
+    v = repo.show(rev)
+    files = repo.files(v)
+    labels = labels_by_version(repo.refs(v.model)).get(v.number, [])
+    if as_json:
+        doc = v.to_dict()
+        doc["refs"] = labels
+        doc["files"] = [f.to_dict() for f in files]
+        emit_json(doc)
+    else:
+        render.show_version(v, files, labels)
+
+
+@app.command()
+def models(as_json: JsonOpt = False) -> None:
+    """List the models in the repository."""
+    infos = open_repo().models()
+    if as_json:
+        emit_json([m.to_dict() for m in infos])
+        return
+    if not infos:
+        out.print("no models yet: `modelkeep commit NAME PATH -m MESSAGE` creates one")
+    for m in infos:
+        out.print(
+            f"{m.name}  {m.kind}, {m.versions} version(s), latest {m.latest}, "
+            f"branch {m.default_branch}"
+        )
+
+
+@app.command()
+def checkout(
+    rev: Annotated[str, typer.Argument(help="Revision to materialize.")],
+    dest: Annotated[
+        Path | None, typer.Argument(help="Folder to write into (default: ./MODEL).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Overwrite files that differ.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a version's files into a folder, byte-identical, with their modes."""
+    result = open_repo().checkout(rev, dest, force=force, progress=progress())
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        out.print(
+            f"checked out {result.rev} into {result.dest}: {len(result.written)} written, "
+            f"{len(result.unchanged)} already up to date"
+        )
+
+
+@app.command()
+def status(
+    rev: Annotated[str, typer.Argument(help="Model or revision to compare with.")],
+    path: Annotated[Path | None, typer.Argument(help="Folder (default: ./MODEL).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tell whether a folder matches a version, and which files changed."""
+    st = open_repo().status(rev, path)
+    if as_json:
+        emit_json(st.to_dict())
+    else:
+        head = "matches" if st.clean else "differs from"
+        out.print(f"{st.path} {head} {st.rev}", markup=False)
+        for label, items in (
+            ("modified", st.modified),
+            ("missing", st.missing),
+            ("untracked", st.untracked),
+        ):
+            for p in items:
+                out.print(f"  {label}: {p}", markup=False)
+    if not st.clean:
+        raise typer.Exit(1)
+
+
+@app.command()
+def diff(
+    rev_a: Annotated[str, typer.Argument(help="Older revision.")],
+    rev_b: Annotated[str, typer.Argument(help="Newer revision.")],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Run both on these rows (CSV, Parquet).")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Label column of --data (for metrics).")
+    ] = None,
+    trust: Annotated[
+        list[str] | None, typer.Option("--trust", help="A skops type to trust (repeatable).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare two versions: files, params and metrics, signature (breaking changes),
+    tensors, scikit-learn specifics, and predictions on --data."""
+    d = open_repo().diff(rev_a, rev_b, data=data, target=target, trusted=trust)
+    if as_json:
+        emit_json(d.to_dict())
+        return
+    out.print(f"{d.a} → {d.b}", markup=False)
+    if d.identical:
+        out.print("  identical")
+    for f in d.added:
+        out.print(f"  added    {f.path}  {render.size(f.size_after)}", markup=False)
+    for f in d.removed:
+        out.print(f"  removed  {f.path}  {render.size(f.size_before)}", markup=False)
+    for f in d.changed:
+        mode = (
+            ""
+            if f.mode_before == f.mode_after
+            else (f"  mode {oct(f.mode_before or 0)} → {oct(f.mode_after or 0)}")
+        )
+        out.print(
+            f"  changed  {f.path}  {render.size(f.size_before)} → {render.size(f.size_after)}, "
+            f"{render.size(f.bytes_changed)} in {f.chunks_changed} of {f.chunks_total} "
+            f"chunks differ{mode}",
+            markup=False,
+        )
+    for title, delta in (("param", d.params), ("metric", d.metrics)):
+        for k, (a, b) in delta.items():
+            was, now = ("-" if x is None else x for x in (a, b))
+            out.print(f"  {title:<7}  {k}: {was} → {now}", markup=False)
+    render.model_diff(d)
