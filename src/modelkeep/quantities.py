@@ -37,6 +37,19 @@ def shown(text: object) -> str:
     return s if len(s) <= _MAX_TEXT + 2 else s[:_MAX_TEXT] + "…"
 
 
+def named(text: object) -> str:
+    """A name someone gave, as an error message says it: as it is when it is plain (f1,
+    shoe_size), else quoted and shortened (a newline in it would break the line)."""
+    if (
+        isinstance(text, str)
+        and 0 < len(text) <= _MAX_TEXT
+        and text.isprintable()
+        and not any(c.isspace() for c in text)
+    ):
+        return text
+    return shown(text)
+
+
 def whole(value: object, what: str, *, low: int = 0, high: int = MAX_COUNT) -> int:
     """A whole number in [low, high], from an ``int`` or ASCII digits."""
     if isinstance(value, int) and not isinstance(value, bool):

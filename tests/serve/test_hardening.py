@@ -819,3 +819,20 @@ def test_a_version_number_in_a_path_past_any_version_is_404_not_500(server, meth
         r = server.http.request(method, path, json={} if method == "POST" else None)
         assert r.status_code == 404, (len(digits), r.text[:200])
     assert server.http.get("/v2/models/churn/versions/2").status_code == 200
+
+
+def test_names_a_client_sent_are_quoted_in_one_line_errors(tabular_server, data):
+    """Found by the payload fuzz on a fresh machine: a tensor named "\\n" broke the line."""
+    row = data.x[0].tolist()
+    tensors = [
+        {"name": name, "shape": [1], "datatype": "FP64", "data": [value]}
+        for name, value in zip(["tenure", "monthly_spend", "\n", "age"], row, strict=False)
+    ]
+    r = tabular_server.http.post("/v2/models/churn/infer", json={"inputs": tensors})
+    assert r.status_code == 400
+    assert "\n" not in r.json()["error"]
+    assert "unknown '\\n'" in r.json()["error"]
+    record = dict(zip(["tenure", "monthly_spend", "support_calls", "age"], row, strict=False))
+    r = tabular_server.http.post("/predict", json={"records": [{**record, "a\nb": 1}]})
+    assert r.status_code == 400
+    assert "unknown 'a\\nb'" in r.json()["error"]

@@ -102,9 +102,7 @@ class Commits(Service):
                 raise UsageError(f"{what} names must be non-empty strings, got {key!r}")
             if hasattr(value, "item") and not isinstance(value, str | bytes):
                 value = out[key] = value.item()  # NumPy scalars
-            # A plain key as it is (f1=…); one a line cannot hold, quoted and shortened.
-            plain = key.isprintable() and len(key) <= 40 and not any(c.isspace() for c in key)
-            shown = f"{key if plain else quantities.shown(key)}={quantities.shown(value)}"
+            shown = f"{quantities.named(key)}={quantities.shown(value)}"
             if numeric and not _finite(value):
                 raise UsageError(
                     f"metric {shown} is not a finite number; metrics are numbers (put other "

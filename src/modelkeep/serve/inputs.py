@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
+from modelkeep import quantities
 from modelkeep.errors import SignatureError
 
 if TYPE_CHECKING:
@@ -126,6 +127,13 @@ def _with_datatype(datatype: str, column: Spec) -> Spec | None:
         integral=integral,
         nullable=column.nullable and not integral,
     )
+
+
+def _names(names: list[Any], limit: int = 10) -> str:
+    """Names a client sent, as an error quotes them: each repr'd and shortened (a name
+    may hold a newline), at most ``limit`` of them."""
+    shown = ", ".join(quantities.named(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _show(value: Any) -> str:
@@ -356,7 +364,7 @@ class Schema:
                 if missing:
                     parts.append(f"missing {', '.join(missing)}")
                 if extra:
-                    parts.append(f"unknown {', '.join(extra)}")
+                    parts.append(f"unknown {_names(extra)}")
                 raise SignatureError(
                     f"record {i}: {'; '.join(parts)} (expected {', '.join(wanted)})"
                 )
@@ -391,7 +399,7 @@ class Schema:
         unknown = sorted(set(by_name) - set(self.columns))
         if missing or unknown:
             raise SignatureError(
-                f"inputs: missing {', '.join(missing) or '-'}; unknown {', '.join(unknown) or '-'} "
+                f"inputs: missing {', '.join(missing) or '-'}; unknown {_names(unknown) or '-'} "
                 f"(expected one tensor per column: {', '.join(self.columns)})"
             )
         cols = []
