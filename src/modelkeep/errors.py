@@ -34,14 +34,41 @@
         ├── ObjectMissingError (LookupError) a referenced object is not in the store
         └── CorruptObjectError (ValueError)  stored bytes do not match their hash
 
-Every message says what was wrong and what to do; faces print it on one line.
+Every message says what was wrong; what to do is said in it, or — when it depends on
+the face (a command-line flag, a keyword of the API) — in its ``hint``, which each face
+renders its own way (``str(exc)`` is the API's). Faces print it on one line.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """What to do about an error, said for each face: ``cli`` on the command line
+    (flags, commands), ``api`` for Python and HTTP callers (keywords, methods)."""
+
+    cli: str
+    api: str
+
 
 class ModelkeepError(Exception):
     """Root of every error modelkeep raises on purpose."""
+
+    def __init__(self, message: str, *args: object, hint: Hint | None = None) -> None:
+        super().__init__(message, *args)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.said("api")
+
+    def said(self, face: str) -> str:
+        """The message with the hint as ``face`` ("cli" or "api") puts it."""
+        if self.hint is None:
+            return self.message
+        return f"{self.message}; {self.hint.cli if face == 'cli' else self.hint.api}"
 
 
 class UsageError(ModelkeepError, ValueError):
@@ -87,8 +114,8 @@ class NotIncrementalError(UsageError):
 class TrainerError(ModelkeepError):
     """A user-supplied trainer, step or metric function raised."""
 
-    def __init__(self, message: str, trace: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, trace: str, *, hint: Hint | None = None) -> None:
+        super().__init__(message, hint=hint)
         self.trace = trace
 
 
@@ -131,8 +158,8 @@ class RefMovedError(ConflictError):
 class WorkingTreeConflictError(ConflictError):
     """Checkout would overwrite files that differ from the version."""
 
-    def __init__(self, message: str, paths: list[str]) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, paths: list[str], *, hint: Hint | None = None) -> None:
+        super().__init__(message, hint=hint)
         self.paths = paths
 
 

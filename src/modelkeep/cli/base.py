@@ -166,7 +166,9 @@ def _exit_code(exc: Exception) -> int:
 
 def fail(exc: Exception) -> NoReturn:
     render.stop_progress()
-    render.err.print(f"error: {exc}", markup=False)
+    # The hint as the command line says it (flags and commands, not API keywords).
+    said = exc.said("cli") if isinstance(exc, ModelkeepError) else str(exc)
+    render.err.print(f"error: {said}", markup=False)
     raise typer.Exit(_exit_code(exc))
 
 
