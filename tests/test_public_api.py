@@ -50,6 +50,7 @@ COMMANDS = [
     "diff",
     "branch",
     "tag",
+    "label",
     "promote",
     "rollback",
     "history",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelkeep import formats
-from modelkeep.errors import DataFormatError, SignatureError, UntrustedModelError
+from modelkeep.errors import DataFormatError, Hint, SignatureError, UntrustedModelError
 from modelkeep.formats import signature, tabular
 from modelkeep.formats.base import SavesToMemory, qualname
 from modelkeep.formats.predict import predict, task_of
@@ -78,8 +78,11 @@ def describe(
     if model is None and untrusted and trusted is not True and set(untrusted) - set(trusted or ()):
         raise UntrustedModelError(
             f"{saved.main} holds types skops does not trust by default: "
-            f"{', '.join(untrusted)}; commit it with trusted={untrusted!r} "
-            "(CLI: --trust TYPE) if you vouch for them"
+            f"{', '.join(untrusted)}; trust them explicitly if you vouch for them",
+            hint=Hint(
+                cli=f"commit it with {' '.join(f'--trust {t}' for t in untrusted)}",
+                api=f"commit it with trusted={untrusted!r}",
+            ),
         )
     if model is None and (input_example is not None or training_data is not None):
         model = _load_for_checks(saved, files, trusted)

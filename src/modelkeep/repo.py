@@ -9,13 +9,12 @@ from modelkeep._engine import Engine, layout
 from modelkeep._engine.commit import CommitDraft, CommitOptions
 from modelkeep._engine.engine import no_progress
 from modelkeep.deploy.rollouts import Rollouts
-from modelkeep.errors import RegistryDamagedError
 from modelkeep.monitor.records import Records
 
 if TYPE_CHECKING:
     import os
     import threading
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from datetime import datetime, timedelta
     from pathlib import Path
 
@@ -45,21 +44,13 @@ class Repo:
     ``Repo(path)`` opens one (found upwards from ``path`` or the cwd, like git;
     ``MODELKEEP_REPO`` overrides), ``Repo.init(path)`` creates one."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self._use(Engine.open(path))
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, _engine: Engine | None = None
+    ) -> None:
+        self._e = _engine or Engine.open(path)  # _engine: init and memory made it already
+        self._records = Records(self._e)
+        self._rollouts = Rollouts(self._e)
 
-    def _use(self, engine: Engine) -> None:
-        self._e = engine
-        self._records = Records(engine)
-        self._rollouts = Rollouts(engine)
-
-    @classmethod
-    def _of(cls, engine: Engine) -> Repo:
-        repo = cls.__new__(cls)
-        repo._use(engine)
-        return repo
-
-    # -- opening --------------------------------------------------------------------
 
     @property
     def root(self) -> Path:
@@ -78,17 +69,16 @@ class Repo:
     @classmethod
     def init(cls, path: str | os.PathLike[str] = ".", params: ChunkParams | None = None) -> Repo:
         """Create a repository in ``path`` (made if missing) and open it."""
-        return cls._of(Engine.init(path, params))
+        return cls(_engine=Engine.init(path, params))
 
     @classmethod
     def memory(cls, params: ChunkParams | None = None) -> Repo:
         """A throw-away repository in memory, for tests and experiments."""
-        return cls._of(Engine.memory(params))
+        return cls(_engine=Engine.memory(params))
 
     @classmethod
     def salvage_registry(cls, path: str | os.PathLike[str] | None = None) -> Salvaged:
-        """Rebuild a damaged registry from every row still readable (the damaged file is
-        kept); versions it lost leave objects that ``gc`` would delete."""
+        """Rebuild a damaged registry from every row still readable (the file is kept)."""
         return layout.salvage(path)
 
     @classmethod
@@ -96,16 +86,9 @@ class Repo:
         cls, path: str | os.PathLike[str] | None = None, progress: ProgressStart = no_progress
     ) -> FsckReport:
         """``fsck(repair=True)``, also when the registry is too damaged to open."""
-        from modelkeep._engine.maintenance import with_salvage
+        from modelkeep._engine.maintenance import repair
 
-        try:
-            engine = Engine.open(path)
-        except RegistryDamagedError:
-            salvaged = layout.salvage(path)
-            with cls(path) as repo:
-                return with_salvage(repo.fsck(progress, repair=True), [], salvaged)
-        with cls._of(engine) as repo:
-            return repo.fsck(progress, repair=True)
+        return repair(path, progress)
 
     def close(self) -> None:
         self._e.close()
@@ -119,7 +102,6 @@ class Repo:
     def __repr__(self) -> str:
         return f"Repo({str(self.root)!r})"
 
-    # -- versions -------------------------------------------------------------------
 
     def resolve(self, rev: str | Revision) -> Version:
         """The version a revision names (see ``modelkeep.revision``)."""
@@ -128,9 +110,22 @@ class Repo:
     def models(self) -> list[ModelInfo]:
         return self._e.versions.models()
 
-    def log(self, name: str, branch: str | None = None) -> list[Version]:
-        """Versions of ``name`` newest first; with ``branch``, only its ancestry."""
-        return self._e.versions.log(name, branch)
+    def log(
+        self, name: str, branch: str | None = None, *, limit: int | None = None
+    ) -> list[Version]:
+        """Versions of ``name`` newest first (at most ``limit``; ``branch``: its own)."""
+        return self._e.versions.log(name, branch, limit=limit)
+
+    def search(
+        self,
+        name: str,
+        where: str | None = None,
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> list[Version]:
+        """Versions matching ``where`` ("metrics.f1 > 0.9 and labels.stage = 'prod'"), in
+        ``order_by`` ("metrics.f1", "metrics.rmse asc"); see ``registry.query``."""
+        return self._e.versions.search(name, where, order_by, limit)
 
     def show(self, rev: str) -> Version:
         return self._e.versions.show(rev)
@@ -142,8 +137,7 @@ class Repo:
         return self._e.versions.files(rev)
 
     def load(self, rev: str | Version, *, trusted: Any = None) -> Any:
-        """The model a version holds, ready to predict (``trusted``: types to trust
-        beyond skops' defaults, or True for pickles)."""
+        """The model a version holds (``trusted``: types beyond skops' defaults)."""
         return self._e.versions.load(rev, trusted=trusted)
 
     def profile(self, rev: str | Version) -> Profile | None:
@@ -174,7 +168,6 @@ class Repo:
         """Store a dataset file (CSV, Parquet) as the next version of dataset ``name``."""
         return self._e.commits.data_add(name, path, message, author=author, progress=progress)
 
-    # -- refs -----------------------------------------------------------------------
 
     def refs(self, name: str, kind: str | None = None) -> list[Ref]:
         return self._e.refs.refs(name, kind)
@@ -183,8 +176,10 @@ class Repo:
         """Every move of a ref (``churn@production``), or every event of a model."""
         return self._e.refs.history(rev)
 
-    def events(self, model: str | None = None, limit: int | None = None) -> list[Event]:
-        return self._e.refs.events(model, limit)
+    def events(
+        self, model: str | None = None, limit: int | None = None, *, action: str | None = None
+    ) -> list[Event]:
+        return self._e.refs.events(model, limit, action)
 
     def record_event(
         self,
@@ -219,6 +214,15 @@ class Repo:
     def delete_tag(self, tag: str, message: str = "") -> Ref:
         return self._e.refs.delete_tag(tag, message)
 
+    def label(
+        self, rev: str, labels: Mapping[str, str] | None = None, *, message: str = "", **more: str
+    ) -> Version:
+        """Set labels of a version (``label("churn:3", reviewed_by="alice")``)."""
+        return self._e.refs.label(rev, {**(labels or {}), **more}, (), message)
+
+    def unlabel(self, rev: str, *keys: str, message: str = "") -> Version:
+        return self._e.refs.label(rev, {}, keys, message)
+
     def default_branch(self, name: str) -> str:
         return self._e.refs.default_branch(name)
 
@@ -232,7 +236,6 @@ class Repo:
         """Move ``churn@production`` back: to ``to``, or where it pointed before."""
         return self._e.refs.rollback(alias, to, message)
 
-    # -- work trees and comparing ---------------------------------------------------
 
     def checkout(
         self,
@@ -261,7 +264,6 @@ class Repo:
         """What changed from ``rev_a`` to ``rev_b`` (``data``: and in predictions)."""
         return self._e.compare.diff(rev_a, rev_b, data=data, target=target, trusted=trusted)
 
-    # -- maintenance ----------------------------------------------------------------
 
     def fsck(self, progress: ProgressStart = no_progress, *, repair: bool = False) -> FsckReport:
         """Verify the registry, every stored object and every version's tree."""
@@ -275,7 +277,6 @@ class Repo:
         """Delete objects no version references (safe beside running commits)."""
         return self._e.maintenance.gc()
 
-    # -- jobs: updating, deploying, monitoring ---------------------------------------
 
     def update(self, rev: str, **options: Any) -> UpdateResult:
         """Train a candidate from ``rev``, gate it (options: ``run_update``'s)."""

@@ -643,7 +643,7 @@ def test_a_batch_lacking_a_feature_is_a_one_line_error(cli: Any, setup: Setup) -
 def test_a_version_without_a_profile_says_how_to_get_one(cli: Any, setup: Setup) -> None:
     with (
         modelkeep.Repo(setup.root) as repo,
-        pytest.raises(ModelkeepError, match="--data FILE --target COL"),
+        pytest.raises(ModelkeepError, match=r"data=\['FILE'\], target='COL'"),
     ):
         repo.monitor("bare:1", setup.files["stable"])
     message = cli(

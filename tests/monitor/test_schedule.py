@@ -650,7 +650,7 @@ rules:
         world.write(unlabelled.first_slot, shift=2.0)
         (run,) = repo.run_due(at(unlabelled.first_slot, 60))
         assert run.actions == (
-            f"retrain on drift → cannot update: schedule #{unlabelled.id} has no --target, so "
+            f"retrain on drift → cannot update: schedule #{unlabelled.id} has no target, so "
             "its batches carry no labels",
         )
         assert repo.resolve("churn@production").number == 1

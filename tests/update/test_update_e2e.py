@@ -507,7 +507,7 @@ BAD: list[tuple[str, dict[str, Any], type[Exception], list[str]]] = [
         ["unknown metric 'rmse'", "accuracy, auc, f1, precision, recall"],
     ),
     ("unknown strategy", {"strategy": "magic"}, UsageError, ["magic", "batch", "incremental"]),
-    ("custom without trainer", {"strategy": "custom"}, UsageError, ["--trainer"]),
+    ("custom without trainer", {"strategy": "custom"}, UsageError, ["trainer='module:function'"]),
     (
         "trainer that cannot be imported",
         {"strategy": "custom", "trainer": "trainers:no_such_trainer"},
@@ -518,7 +518,7 @@ BAD: list[tuple[str, dict[str, Any], type[Exception], list[str]]] = [
         "incremental on a random forest",
         {"rev": "forest", "strategy": "incremental"},
         NotIncrementalError,
-        ["RandomForestClassifier", "--strategy batch"],
+        ["RandomForestClassifier", "strategy='batch'"],
     ),
     ("data file that does not exist", {"data": "nope.csv"}, DataFormatError, ["nope.csv"]),
     ("a dataset is not a model", {"rev": "train:1"}, UsageError, ["train:1"]),
@@ -564,7 +564,7 @@ def test_batch_refuses_a_training_file_that_changed(
     message = str(info.value)
     assert str(training.resolve()) in message
     assert "changed" in message
-    assert "--train" in message  # what to do about it
+    assert "train='FILE'" in message  # what to do about it, as the Python API says it
     training.unlink()
     with pytest.raises(UsageError, match="gone or has changed"):
         repo.update("churn@production", data=data.cls_new, target=TARGET, strategy="batch")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelkeep import artifact
 from modelkeep._engine.engine import Service
-from modelkeep.errors import SignatureError
+from modelkeep.errors import Hint, SignatureError
 from modelkeep.formats import modeldiff, signature, tabular, tensordiff
 from modelkeep.results import DiffResult, FileChange
 
@@ -85,7 +85,8 @@ class Compare(Service):
                     raise SignatureError(
                         f"the rows of {Path(data).name} do not fit the models: "
                         f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
-                        "(name the label column with --target)"
+                        "(name the label column as the target)",
+                        hint=Hint(cli="give --target COL", api="pass target='COL'"),
                     ) from None
         return DiffResult(
             va.rev,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelkeep._engine.context import LocalContext, MemoryContext
 from modelkeep.errors import (
+    Hint,
     ReadOnlyRepositoryError,
     RepositoryExistsError,
     RepositoryFormatError,
@@ -42,7 +43,8 @@ def find(start: Path | None = None) -> Path:
         # A mistyped --repo must not silently open the repository above it.
         raise RepositoryNotFoundError(
             f"{start}: no such folder; give the folder that holds .modelkeep "
-            "(or create one there with `modelkeep init`)"
+            "(or create a repository there)",
+            hint=Hint(cli="`modelkeep init` creates one", api="Repo.init(path) creates one"),
         )
     origin = (start or Path.cwd()).resolve()
     if origin.name == REPO_DIR:
@@ -51,8 +53,12 @@ def find(start: Path | None = None) -> Path:
         if (folder / REPO_DIR / "config.json").is_file():
             return folder
     raise RepositoryNotFoundError(
-        f"no modelkeep repository at {origin} or any folder above it; "
-        "create one with `modelkeep init` (or pass --repo PATH / set MODELKEEP_REPO)"
+        f"no modelkeep repository at {origin} or any folder above it; create one, or "
+        "name the folder of one (or set MODELKEEP_REPO)",
+        hint=Hint(
+            cli="`modelkeep init` creates one; --repo PATH names one",
+            api="Repo.init(path) creates one; Repo(path) opens one",
+        ),
     )
 
 

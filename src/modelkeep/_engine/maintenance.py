@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 
 from modelkeep._engine.engine import Service, no_progress
 from modelkeep._engine.layout import FORMAT
-from modelkeep.errors import StoreError
+from modelkeep.errors import Hint, StoreError
 from modelkeep.results import FsckReport, GcReport, UpgradeReport
 from modelkeep.store import LocalBackend, ObjectId
 
 if TYPE_CHECKING:
+    import os
+
     from modelkeep._engine.engine import ProgressStart
     from modelkeep.registry.salvage import Salvaged
 
@@ -131,7 +133,10 @@ class Maintenance(Service):
                 old = self.ctx.store.unaligned()
             except StoreError as exc:
                 raise type(exc)(
-                    f"{exc}; nothing was upgraded — run `modelkeep fsck --repair` first"
+                    f"{exc.message}; nothing was upgraded — repair the repository first",
+                    hint=Hint(
+                        cli="run `modelkeep fsck --repair` first", api="run Repo.repair() first"
+                    ),
                 ) from None
             if before < FORMAT:
                 # Durable before any object changes: a release that cannot read the new
@@ -152,8 +157,8 @@ class Maintenance(Service):
                 live.update(ObjectId(oid) for _, _, oid in self.ctx.registry.artifact_ids())
             except StoreError as exc:
                 raise type(exc)(
-                    f"{exc}; gc cannot tell what is in use and removed nothing — "
-                    "run `modelkeep fsck`"
+                    f"{exc.message}; gc cannot tell what is in use and removed nothing",
+                    hint=Hint(cli="run `modelkeep fsck`", api="run Repo.fsck()"),
                 ) from None
             removed, freed = self.ctx.store.collect_garbage(live)
             temp = 0
@@ -172,3 +177,26 @@ def with_salvage(report: FsckReport, damage: list[str], salvaged: Salvaged) -> F
         problems=[*damage, *salvaged.problems(), *report.problems],
         salvaged=salvaged.to_dict(),
     )
+
+
+def repair(path: str | os.PathLike[str] | None, progress: ProgressStart) -> FsckReport:
+    """``fsck(repair=True)`` of the repository at ``path``, also when its registry is too
+    damaged to open: it is salvaged first (``layout.salvage``), and the report says what
+    the salvage kept and lost."""
+    from modelkeep._engine import layout
+    from modelkeep._engine.engine import Engine
+    from modelkeep.errors import RegistryDamagedError
+
+    try:
+        engine = Engine.open(path)
+    except RegistryDamagedError:
+        salvaged = layout.salvage(path)
+        engine = Engine.open(path)
+        try:
+            return with_salvage(engine.maintenance.fsck(progress, repair=True), [], salvaged)
+        finally:
+            engine.close()
+    try:
+        return engine.maintenance.fsck(progress, repair=True)
+    finally:
+        engine.close()

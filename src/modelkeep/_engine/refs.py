@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from modelkeep import lineage
 from modelkeep._engine.engine import Service
-from modelkeep.errors import RevisionSyntaxError, UsageError, VersionNotFoundError
+from modelkeep.errors import Hint, RevisionSyntaxError, UsageError, VersionNotFoundError
 from modelkeep.quantities import shown
 from modelkeep.revision import Revision, check_name, parse_alias
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from modelkeep.registry import Event, Ref, Version
 
 
@@ -33,8 +35,10 @@ class Refs(Service):
             self.ctx.registry.ref(r.model, r.ref)  # raises with what exists
         return events
 
-    def events(self, model: str | None = None, limit: int | None = None) -> list[Event]:
-        return self.ctx.registry.events(model, limit=limit)
+    def events(
+        self, model: str | None = None, limit: int | None = None, action: str | None = None
+    ) -> list[Event]:
+        return self.ctx.registry.events(model, limit=limit, action=action)
 
     def branch(self, name: str, new: str, start: str | None = None) -> Ref:
         """Create branch ``new`` of model ``name`` at ``start`` (default: the default head)."""
@@ -142,8 +146,11 @@ class Refs(Service):
         if current is not None and number <= current:
             raise UsageError(
                 f"{model}@{alias} is at {model}:{current}; promote moves it forward, and "
-                f"{model}:{number} is not newer — to go back use "
-                f"`modelkeep rollback {model}@{alias} --to {number}`"
+                f"{model}:{number} is not newer — roll the alias back instead",
+                hint=Hint(
+                    cli=f"`modelkeep rollback {model}@{alias} --to {number}` goes back",
+                    api=f"Repo.rollback('{model}@{alias}', to='{number}') goes back",
+                ),
             )
         return current
 
@@ -159,7 +166,8 @@ class Refs(Service):
             if not moves or moves[0].before is None:
                 raise VersionNotFoundError(
                     f"{model}@{name} has no earlier target to roll back to (it was only set, "
-                    f"to {model}:{current.version}); name one with --to VERSION"
+                    f"to {model}:{current.version}); name the version to roll back to",
+                    hint=Hint(cli="give --to VERSION", api="pass to='VERSION'"),
                 )
             target = moves[0].before
         else:
@@ -167,8 +175,11 @@ class Refs(Service):
             if target > current.version:
                 raise UsageError(
                     f"{model}@{name} is at {model}:{current.version}; rollback moves it back, "
-                    f"and {model}:{target} is newer — use `modelkeep promote {model}:{target} "
-                    f"{name}`"
+                    f"and {model}:{target} is newer — promote it instead",
+                    hint=Hint(
+                        cli=f"`modelkeep promote {model}:{target} {name}` moves it forward",
+                        api=f"Repo.promote('{model}:{target}', {name!r}) moves it forward",
+                    ),
                 )
         if target == current.version:
             raise UsageError(f"{model}@{name} already points at {model}:{target}")
@@ -201,4 +212,33 @@ class Refs(Service):
             message=message,
             ref_name=ref,
             details=details,
+        )
+
+    def label(
+        self,
+        rev: str,
+        values: Mapping[str, str],
+        remove: Sequence[str] = (),
+        message: str = "",
+    ) -> Version:
+        """Set (and remove) labels of a version: key/value text that may change after
+        the commit, every change an event; the version itself never changes."""
+        version = self.e.versions.resolve(rev)
+        for key in [*values, *remove]:
+            check_name(key, "label name")
+        for key, value in values.items():
+            if not isinstance(value, str) or len(value) > 1000 or not value.isprintable():
+                raise UsageError(
+                    f"label {key}={shown(value)}: a label's value is one line of text, "
+                    "at most 1,000 characters"
+                )
+        if not values and not remove:
+            raise UsageError(f"no label to set or remove on {version.rev}")
+        return self.ctx.registry.set_labels(
+            version.model,
+            version.number,
+            dict(values),
+            list(remove),
+            actor=lineage.author(),
+            message=message,
         )

@@ -8,9 +8,9 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from modelkeep import formats
+from modelkeep import formats, quantities
 from modelkeep._engine.engine import Service
-from modelkeep.errors import StoreError, VersionNotFoundError
+from modelkeep.errors import Hint, StoreError, VersionNotFoundError
 from modelkeep.formats import tabular
 from modelkeep.formats.base import LoadsInPlace
 from modelkeep.profiles import Profile
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from modelkeep.store import Tree
+
+# What to do about a store error met reading a version, said for each face.
+_FSCK = Hint(cli="run `modelkeep fsck`", api="run Repo.fsck()")
 
 
 class Versions(Service):
@@ -73,12 +76,17 @@ class Versions(Service):
     def models(self) -> list[ModelInfo]:
         return self.ctx.registry.models()
 
-    def log(self, name: str, branch: str | None = None) -> list[Version]:
-        """Versions of ``name`` newest first; with ``branch``, only its ancestry."""
+    def log(
+        self, name: str, branch: str | None = None, *, limit: int | None = None
+    ) -> list[Version]:
+        """Versions of ``name`` newest first (at most ``limit``, paged in SQL); with
+        ``branch``, only its ancestry."""
         check_name(name)
-        everything = self.ctx.registry.versions(name)
+        if limit is not None:
+            limit = quantities.whole(limit, "limit", low=1)
         if branch is None:
-            return everything
+            return self.ctx.registry.versions(name, limit=limit)
+        everything = self.ctx.registry.versions(name)
         head = self.ctx.registry.ref(name, branch, ("branch",)).version
         parents = self.ctx.registry.parents_map(name)
         seen: set[int] = set()
@@ -88,7 +96,28 @@ class Versions(Service):
             if n not in seen:
                 seen.add(n)
                 todo.extend(parents.get(n, ()))
-        return [v for v in everything if v.number in seen]
+        return [v for v in everything if v.number in seen][:limit]
+
+    def search(
+        self,
+        name: str,
+        where: str | None = None,
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> list[Version]:
+        """Versions of ``name`` that the filter ``where`` holds for (the query language
+        of ``modelkeep.registry.query``), in ``order_by``, at most ``limit``."""
+        from modelkeep.registry.query import parse_order, parse_where
+
+        check_name(name)
+        if limit is not None:
+            limit = quantities.whole(limit, "limit", low=1)
+        return self.ctx.registry.search(
+            name,
+            None if where is None else parse_where(where),
+            None if order_by is None else parse_order(order_by),
+            limit,
+        )
 
     def show(self, rev: str) -> Version:
         return self.resolve(rev)
@@ -97,7 +126,7 @@ class Versions(Service):
         try:
             return self.ctx.store.tree(ObjectId(version.tree_id))
         except StoreError as exc:
-            raise type(exc)(f"{exc} — the tree of {version.rev}; run `modelkeep fsck`") from None
+            raise type(exc)(f"{exc.message} — the tree of {version.rev}", hint=_FSCK) from None
 
     def files(self, rev: str | Version) -> list[FileInfo]:
         version = self.version(rev)
@@ -111,7 +140,7 @@ class Versions(Service):
         try:
             return self.ctx.store.file_manifest(oid)
         except StoreError as exc:
-            raise type(exc)(f"{exc} — file {path} of {version.rev}; run `modelkeep fsck`") from None
+            raise type(exc)(f"{exc.message} — file {path} of {version.rev}", hint=_FSCK) from None
 
     def load(self, rev: str | Version, *, trusted: Any = None) -> Any:
         """The model a version holds, ready to predict.
@@ -149,7 +178,7 @@ class Versions(Service):
         try:
             return flavor.load_in_place(file, version.artifact, trusted)
         except StoreError as exc:
-            raise type(exc)(f"{exc} — file {rel} of {version.rev}; run `modelkeep fsck`") from None
+            raise type(exc)(f"{exc.message} — file {rel} of {version.rev}", hint=_FSCK) from None
 
     def _materialize(self, version: Version) -> Path:
         """The version's files in the load cache, verified.
@@ -188,7 +217,7 @@ class Versions(Service):
         try:
             return Profile.from_json(json.loads(bytes(self.ctx.store.get(ObjectId(oid)))))
         except StoreError as exc:
-            raise type(exc)(f"{exc} — the profile of {version.rev}; run `modelkeep fsck`") from None
+            raise type(exc)(f"{exc.message} — the profile of {version.rev}", hint=_FSCK) from None
 
 def _stat_key(path: Path) -> list[int] | None:
     try:

@@ -15,6 +15,7 @@ from modelkeep._engine.engine import Service, no_progress
 from modelkeep._engine.layout import REPO_DIR
 from modelkeep._engine.sources import MODE_BITS, Link, escaping_link
 from modelkeep.errors import (
+    Hint,
     ModelkeepError,
     PathNotFoundError,
     StoreError,
@@ -127,9 +128,10 @@ class WorkTree(Service):
             )
             raise WorkingTreeConflictError(
                 f"checkout would overwrite {len(conflicts)} path(s) that differ from "
-                f"{version.rev}: {listed}; commit or move them first, or use --force to "
-                "replace them",
+                f"{version.rev}: {listed}; commit or move them first, or force the checkout "
+                "to replace them",
                 conflicts,
+                hint=Hint(cli="--force replaces them", api="force=True replaces them"),
             )
         dest_real.mkdir(parents=True, exist_ok=True)
         for path, kind in blockers.items():
@@ -181,8 +183,8 @@ class WorkTree(Service):
                 self.ctx.store.write_file(manifest, fd, tick)
             except StoreError as exc:
                 raise type(exc)(
-                    f"{exc} — file {rel} of {version.rev}; nothing wrong was written; "
-                    "run `modelkeep fsck`"
+                    f"{exc.message} — file {rel} of {version.rev}; nothing wrong was written",
+                    hint=Hint(cli="run `modelkeep fsck`", api="run Repo.fsck()"),
                 ) from None
             os.fchmod(fd, entry.mode & MODE_BITS)
         except BaseException:

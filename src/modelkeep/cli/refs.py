@@ -109,6 +109,41 @@ def tag(
 
 
 @app.command()
+def label(
+    rev: Annotated[str, typer.Argument(help="Version to label, e.g. churn:3.")],
+    pairs_: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="KEY=VALUE...", help="Labels to set, e.g. reviewed_by=alice."),
+    ] = None,
+    delete: Annotated[
+        list[str] | None, typer.Option("--delete", "-d", help="A label to remove (repeatable).")
+    ] = None,
+    message: MessageOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Set or remove labels of a version: key/value text that may change after the
+    commit (who reviewed it, its stage); every change is in the event log, and `log
+    --where "labels.KEY = 'VALUE'"` finds them."""
+    from modelkeep.errors import UsageError
+
+    values = {}
+    for item in pairs_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"labels are KEY=VALUE, not {item!r} (e.g. reviewed_by=alice)")
+        values[key] = value
+    repo = open_repo()
+    if delete:
+        repo.unlabel(rev, *delete, message=message)
+    v = repo.label(rev, values, message=message) if values else repo.resolve(rev)
+    if as_json:
+        emit_json(v.to_dict())
+    else:
+        shown = ", ".join(f"{k}={val}" for k, val in sorted(v.labels.items())) or "no labels"
+        out.print(f"{v.rev}: {shown}", markup=False)
+
+
+@app.command()
 def promote(
     rev: Annotated[str, typer.Argument(help="Revision to promote, e.g. churn:4.")],
     alias: Annotated[str, typer.Argument(help="Alias to move, e.g. production.")],

@@ -8,19 +8,42 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from datetime import datetime
     from pathlib import Path
 
+    from rich.console import Console
+    from rich.table import Table
+
     from modelkeep.registry.records import Event, Schedule, Version
     from modelkeep.results import DiffResult
 
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+class _Console:
+    """A rich Console made on first use: importing rich costs a command that prints
+    nothing through it (``--help``, ``--json``) a twentieth of a second."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+out: Any = _Console(highlight=False, soft_wrap=True, markup=False)
+err: Any = _Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def _table(**options: Any) -> Table:
+    from rich.table import Table
+
+    return Table(**options)
 
 
 def emit_json(value: Any) -> None:
@@ -98,7 +121,7 @@ def size(n: int | None) -> str:
 def version_table(
     versions: Sequence[Version], labels: dict[int, list[str]], rolled_back_to: set[int]
 ) -> Table:
-    table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+    table = _table(box=None, pad_edge=False, show_header=True, header_style="bold")
     for col in ("version", "branch", "made by", "refs", "created", "author", "message", "metrics"):
         table.add_column(col, overflow="fold", no_wrap=col in ("version", "created"))
     for v in versions:
@@ -164,13 +187,13 @@ def show_version(v: Version, files: Sequence[Any], refs: list[str]) -> None:
             rows.append(("profile", f"reference profile {art['profile'][:16]}"))
         if art["format"] == "dataset":
             rows.append(("table", f"{art['rows']} rows; " + signature_text(art)))
-    table = Table(box=None, show_header=False, pad_edge=False)
+    table = _table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for k, val in rows:
         table.add_row(k, val)
     out.print(table)
-    files_table = Table(box=None, pad_edge=False, header_style="bold")
+    files_table = _table(box=None, pad_edge=False, header_style="bold")
     for col in ("path", "size", "mode", "chunks", "content"):
         files_table.add_column(col)
     for f in files:
@@ -203,7 +226,7 @@ def update_table(result: Any) -> None:
         elif result.validation is not None:
             rows = cand.annotations.get("update", {}).get("holdout", {}).get("rows")
             out.print(f"on the new holdout{f' ({rows} rows)' if rows else ''}:", markup=False)
-        table = Table(box=None, pad_edge=False, header_style="bold")
+        table = _table(box=None, pad_edge=False, header_style="bold")
         for col in ("metric", result.parent.rev, cand.rev, "change"):
             table.add_column(col, justify="right" if col != "metric" else "left")
         for name, value in cand_metrics.items():
@@ -245,7 +268,7 @@ def monitor_report(body: dict[str, Any]) -> None:
         f"{len(drift['features'])} features drifted ({100 * drift['share']:.0f} %), "
         f"{drift['current_rows']} rows vs {drift['reference_rows']} in the reference"
     )
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = _table(box=None, pad_edge=False, header_style="bold")
     for col in ("feature", "test", "statistic", "threshold", "PSI", "drift"):
         table.add_column(col)
     rows = list(drift["features"]) + ([drift["predictions"]] if drift["predictions"] else [])
@@ -280,7 +303,7 @@ def schedule_line(s: Schedule) -> str:
 
 
 def schedule_table(schedules: Sequence[Schedule], now: datetime) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = _table(box=None, pad_edge=False, header_style="bold")
     for col in ("id", "revision", "every", "data", "last slot", "last outcome", "next due"):
         table.add_column(col, overflow="fold", no_wrap=col in ("id", "revision", "every"))
     for s in schedules:
@@ -358,7 +381,7 @@ def model_diff(d: DiffResult) -> None:
 
 
 def event_table(events: Sequence[Event]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = _table(box=None, pad_edge=False, header_style="bold")
     for col in ("#", "when", "who", "action", "what", "before → after", "why"):
         table.add_column(col, overflow="fold", no_wrap=col in ("#", "when", "action", "what"))
     for e in events:

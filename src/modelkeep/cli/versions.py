@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +19,7 @@ from modelkeep.cli.base import (
     whole,
 )
 from modelkeep.cli.render import emit_json, out
+from modelkeep.errors import UsageError
 from modelkeep.graph import graph_lines, labels_by_version
 
 
@@ -92,28 +95,73 @@ def commit(
         )
 
 
+# One page, newest first, unless -n or --all says otherwise (as git log with a pager
+# shows the newest first and no more than a screen of them at a time).
+PAGE = 30
+
+
 @app.command()
 def log(
     name: Annotated[str, typer.Argument(help="Model name.")],
     branch: Annotated[str | None, typer.Option("--branch", "-b", help="Only this branch.")] = None,
     graph: Annotated[bool, typer.Option("--graph", help="Draw the branch structure.")] = False,
     limit: Annotated[
-        int | None, typer.Option("-n", parser=whole("-n", 1), help="At most N versions.")
+        int | None,
+        typer.Option("-n", parser=whole("-n", 1), help=f"At most N versions (default {PAGE})."),
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", "-a", help="Every version (through a pager on a terminal).")
+    ] = False,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where",
+            help="Only versions this filter holds for, e.g. \"metrics.f1 > 0.9 and "
+            "params.dataset = 'ds-3' and labels.reviewed_by = 'alice'\" (fields: "
+            "metrics.K, params.K, labels.K, number, branch, author, message, status, "
+            "kind, created_at; = != < <= > >=; and, or, not, parentheses).",
+        ),
+    ] = None,
+    order_by: Annotated[
+        str | None,
+        typer.Option(
+            "--order-by", help="Sort by a field, highest first (FIELD asc: lowest first)."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List versions newest first, with message, author, time and metrics."""
+    """List versions newest first, with message, author, time and metrics: a page of
+    the newest, -n N of them, or --all; --where and --order-by search them."""
+    if every and limit is not None:
+        raise UsageError("-n and --all exclude each other")
+    if branch is not None and (where or order_by):
+        raise UsageError("--branch does not combine with --where or --order-by")
     repo = open_repo()
-    versions = repo.log(name, branch=branch)[:limit]
+    page = None if every else (limit or PAGE)
+    # One more than asked: whether older versions remain, without counting them all.
+    ask = None if page is None else page + 1
+    if where or order_by:
+        versions = repo.search(name, where, order_by, ask)
+    else:
+        versions = repo.log(name, branch=branch, limit=ask)
+    more = page is not None and len(versions) > page
+    versions = versions[:page]
     labels = labels_by_version(repo.refs(name))
-    rolled = {e.after for e in repo.history(name) if e.action == "rollback" and e.after}
+    rolled = {e.after for e in repo.events(name, action="rollback") if e.after}
     if as_json:
         emit_json([v.to_dict() for v in versions])
-    elif graph:
-        for line in graph_lines(versions, labels):
-            out.print(line, markup=False)
-    else:
-        out.print(render.version_table(versions, labels, rolled))
+        return
+    with out.pager(styles=False) if every and sys.stdout.isatty() else contextlib.nullcontext():
+        if graph:
+            for line in graph_lines(versions, labels):
+                out.print(line, markup=False)
+        else:
+            out.print(render.version_table(versions, labels, rolled))
+    if more:
+        render.err.print(
+            f"(the newest {page}; older versions: -n N for more, --all for every one)",
+            markup=False,
+        )
 
 
 @app.command()

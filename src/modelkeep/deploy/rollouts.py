@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelkeep import lineage, quantities
 from modelkeep.deploy.routing import STRATEGIES, RoutingTable, canary_percent
-from modelkeep.errors import ConflictError, NotFoundError, UsageError
+from modelkeep.errors import ConflictError, Hint, NotFoundError, UsageError
 from modelkeep.revision import check_name
 
 if TYPE_CHECKING:
@@ -55,16 +55,28 @@ class Rollouts:
                 f"unknown strategy {quantities.shown(strategy)}: use {', '.join(STRATEGIES)}"
             )
         if candidate is None:
-            raise UsageError(f"a {strategy} deployment needs --candidate REV (e.g. {name}:7)")
+            raise UsageError(
+                f"a {strategy} deployment needs a candidate version to roll out",
+                hint=Hint(
+                    cli=f"give --candidate REV, e.g. --candidate {name}:7",
+                    api=f"pass candidate, e.g. candidate='{name}:7'",
+                ),
+            )
         version = self.e.refs.version_of(name, candidate)
         current = self.ctx.registry.ref(name, to, ("alias",)).version
         if version.number == current:
             raise UsageError(f"{name}@{to} already serves {version.rev}")
         steps = [quantities.number(s, "steps", low=0, high=100, low_open=True) for s in steps]
         if steps != sorted(steps):
-            raise UsageError("--steps are increasing percentages in (0, 100], e.g. 10,50,100")
+            raise UsageError("steps are increasing percentages in (0, 100], e.g. 10,50,100")
         if steps and not interval:
-            raise UsageError("--steps need --interval (how long each step lasts)")
+            raise UsageError(
+                "canary steps need an interval (how long each step lasts)",
+                hint=Hint(
+                    cli="give --interval, e.g. --interval 10m",
+                    api="pass interval, e.g. interval='10m'",
+                ),
+            )
         seconds = None if interval is None else quantities.duration(interval, "interval", low=0.01)
         if strategy == "canary" and not steps:
             percent = quantities.number(percent, "percent", low=0, high=100, low_open=True)
@@ -72,8 +84,11 @@ class Rollouts:
         if strategy == "blue-green" and version.number < current:
             raise UsageError(
                 f"{name}@{to} is at {name}:{current}; a deployment rolls forward, and "
-                f"{version.rev} is older — to go back use `modelkeep rollback {name}@{to} "
-                f"--to {version.number}`"
+                f"{version.rev} is older — roll the alias back instead",
+                hint=Hint(
+                    cli=f"`modelkeep rollback {name}@{to} --to {version.number}` goes back",
+                    api=f"Repo.rollback('{name}@{to}', to='{version.number}') goes back",
+                ),
             )
         if strategy == "blue-green":
             deployment = self.ctx.registry.start_deployment(
@@ -112,7 +127,11 @@ class Rollouts:
         active = self.ctx.registry.deployments(name, to, active=True)
         if not active:
             raise NotFoundError(
-                f"{name}@{to} has no active deployment (see `modelkeep deployments`)"
+                f"{name}@{to} has no active deployment",
+                hint=Hint(
+                    cli="`modelkeep deployments` lists them",
+                    api="Repo.deployments() lists them",
+                ),
             )
         dep = active[0]
         moved = None

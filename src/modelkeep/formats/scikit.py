@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from modelkeep.errors import UntrustedModelError
+from modelkeep.errors import Hint, UntrustedModelError
 from modelkeep.formats._deps import need
 from modelkeep.formats.base import Buffer, Saved, module_roots, qualname, versions
 
@@ -41,8 +41,11 @@ def check_trust(path: Path, trusted: Any, vouched: list[str] | None = None) -> l
     if missing:
         raise UntrustedModelError(
             f"{path.name} holds types skops does not trust by default: {', '.join(missing)}; "
-            "if you trust where this version came from, load it with "
-            f"trusted={missing!r} (CLI: --trust TYPE)"
+            "if you trust where this version came from, trust them explicitly",
+            hint=Hint(
+                cli=f"give {' '.join(f'--trust {t}' for t in missing)}",
+                api=f"load it with trusted={missing!r}",
+            ),
         )
     return found
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from modelkeep.errors import NotFoundError
+from modelkeep.errors import Hint, NotFoundError
 from modelkeep.formats._deps import need
 from modelkeep.monitor.drift import DATASET_SHARE
 from modelkeep.monitor.records import Records
@@ -92,8 +92,11 @@ def render(engine: Engine, rev: str, *, limit: int | None = 1000) -> str:
     series = Records(engine).model_reports(model, limit)
     if not series:
         raise NotFoundError(
-            f"{model} has no monitoring reports yet: run `modelkeep monitor run {rev} "
-            "--data FILE` first"
+            f"{model} has no monitoring reports yet: check a batch of data first",
+            hint=Hint(
+                cli=f"`modelkeep monitor run {rev} --data FILE` checks one",
+                api=f"Repo.monitor({rev!r}, 'FILE') checks one",
+            ),
         )
     newest = Records(engine).reports(version.rev, 1)
     latest = newest[0] if newest else None

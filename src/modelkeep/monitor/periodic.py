@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelkeep.artifact import features_of
-from modelkeep.errors import DataFormatError, PathNotFoundError, UsageError
+from modelkeep.errors import DataFormatError, Hint, PathNotFoundError, UsageError
 from modelkeep.evaluation import as_fitted, evaluate
 from modelkeep.formats import tabular
 from modelkeep.formats.predict import predict, task_of
@@ -30,7 +30,11 @@ def reference_of(engine: Engine, version: Version) -> Profile:
     if reference is None:
         raise UsageError(
             f"{version.rev} has no reference profile to compare with: commit the model with "
-            "its training data (--data FILE --target COL)"
+            "its training data and label column",
+            hint=Hint(
+                cli="commit it with --data FILE --target COL",
+                api="commit it with data=['FILE'], target='COL'",
+            ),
         )
     return reference
 

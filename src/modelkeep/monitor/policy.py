@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelkeep import quantities
-from modelkeep.errors import UsageError
+from modelkeep.errors import Hint, UsageError
 from modelkeep.quantities import MAX_COUNT, shown
 
 ACTIONS = ("rollback", "update", "alert")
@@ -182,8 +182,11 @@ def parse(
     rules = doc.get("rule")
     if not isinstance(rules, list) or not rules:
         raise PolicyError(
-            f"{source}: no rules ([[rule]] tables in TOML, a rules: list in YAML); see "
-            "`modelkeep monitor policy --help`"
+            f"{source}: no rules ([[rule]] tables in TOML, a rules: list in YAML)",
+            hint=Hint(
+                cli="`modelkeep monitor policy --help` describes them",
+                api="help(modelkeep.monitor.policy) describes them",
+            ),
         )
     out = [_rule(raw, f"{source}, rule {i + 1}", i) for i, raw in enumerate(rules)]
     for i, rule in enumerate(out):
@@ -289,7 +292,7 @@ def _update_options(raw: dict[str, Any], where: str) -> dict[str, Any]:
         try:
             Gate(gate, {*CLASSIFICATION, *REGRESSION})
         except GateRuleError as exc:
-            raise PolicyError(f"{where}: {exc}") from None
+            raise PolicyError(f"{where}: {exc.message}", hint=exc.hint) from None
     min_rows = _count(raw, "min_rows", 200, 10, MAX_COUNT, where)  # 10: some are held out
     promote = raw.get("promote", True)
     if not isinstance(promote, bool):

@@ -288,7 +288,7 @@ def apply_policy(engine: Engine, schedule: Schedule, run: ScheduledRun) -> list[
         elif rule.action == "update":
             assert alias is not None
             if schedule.target is None:
-                outcome = f"cannot update: {source} has no --target, so its batches carry no labels"
+                outcome = f"cannot update: {source} has no target, so its batches carry no labels"
             else:
                 outcome, details = actions.update(
                     engine,

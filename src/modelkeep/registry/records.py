@@ -63,6 +63,9 @@ class Version:
     artifact: dict[str, Any] = field(default_factory=dict, hash=False)
     # How the version was made beyond a plain commit (e.g. "update": strategy, gate).
     annotations: dict[str, Any] = field(default_factory=dict, hash=False)
+    # Key → value set after the commit (reviewed_by, stage): they may change, the
+    # version does not; every change is an event.
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def format(self) -> str:

@@ -7,6 +7,7 @@ the event. That single choke point is what makes history and rollback trustworth
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import urllib.parse
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -32,6 +34,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from modelkeep.errors import (
     ConflictError,
+    Hint,
     ModelNotFoundError,
     NotFoundError,
     ReadOnlyRepositoryError,
@@ -45,6 +48,7 @@ from modelkeep.errors import (
     VersionNotFoundError,
 )
 from modelkeep.registry import schema as t
+from modelkeep.registry.query import Order, Where, order_sql, to_sql
 from modelkeep.registry.records import (
     CodeRef,
     DatasetRef,
@@ -92,6 +96,32 @@ _PARENTS_OF = (
     .where(t.version_parents.c.version_id.in_(bindparam("ids", expanding=True)))
     .order_by(t.version_parents.c.version_id, t.version_parents.c.position)
 )
+# A model's versions newest first, below a number or not: all of them, or a page.
+_VERSIONS_ALL = (
+    select(t.versions)
+    .where(
+        t.versions.c.model_id == bindparam("model_id"),
+        or_(bindparam("before").is_(None), t.versions.c.number < bindparam("before")),
+    )
+    .order_by(t.versions.c.number.desc())
+)
+_VERSIONS_PAGE = _VERSIONS_ALL.limit(bindparam("limit"))
+_LABELS_OF = (
+    select(t.labels.c.version_id, t.labels.c.key, t.labels.c.value)
+    .where(t.labels.c.version_id.in_(bindparam("ids", expanding=True)))
+    .order_by(t.labels.c.version_id, t.labels.c.key)
+)
+
+
+@dataclasses.dataclass
+class _Links:
+    """What versions link to, by version id: read for many versions at once."""
+
+    parents: dict[int, list[int]]
+    datasets: dict[int, list[DatasetRef]]
+    labels: dict[int, dict[str, str]]
+
+
 _DATASETS_OF = (
     select(t.datasets)
     .where(t.datasets.c.version_id.in_(bindparam("ids", expanding=True)))
@@ -120,9 +150,13 @@ def _db_error(exc: DatabaseError, where: str) -> RegistryError:
     reason = " ".join(str(exc.orig).split()) if exc.orig is not None else str(exc)
     if not isinstance(exc, OperationalError) or any(d in reason.lower() for d in _DAMAGE):
         return RegistryDamagedError(
-            f"the registry {where} is damaged ({reason}); restore it from a backup, or run "
-            "`modelkeep fsck --repair` to salvage what can still be read into a new "
-            "registry (the damaged file is kept beside it)"
+            f"the registry {where} is damaged ({reason}); restore it from a backup, or "
+            "salvage what can still be read into a new registry (the damaged file is kept "
+            "beside it)",
+            hint=Hint(
+                cli="`modelkeep fsck --repair` salvages what can still be read",
+                api="Repo.repair() salvages what can still be read",
+            ),
         )
     return RegistryError(
         f"the registry {where} failed: {reason}; check the disk and its permissions"
@@ -282,14 +316,17 @@ class Registry:
         except ValueError:
             raise RegistryDamagedError(
                 f"the registry {self.where} is damaged (its schema_version {raw!r} is not a "
-                "number); restore it from a backup, or run `modelkeep fsck --repair` to "
-                "salvage what can still be read"
+                "number); restore it from a backup, or salvage what can still be read",
+                hint=Hint(
+                    cli="`modelkeep fsck --repair` salvages what can still be read",
+                    api="Repo.repair() salvages what can still be read",
+                ),
             ) from None
         if found < t.SCHEMA_VERSION and self.read_only:
             raise RepositoryFormatError(
                 f"the registry {self.where} has schema {found}, older than this modelkeep's "
                 f"({t.SCHEMA_VERSION}), and you may only read it: someone who can write the "
-                "repository must run a modelkeep command in it once, which upgrades it"
+                "repository must open it once with this release, which upgrades it"
             )
         if found < t.SCHEMA_VERSION:
             self.migrate()
@@ -354,7 +391,11 @@ class Registry:
                 f"models here: {', '.join(names)}" if names else "the repository has no models yet"
             )
             raise ModelNotFoundError(
-                f"no model named {name!r} ({have}); `modelkeep commit {name} PATH` creates it"
+                f"no model named {name!r} ({have}); committing a first version creates it",
+                hint=Hint(
+                    cli=f"`modelkeep commit {name} PATH` creates it",
+                    api=f"Repo.commit({name!r}, model) creates it",
+                ),
             )
         return row
 
@@ -364,31 +405,33 @@ class Registry:
 
     # -- versions -----------------------------------------------------------------
 
-    def _links(
-        self, conn: Connection, version_ids: Sequence[int]
-    ) -> tuple[dict[int, list[int]], dict[int, list[DatasetRef]]]:
-        """Parents (as numbers) and datasets of many versions, in two queries."""
-        parents: dict[int, list[int]] = {}
+    def _links(self, conn: Connection, version_ids: Sequence[int], into: _Links) -> None:
+        """Parents (as numbers), datasets and labels of many versions, three queries."""
         ids = {"ids": list(version_ids)}
         for vid, number in conn.execute(_PARENTS_OF, ids):
-            parents.setdefault(vid, []).append(number)
-        datasets: dict[int, list[DatasetRef]] = {}
+            into.parents.setdefault(vid, []).append(number)
         for d in conn.execute(_DATASETS_OF, ids):
-            datasets.setdefault(d.version_id, []).append(DatasetRef(d.path, d.content_id, d.size))
-        return parents, datasets
+            into.datasets.setdefault(d.version_id, []).append(
+                DatasetRef(d.path, d.content_id, d.size)
+            )
+        for vid, key, value in conn.execute(_LABELS_OF, ids):
+            into.labels.setdefault(vid, {})[key] = value
 
     def _versions(self, conn: Connection, model: str, rows: Sequence[Row[Any]]) -> list[Version]:
-        parents: dict[int, list[int]] = {}
-        datasets: dict[int, list[DatasetRef]] = {}
+        links = _Links({}, {}, {})
         ids = [r.id for r in rows]
         # Chunks keep the IN lists under SQLite's bound-parameter limit.
         for start in range(0, len(ids), 500):
-            p, d = self._links(conn, ids[start : start + 500])
-            parents.update(p)
-            datasets.update(d)
+            self._links(conn, ids[start : start + 500], links)
         return [
-            self._version_of_row(
-                model, r, tuple(parents.get(r.id, ())), tuple(datasets.get(r.id, ()))
+            dataclasses.replace(
+                self._version_of_row(
+                    model,
+                    r,
+                    tuple(links.parents.get(r.id, ())),
+                    tuple(links.datasets.get(r.id, ())),
+                ),
+                labels=links.labels.get(r.id, {}),
             )
             for r in rows
         ]
@@ -466,16 +509,110 @@ class Registry:
                 ).one()
             return self._version(conn, model, row)
 
-    def versions(self, model: str) -> list[Version]:
-        """Every version of ``model``, newest first."""
+    def versions(
+        self, model: str, *, limit: int | None = None, before: int | None = None
+    ) -> list[Version]:
+        """Versions of ``model``, newest first: all, or a page of at most ``limit``
+        (numbered below ``before``), paged in SQL over the (model, number) index."""
         with self._read() as conn:
             m = self._model_row(conn, model)
-            rows = conn.execute(
-                select(t.versions)
-                .where(t.versions.c.model_id == m.id)
-                .order_by(t.versions.c.number.desc())
-            ).all()
+            query = _VERSIONS_ALL if limit is None else _VERSIONS_PAGE
+            params = {"model_id": m.id, "before": before, "limit": limit}
+            rows = conn.execute(query, params).all()
             return self._versions(conn, model, rows)
+
+    def search(
+        self, model: str, where: Where | None, order: Order | None, limit: int | None
+    ) -> list[Version]:
+        """Versions of ``model`` that ``where`` holds for, in ``order`` (default: newest
+        first), at most ``limit``: filtered, sorted and paged in SQL."""
+        q = select(t.versions)
+        q = q.order_by(*order_sql(order)) if order else q.order_by(t.versions.c.number.desc())
+        if where is not None:
+            q = q.where(to_sql(where))
+        if limit is not None:
+            q = q.limit(limit)
+        with self._read() as conn:
+            m = self._model_row(conn, model)
+            rows = conn.execute(q.where(t.versions.c.model_id == m.id)).all()
+            return self._versions(conn, model, rows)
+
+    def set_labels(
+        self,
+        model: str,
+        number: int,
+        values: dict[str, str],
+        remove: Sequence[str],
+        *,
+        actor: str,
+        message: str,
+    ) -> Version:
+        """Set ``values`` and remove the keys ``remove`` on a version, and log the
+        change (what it was before), in one transaction."""
+        with self._write() as conn:
+            m = self._model_row(conn, model)
+            row = self._version_row(conn, m.id, model, number)
+            label = t.labels
+            was = dict(
+                conn.execute(
+                    select(label.c.key, label.c.value).where(label.c.version_id == row.id)
+                ).all()
+            )
+            absent = [k for k in remove if k not in was]
+            if absent:
+                raise NotFoundError(
+                    f"{model}:{number} has no label {', '.join(map(repr, absent))} (it has "
+                    f"{', '.join(sorted(was)) or 'none'})"
+                )
+            now = _now()
+            for key, value in values.items():
+                if key in was:
+                    conn.execute(
+                        update(label)
+                        .where(label.c.version_id == row.id, label.c.key == key)
+                        .values(value=value, updated_at=now, updated_by=actor)
+                    )
+                else:
+                    conn.execute(
+                        insert(label).values(
+                            version_id=row.id,
+                            key=key,
+                            value=value,
+                            updated_at=now,
+                            updated_by=actor,
+                        )
+                    )
+            if remove:
+                conn.execute(
+                    delete(label).where(label.c.version_id == row.id, label.c.key.in_(remove))
+                )
+            details: dict[str, Any] = {}
+            if values:
+                details["set"] = values
+                if changed := {k: was[k] for k in values if k in was}:
+                    details["was"] = changed
+            if remove:
+                details["removed"] = {k: was[k] for k in remove}
+            self._append_event(
+                conn,
+                actor=actor,
+                action="label",
+                model=model,
+                ref_kind=None,
+                ref_name=None,
+                before=number,
+                after=number,
+                message=message,
+                details=details,
+            )
+            return self._version(conn, model, row)
+
+    def version_count(self, model: str) -> int:
+        with self._read() as conn:
+            m = self._model_row(conn, model)
+            return int(
+                conn.scalar(select(func.count()).where(t.versions.c.model_id == m.id)) or 0
+            )
 
     def parents_map(self, model: str) -> dict[int, tuple[int, ...]]:
         """version number → parent numbers, for ancestry walks in one query."""
@@ -586,7 +723,11 @@ class Registry:
             if branch not in (None, default_branch):
                 raise RefNotFoundError(
                     f"{model} is a new model: its first version goes on {default_branch!r}; "
-                    f"commit without --branch, then `modelkeep branch {model} {branch}`"
+                    f"commit it there, then make branch {branch!r} from it",
+                    hint=Hint(
+                        cli=f"commit without --branch, then `modelkeep branch {model} {branch}`",
+                        api=f"commit without branch=, then Repo.branch({model!r}, {branch!r})",
+                    ),
                 )
             model_id = _new_id(
                 conn.execute(
@@ -821,7 +962,11 @@ class Registry:
             if kind == "tag":
                 raise RefExistsError(
                     f"tag {name!r} of {model} already exists; tags never move — delete it "
-                    f"first (`modelkeep tag -d {model}@{name}`) or choose another name"
+                    "first or choose another name",
+                    hint=Hint(
+                        cli=f"`modelkeep tag -d {model}@{name}` deletes it",
+                        api=f"Repo.delete_tag('{model}@{name}') deletes it",
+                    ),
                 )
             before = conn.scalar(
                 select(t.versions.c.number).where(t.versions.c.id == row.version_id)
@@ -829,7 +974,11 @@ class Registry:
             if expected is not None and before != expected:
                 raise RefMovedError(
                     f"{model}@{name} points at {before}, not {expected}: another change came "
-                    "first; look at `modelkeep history` and run the command again"
+                    "first; look at its history and try again",
+                    hint=Hint(
+                        cli=f"`modelkeep history {model}@{name}` shows it",
+                        api=f"Repo.history('{model}@{name}') shows it",
+                    ),
                 )
             self._cas(conn, row.id, row.version_id, target.id, now)
         self._append_event(
@@ -920,8 +1069,13 @@ class Registry:
             if active is not None:
                 raise RefExistsError(
                     f"{model}@{alias} already has an active {active.strategy} deployment "
-                    f"(#{active.id}); end it with `modelkeep deploy {model} --to {alias} "
-                    "--promote` or `--abort`"
+                    f"(#{active.id}); promote or abort it first",
+                    hint=Hint(
+                        cli=f"`modelkeep deploy {model} --to {alias} --promote` (or --abort) "
+                        "ends it",
+                        api=f"Repo.end_deployment({model!r}, to={alias!r}, promote=True) (or "
+                        "promote=False) ends it",
+                    ),
                 )
             now = _now()
             did = _new_id(
@@ -1010,7 +1164,11 @@ class Registry:
             if done != 1:
                 raise RefMovedError(
                     f"deployment #{deployment_id} is {row.status}, not {expected_status}; "
-                    "see `modelkeep deployments`"
+                    "look at the deployments as they are now",
+                    hint=Hint(
+                        cli="`modelkeep deployments` lists them",
+                        api="Repo.deployments() lists them",
+                    ),
                 )
             self._append_event(
                 conn,
@@ -1158,7 +1316,11 @@ class Registry:
         ).first()
         if row is None:
             raise NotFoundError(
-                f"no schedule #{schedule_id}; `modelkeep monitor schedules` lists them"
+                f"no schedule #{schedule_id}",
+                hint=Hint(
+                    cli="`modelkeep monitor schedules` lists them",
+                    api="Repo.schedules() lists them",
+                ),
             )
         return row
 
@@ -1195,7 +1357,11 @@ class Registry:
             if same is not None:
                 raise ConflictError(
                     f"schedule #{same.id} already checks {revision} every {period_text(every)} on "
-                    f"{data}; remove it first with `modelkeep monitor unschedule {same.id}`"
+                    f"{data}; remove it first",
+                    hint=Hint(
+                        cli=f"`modelkeep monitor unschedule {same.id}` removes it",
+                        api=f"Repo.unschedule({same.id}) removes it",
+                    ),
                 )
             sid = _new_id(
                 conn.execute(
@@ -1263,8 +1429,11 @@ class Registry:
             ).rowcount
             if done != 1:
                 raise ConflictError(
-                    f"schedule #{schedule_id} ({row.revision}) was already removed; "
-                    "`modelkeep monitor schedules` lists the active ones"
+                    f"schedule #{schedule_id} ({row.revision}) was already removed",
+                    hint=Hint(
+                        cli="`modelkeep monitor schedules` lists the active ones",
+                        api="Repo.schedules() lists the active ones",
+                    ),
                 )
             self._append_event(
                 conn,
@@ -1463,14 +1632,20 @@ class Registry:
             )
 
     def events(
-        self, model: str | None = None, ref_name: str | None = None, limit: int | None = None
+        self,
+        model: str | None = None,
+        ref_name: str | None = None,
+        limit: int | None = None,
+        action: str | None = None,
     ) -> list[Event]:
-        """Events newest first, optionally only one model's or one ref's."""
+        """Events newest first, optionally only one model's, one ref's, one action's."""
         q = select(t.events).order_by(t.events.c.id.desc())
         if model is not None:
             q = q.where(t.events.c.model == model)
         if ref_name is not None:
             q = q.where(t.events.c.ref_name == ref_name)
+        if action is not None:
+            q = q.where(t.events.c.action == action)
         if limit:
             q = q.limit(limit)
         with self._read() as conn:

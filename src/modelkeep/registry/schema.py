@@ -24,7 +24,7 @@ from sqlalchemy import (
 
 # Bumped by every migration (which also writes it to the meta table), so an open can
 # tell "needs upgrading" or "too new" without loading Alembic.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = MetaData()
 
@@ -155,6 +155,19 @@ monitor_schedules = Table(
     Column("last_error", Text),
     Column("active", Boolean, nullable=False),
     Index("ix_monitor_schedules_model", "model_id", "active"),
+)
+
+# Labels: key → value on a version that may change after the commit (who reviewed it,
+# which stage it is in); the version itself stays immutable, every change is an event.
+labels = Table(
+    "labels",
+    metadata,
+    Column("version_id", ForeignKey("versions.id"), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(256), nullable=False),
+    Index("ix_labels_key_value", "key", "value"),
 )
 
 # One policy per model: the text as the user wrote it (TOML or YAML), parsed on read.

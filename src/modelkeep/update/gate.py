@@ -25,7 +25,7 @@ import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from modelkeep.errors import GateRuleError
+from modelkeep.errors import GateRuleError, Hint
 from modelkeep.evaluation import HIGHER_IS_BETTER, LOWER_IS_BETTER
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class Gate:
     def __init__(self, text: str, known: Collection[str]) -> None:
         self.text = text.strip()
         if not self.text:
-            raise GateRuleError('the gate rule is empty; e.g. --gate "f1 >= parent - 0.01"')
+            raise GateRuleError('the gate rule is empty; write one, e.g. "f1 >= parent - 0.01"')
         try:
             tree = ast.parse(self.text, mode="eval")
         except SyntaxError as exc:
@@ -122,7 +122,11 @@ class Gate:
         col = getattr(node, "col_offset", 0)
         return GateRuleError(
             f"gate rule {self.text!r}, column {col + 1}: {what}; "
-            'rules look like "f1 >= parent - 0.01" (see `modelkeep update --help`)'
+            'rules look like "f1 >= parent - 0.01"',
+            hint=Hint(
+                cli="`modelkeep update --help` describes them",
+                api="help(modelkeep.update.gate) describes them",
+            ),
         )
 
     def _check(self, node: ast.AST, known: Collection[str], metric: str | None) -> None:

@@ -34,6 +34,7 @@ from modelkeep.artifact import features_of
 from modelkeep.errors import (
     DataFormatError,
     GateRuleError,
+    Hint,
     InvalidNameError,
     NotFoundError,
     NotIncrementalError,
@@ -238,7 +239,11 @@ def _incremental(
         return candidate
     raise NotIncrementalError(
         f"{type(model).__name__} cannot continue training (no partial_fit or learn_one); "
-        "use --strategy batch, or give a step function (Python API: step=...)"
+        "retrain it in a batch, or with a function of your own",
+        hint=Hint(
+            cli="use --strategy batch, or --strategy custom --trainer module:function",
+            api="pass strategy='batch', or step=a function (model, x, y, params)",
+        ),
     )
 
 
@@ -246,7 +251,11 @@ def _parent_training(engine: Engine, parent: Version, target: str) -> tuple[Any,
     if not parent.datasets:
         raise UsageError(
             f"{parent.rev} has no recorded training data to retrain from in a batch: "
-            "name the full training data with --train FILE (or NAME:VERSION)"
+            "name the full training data (a file or a dataset NAME:VERSION)",
+            hint=Hint(
+                cli="give --train FILE (or --train NAME:VERSION)",
+                api="pass train='FILE' (or train='NAME:VERSION')",
+            ),
         )
     ref = parent.datasets[0]
     if ":" in ref.path and not Path(ref.path).exists():
@@ -258,8 +267,12 @@ def _parent_training(engine: Engine, parent: Version, target: str) -> tuple[Any,
         if not path.is_file() or hash_file(str(path)).hex != ref.content_id:
             raise UsageError(
                 f"{parent.rev} was trained on {ref.path}, which is gone or has changed since "
-                "(its content differs): name the training set with --train FILE, or store "
-                "datasets with `modelkeep data add` so they stay available"
+                "(its content differs): name the training set, or store datasets in the "
+                "repository so they stay available",
+                hint=Hint(
+                    cli="give --train FILE; `modelkeep data add` stores a dataset",
+                    api="pass train='FILE'; Repo.data_add() stores a dataset",
+                ),
             )
         table = _Table(str(path), tabular.read(path))
     x, y = _xy(table, parent, target, "the parent's training data")
@@ -374,8 +387,8 @@ def run_update(
         clash = [r for r in refs if r.name == promote and r.kind != "alias"]
         if clash:
             raise UsageError(
-                f"--promote {promote}: {parent.model}@{promote} is a {clash[0].kind}, not an "
-                "alias; choose an alias name"
+                f"cannot promote to {promote}: {parent.model}@{promote} is a "
+                f"{clash[0].kind}, not an alias; choose an alias name"
             )
     if parent.format == "files" or parent.format == "dataset":
         raise UsageError(
@@ -387,7 +400,13 @@ def run_update(
     trainer_fn = _resolve_callable(trainer, "trainer") if trainer is not None else None
     step_fn = _resolve_callable(step, "step function") if step is not None else None
     if strategy == "custom" and trainer_fn is None:
-        raise UsageError("--strategy custom needs --trainer module:function")
+        raise UsageError(
+            "the custom strategy needs a trainer function",
+            hint=Hint(
+                cli="give --trainer module:function",
+                api="pass trainer='module:function' (or a function)",
+            ),
+        )
 
     new = _table(engine, data, "data")
     x_new, y_new = _xy(new, parent, target, "data")
@@ -412,7 +431,8 @@ def run_update(
         if len(x_new) < 10:
             raise DataFormatError(
                 f"data {new.spec} has {len(x_new)} rows: too few to hold some out; give "
-                "--holdout FILE"
+                "evaluation data of its own",
+                hint=Hint(cli="give --holdout FILE", api="pass holdout='FILE'"),
             )
         from sklearn.model_selection import train_test_split
 
@@ -445,7 +465,11 @@ def run_update(
                 if trainer_fn is None:
                     raise UsageError(
                         f"{type(model).__name__} is not a scikit-learn estimator, so a fresh "
-                        "copy cannot be made: give --trainer module:function"
+                        "copy cannot be made: give a trainer function",
+                        hint=Hint(
+                            cli="give --trainer module:function",
+                            api="pass trainer='module:function' (or a function)",
+                        ),
                     ) from None
                 candidate = None
             if trainer_fn is not None:
