@@ -37,6 +37,7 @@ BESIDE = {
     "modelkeep.results",
     "modelkeep.graph",
     "modelkeep.errors",
+    "modelkeep.httpstatus",
 }
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     bindparam,
@@ -179,6 +181,15 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _json_loads(text: str | bytes) -> Any:
+    """A JSON column's document: orjson parses it several times faster (most of the
+    time of listing many versions), the standard library what orjson refuses (NaN)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _read_only(path: str) -> bool:
     """Whether this process may only read the database file at ``path`` (a writer
     needs the file and its folder, where SQLite keeps the -wal and -shm files)."""
@@ -204,7 +215,9 @@ def _sqlite_engine(url: str, read_only: bool) -> Engine:
             connect_args={"timeout": 60},
         )
     else:
-        engine = create_engine(url, connect_args={"timeout": 60})
+        engine = create_engine(
+            url, connect_args={"timeout": 60}, json_deserializer=_json_loads
+        )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -424,14 +437,12 @@ class Registry:
         for start in range(0, len(ids), 500):
             self._links(conn, ids[start : start + 500], links)
         return [
-            dataclasses.replace(
-                self._version_of_row(
-                    model,
-                    r,
-                    tuple(links.parents.get(r.id, ())),
-                    tuple(links.datasets.get(r.id, ())),
-                ),
-                labels=links.labels.get(r.id, {}),
+            self._version_of_row(
+                model,
+                r,
+                tuple(links.parents.get(r.id, ())),
+                tuple(links.datasets.get(r.id, ())),
+                links.labels.get(r.id, {}),
             )
             for r in rows
         ]
@@ -445,6 +456,7 @@ class Registry:
         row: Row[Any],
         parents: tuple[int, ...],
         ds: tuple[DatasetRef, ...],
+        labels: dict[str, str],
     ) -> Version:
         lineage = row.lineage or {}
         code = lineage.get("code")
@@ -468,6 +480,7 @@ class Registry:
             status=row.status,
             artifact=row.artifact or {},
             annotations={k: v for k, v in lineage.items() if k not in ("code", "environment")},
+            labels=labels,
         )
 
     def _version_row(self, conn: Connection, model_id: int, model: str, number: int) -> Row[Any]:

@@ -1,0 +1,25 @@
+"""One table from modelkeep errors to HTTP statuses, for every face that speaks HTTP
+(the inference server, the team server): the most specific class first."""
+
+from __future__ import annotations
+
+from modelkeep import errors as e
+
+TABLE: tuple[tuple[type[e.ModelkeepError], int], ...] = (
+    (e.ReadOnlyRepositoryError, 403),  # the server may only read its repository
+    (e.UntrustedModelError, 403),
+    (e.RegistryBusyError, 503),  # retry: another process holds the registry
+    (e.RefMovedError, 409),
+    (e.UsageError, 400),
+    (e.NotFoundError, 404),
+    (e.ConflictError, 409),
+    (e.MissingDependencyError, 501),
+    (e.RepositoryFormatError, 500),
+    (e.RegistryError, 500),
+    (e.StoreError, 500),
+)
+
+
+def status_of(exc: e.ModelkeepError) -> int:
+    """The HTTP status a modelkeep error is answered with (500 for any other)."""
+    return next((status for cls, status in TABLE if isinstance(exc, cls)), 500)
