@@ -176,6 +176,11 @@ def main() -> None:
     checks: list[Check] = []
     figures: dict[str, Any] = {}
     created = ["thousand", "commit", "load", *(f"big{n}" for n in big), "m.bin", "w.bin"]
+    # As an installed package is: byte-compiled (a session with PYTHONDONTWRITEBYTECODE
+    # would otherwise compile modelkeep's sources in every process it times).
+    import compileall
+
+    compileall.compile_dir(str(Path(modelkeep.__file__).parent), quiet=1)
     with workspace(args.workdir, args.keep, created) as work:
         py = [sys.executable, "-c", "pass"]
 
