@@ -71,44 +71,38 @@ class Refs(Service):
         """Point ``churn@production`` at the version ``rev`` names."""
         model, name = parse_alias(alias)
         check_name(name, "alias name")
-        version = self.version_of(model, rev)
-        _, ref = self.ctx.registry.move_ref(
-            model=model,
-            name=name,
-            kind="alias",
-            to=version.number,
-            actor=lineage.author(),
-            action="alias.set",
-            message=message,
-        )
-        return ref
+        return self._point(self.version_of(model, rev), name, "alias", "alias.set", message)
 
     def delete_alias(self, alias: str, message: str = "") -> Ref:
-        model, name = parse_alias(alias)
-        return self.ctx.registry.delete_ref(
-            model=model, name=name, kind="alias", actor=lineage.author(), message=message
-        )
+        return self._remove(alias, "alias", message)
 
     def tag(self, rev: str, tag: str, message: str = "") -> Ref:
         """Name a version for good: tags never move."""
         check_name(tag, "tag name")
-        version = self.e.versions.resolve(rev)
+        return self._point(self.e.versions.resolve(rev), tag, "tag", "tag", message)
+
+    def delete_tag(self, tag: str, message: str = "") -> Ref:
+        """Delete ``churn@validated`` (recorded in the event log like every ref change)."""
+        return self._remove(tag, "tag", message)
+
+    def _point(self, version: Version, name: str, kind: str, action: str, message: str) -> Ref:
+        """Point ref ``name`` at ``version`` (creating it), through the one choke point."""
         _, ref = self.ctx.registry.move_ref(
             model=version.model,
-            name=tag,
-            kind="tag",
+            name=name,
+            kind=kind,
             to=version.number,
             actor=lineage.author(),
-            action="tag",
+            action=action,
             message=message,
         )
         return ref
 
-    def delete_tag(self, tag: str, message: str = "") -> Ref:
-        """Delete ``churn@validated`` (recorded in the event log like every ref change)."""
-        model, name = parse_alias(tag)
+    def _remove(self, spec: str, kind: str, message: str) -> Ref:
+        """Delete ref ``MODEL@NAME`` of ``kind`` (its history stays in the event log)."""
+        model, name = parse_alias(spec)
         return self.ctx.registry.delete_ref(
-            model=model, name=name, kind="tag", actor=lineage.author(), message=message
+            model=model, name=name, kind=kind, actor=lineage.author(), message=message
         )
 
     def default_branch(self, name: str) -> str:
