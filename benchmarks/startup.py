@@ -91,8 +91,8 @@ def build_many(root: Path, model: str, count: int) -> None:
     weights = root.parent / f"{model}.bin"
     weights.write_bytes(b"weights")
     first = repo.commit(model, weights, "version 1", metrics={"f1": 0.5}, params={"lr": 0.1})
-    engine = repo.registry.engine
-    with engine.begin() as conn:
+    with repo.registry.db.write() as tx:
+        conn = tx.sa  # SQLAlchemy inside the registry's own transaction
         m = conn.execute(select(t.models).where(t.models.c.name == model)).one()
         v1 = conn.execute(select(t.versions).where(t.versions.c.model_id == m.id)).one()
         base = {k: getattr(v1, k) for k in v1._fields if k != "id"}

@@ -21,7 +21,7 @@ from modelkeep.errors import (
     RepositoryFormatError,
     RepositoryNotFoundError,
 )
-from modelkeep.registry import Registry
+from modelkeep.registry import Registry, db
 from modelkeep.store import ChunkParams
 
 if TYPE_CHECKING:
@@ -102,10 +102,7 @@ def page_aligned(config: dict[str, Any]) -> bool:
 
 
 def sqlite_url(control: Path) -> str:
-    # URL.create quotes the path: a folder named "a?b" or "50%" stays one path.
-    from sqlalchemy import URL
-
-    return URL.create("sqlite", database=str(control / "registry.db")).render_as_string()
+    return db.sqlite_url(str(control / "registry.db"))
 
 
 def open_local(path: str | os.PathLike[str] | None = None) -> LocalContext:

@@ -1,4 +1,5 @@
-"""Registry tables (SQLAlchemy Core), as of the newest migration in ``migrations/``.
+"""Registry tables (SQLAlchemy Core), as of the newest migration in ``migrations/``:
+what Alembic compares against and the search compiler selects from.
 
 Object ids are stored as hex text: the registry never reads bytes from the store, it
 only remembers which tree a version names."""
@@ -22,9 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-# Bumped by every migration (which also writes it to the meta table), so an open can
-# tell "needs upgrading" or "too new" without loading Alembic.
-SCHEMA_VERSION = 7
+from modelkeep.registry.registry import SCHEMA_VERSION as SCHEMA_VERSION  # bumped there
 
 metadata = MetaData()
 
