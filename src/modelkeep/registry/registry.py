@@ -1513,21 +1513,12 @@ class Registry:
         action: str | None = None,
     ) -> list[Event]:
         """Events newest first, optionally only one model's, one ref's, one action's."""
-        # A NULL model or ref_name matches only "any": an event without a model is not
-        # one of a model's.
-        q = """
-            SELECT * FROM events
-            WHERE (:model IS NULL OR model = :model)
-              AND (:ref_name IS NULL OR ref_name = :ref_name)
-              AND (:action IS NULL OR action = :action)
-            ORDER BY id DESC LIMIT :limit
-        """
-        params = {
-            "model": model,
-            "ref_name": ref_name,
-            "action": action,
-            "limit": limit or NO_LIMIT,
-        }
+        # Only the filters given, so that SQLite plans each query on the index of
+        # (model, ref_name); the values are bound, never spliced.
+        given = {"model": model, "ref_name": ref_name, "action": action}
+        where = " AND ".join(f"{col} = :{col}" for col, v in given.items() if v is not None)
+        q = f"SELECT * FROM events {'WHERE ' if where else ''}{where} ORDER BY id DESC LIMIT :limit"  # noqa: S608 - column names are ours
+        params = {k: v for k, v in given.items() if v is not None} | {"limit": limit or NO_LIMIT}
         with self._read() as tx:
             if model is not None:
                 self._model_row(tx, model)
