@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import getpass
 import os
-import platform
-import socket
 import subprocess
 import sys
 from functools import cache
 from pathlib import Path
 
-from modelkeep.formats.base import versions
 from modelkeep.registry.records import CodeRef
 
 # Packages whose versions decide whether a model loads and behaves the same.
@@ -57,6 +53,9 @@ def author() -> str:
     if name:
         email = _git(Path.cwd(), "config", "user.email")
         return f"{name} <{email}>" if email else name
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -87,6 +86,8 @@ def code_ref(cwd: Path | None = None) -> CodeRef | None:
 
 @cache
 def _platform() -> dict[str, str]:
+    import platform
+
     return {
         "python": platform.python_version(),
         "implementation": sys.implementation.name,
@@ -96,4 +97,6 @@ def _platform() -> dict[str, str]:
 
 def environment() -> dict[str, object]:
     """Python, platform and the versions of installed ML packages."""
+    from modelkeep.formats.base import versions
+
     return {**_platform(), "packages": versions(*ML_PACKAGES)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Unpack
 
 from modelkeep._engine import Engine, layout
-from modelkeep._engine.commit import CommitDraft, CommitOptions
+from modelkeep._engine.drafts import CommitDraft, CommitOptions
 from modelkeep._engine.engine import no_progress
 from modelkeep.deploy.rollouts import Rollouts
 from modelkeep.monitor.records import Records
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from modelkeep.store import ChunkParams, ObjectStore, Tree
     from modelkeep.update.runner import UpdateResult
 
+
 class Repo:
     """A modelkeep repository: versions of models, their refs, lineage and events.
     ``Repo(path)`` opens one (found upwards from ``path`` or the cwd, like git;
@@ -50,7 +51,6 @@ class Repo:
         self._e = _engine or Engine.open(path)  # _engine: init and memory made it already
         self._records = Records(self._e)
         self._rollouts = Rollouts(self._e)
-
 
     @property
     def root(self) -> Path:
@@ -101,7 +101,6 @@ class Repo:
 
     def __repr__(self) -> str:
         return f"Repo({str(self.root)!r})"
-
 
     def resolve(self, rev: str | Revision) -> Version:
         """The version a revision names (see ``modelkeep.revision``)."""
@@ -167,7 +166,6 @@ class Repo:
     ) -> Version:
         """Store a dataset file (CSV, Parquet) as the next version of dataset ``name``."""
         return self._e.commits.data_add(name, path, message, author=author, progress=progress)
-
 
     def refs(self, name: str, kind: str | None = None) -> list[Ref]:
         return self._e.refs.refs(name, kind)
@@ -236,7 +234,6 @@ class Repo:
         """Move ``churn@production`` back: to ``to``, or where it pointed before."""
         return self._e.refs.rollback(alias, to, message)
 
-
     def checkout(
         self,
         rev: str | Version,
@@ -264,7 +261,6 @@ class Repo:
         """What changed from ``rev_a`` to ``rev_b`` (``data``: and in predictions)."""
         return self._e.compare.diff(rev_a, rev_b, data=data, target=target, trusted=trusted)
 
-
     def fsck(self, progress: ProgressStart = no_progress, *, repair: bool = False) -> FsckReport:
         """Verify the registry, every stored object and every version's tree."""
         return self._e.maintenance.fsck(progress, repair=repair)
@@ -276,7 +272,6 @@ class Repo:
     def gc(self) -> GcReport:
         """Delete objects no version references (safe beside running commits)."""
         return self._e.maintenance.gc()
-
 
     def update(self, rev: str, **options: Any) -> UpdateResult:
         """Train a candidate from ``rev``, gate it (options: ``run_update``'s)."""

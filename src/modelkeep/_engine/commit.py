@@ -10,9 +10,8 @@ import math
 import os
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from modelkeep import artifact, lineage, quantities
 from modelkeep._engine.engine import Service, no_progress
@@ -32,66 +31,14 @@ from modelkeep.store import TreeEntry, hash_file
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
+    from modelkeep._engine.drafts import CommitDraft
     from modelkeep._engine.engine import ProgressStart
     from modelkeep.formats.base import Buffer
     from modelkeep.registry import Version
 
 
-
-
-
-@dataclass(frozen=True)
-class CommitDraft:
-    """What a commit is asked to record.
-
-    ``source`` is a file, files or a folder, or an in-memory model (scikit-learn,
-    PyTorch, ONNX, XGBoost, LightGBM), stored in its format. ``input_example`` records
-    the signature; ``data`` names the datasets used (paths or dataset revisions such as
-    ``churn-train:3``) — the first, when it is a table, gives the reference profile
-    (``target`` is its label column). ``parents`` overrides the default parent (the
-    branch head); ``kind``, ``status`` and ``annotations`` (kept in the lineage) say how
-    the version was made — jobs such as updates use them.
-    """
-
-    name: str
-    source: Any
-    message: str = ""
-    branch: str | None = None
-    params: Mapping[str, Any] | None = None
-    metrics: Mapping[str, Any] | None = None
-    data: Iterable[str | os.PathLike[str]] = ()
-    author: str | None = None
-    input_example: Any = None
-    target: str | None = None
-    init_args: dict[str, Any] | None = None
-    trusted: Any = None
-    parents: Sequence[int] | None = None
-    kind: str = "commit"
-    status: str = "ok"
-    annotations: Mapping[str, Any] | None = None
-
-
-class CommitOptions(TypedDict, total=False):
-    """``Repo.commit``'s keywords: the fields of ``CommitDraft`` after the first three."""
-
-    branch: str | None
-    params: Mapping[str, Any] | None
-    metrics: Mapping[str, Any] | None
-    data: Iterable[str | os.PathLike[str]]
-    author: str | None
-    input_example: Any
-    target: str | None
-    init_args: dict[str, Any] | None
-    trusted: Any
-    parents: Sequence[int] | None
-    kind: str
-    status: str
-    annotations: Mapping[str, Any] | None
-
-
 class Commits(Service):
     """Versions as they are made."""
-
 
     @staticmethod
     def kv(values: Mapping[str, Any] | None, what: str, numeric: bool = False) -> dict[str, Any]:
@@ -339,9 +286,6 @@ class Commits(Service):
         )
 
 
-
-
-
 # How deep a param may nest: every reader of a version (JSON, the CLI's tables) walks
 # it recursively, and Python's recursion limit is about 1,000.
 MAX_DEPTH = 32
@@ -370,8 +314,10 @@ def _finite(value: Any) -> bool:
     except OverflowError:
         return False
 
+
 def _lineage_thread() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="modelkeep-lineage")
+
 
 def _lineage(
     author: str | None, annotations: Mapping[str, Any] | None
@@ -391,4 +337,3 @@ def _lineage(
         **dict(annotations or {}),
     }
     return author or lineage.author(), doc
-

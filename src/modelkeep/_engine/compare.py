@@ -135,5 +135,6 @@ def _looks_like_header(head: bytes | memoryview) -> bool:
     (length,) = struct.unpack_from("<Q", head, 0)
     return len(head) == 8 + length and bytes(head[8:9]) == b"{"
 
+
 def _delta(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}

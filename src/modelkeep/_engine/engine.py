@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from modelkeep._engine import layout
@@ -33,20 +34,46 @@ class Engine:
     it (``self.e.versions.resolve``), as dulwich's functions take one repo."""
 
     def __init__(self, ctx: Context) -> None:
-        from modelkeep._engine.commit import Commits
-        from modelkeep._engine.compare import Compare
-        from modelkeep._engine.maintenance import Maintenance
-        from modelkeep._engine.refs import Refs
+        self.ctx = ctx
+
+    # Each service is imported and made on first use: a command that lists versions
+    # never pays for the commit pipeline's imports (formats, lineage, profiles).
+
+    @functools.cached_property
+    def versions(self) -> Versions:
         from modelkeep._engine.versions import Versions
+
+        return Versions(self)
+
+    @functools.cached_property
+    def commits(self) -> Commits:
+        from modelkeep._engine.commit import Commits
+
+        return Commits(self)
+
+    @functools.cached_property
+    def refs(self) -> Refs:
+        from modelkeep._engine.refs import Refs
+
+        return Refs(self)
+
+    @functools.cached_property
+    def worktree(self) -> WorkTree:
         from modelkeep._engine.worktree import WorkTree
 
-        self.ctx = ctx
-        self.versions: Versions = Versions(self)
-        self.commits: Commits = Commits(self)
-        self.refs: Refs = Refs(self)
-        self.worktree: WorkTree = WorkTree(self)
-        self.compare: Compare = Compare(self)
-        self.maintenance: Maintenance = Maintenance(self)
+        return WorkTree(self)
+
+    @functools.cached_property
+    def compare(self) -> Compare:
+        from modelkeep._engine.compare import Compare
+
+        return Compare(self)
+
+    @functools.cached_property
+    def maintenance(self) -> Maintenance:
+        from modelkeep._engine.maintenance import Maintenance
+
+        return Maintenance(self)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None) -> Engine:

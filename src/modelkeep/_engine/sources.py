@@ -91,7 +91,6 @@ def is_paths(source: Any) -> bool:
     )
 
 
-
 def gather(
     paths: Sequence[str | os.PathLike[str]], holds: Callable[[Path], bool]
 ) -> dict[str, Path | Link]:
@@ -153,7 +152,5 @@ def gather(
                 "points to, or make the link point inside"
             )
     if not files:
-        raise EmptyCommitError(
-            f"nothing to commit: {', '.join(map(str, sources))} holds no files"
-        )
+        raise EmptyCommitError(f"nothing to commit: {', '.join(map(str, sources))} holds no files")
     return files

@@ -8,21 +8,21 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from modelkeep import formats, quantities
+from modelkeep import quantities
 from modelkeep._engine.engine import Service
 from modelkeep.errors import Hint, StoreError, VersionNotFoundError
-from modelkeep.formats import tabular
-from modelkeep.formats.base import LoadsInPlace
-from modelkeep.profiles import Profile
 from modelkeep.registry import ModelInfo, Version
-from modelkeep.results import FileInfo
 from modelkeep.revision import Revision, check_name
 from modelkeep.store import ObjectId
-from modelkeep.store.inplace import StoredFile
 
+# Loading, file listings and profiles import what they need when called: a command
+# that lists versions must not pay for every format's module.
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from modelkeep.formats.base import LoadsInPlace
+    from modelkeep.profiles import Profile
+    from modelkeep.results import FileInfo
     from modelkeep.store import Tree
 
 # What to do about a store error met reading a version, said for each face.
@@ -129,6 +129,8 @@ class Versions(Service):
             raise type(exc)(f"{exc.message} — the tree of {version.rev}", hint=_FSCK) from None
 
     def files(self, rev: str | Version) -> list[FileInfo]:
+        from modelkeep.results import FileInfo
+
         version = self.version(rev)
         out = []
         for path, entry in self.tree(version).entries.items():
@@ -150,6 +152,10 @@ class Versions(Service):
         ``.modelkeep/cache`` first. ``trusted``: types to trust beyond skops'
         defaults, or True (needed for pickles).
         """
+        from modelkeep import formats
+        from modelkeep.formats import tabular
+        from modelkeep.formats.base import LoadsInPlace
+
         version = self.version(rev)
         record = version.artifact
         if record and record["format"] != "dataset":
@@ -174,6 +180,8 @@ class Versions(Service):
         entry = self.tree(version).entries.get(rel)
         if entry is None:
             return None  # a damaged record: the file route says what is missing
+        from modelkeep.store.inplace import StoredFile
+
         file = StoredFile(self.ctx.store, self.manifest(version, rel, entry.file))
         try:
             return flavor.load_in_place(file, version.artifact, trusted)
@@ -210,6 +218,8 @@ class Versions(Service):
 
     def profile(self, rev: str | Version) -> Profile | None:
         """The reference profile stored with a version (None if it has none)."""
+        from modelkeep.profiles import Profile
+
         version = self.version(rev)
         oid = version.artifact.get("profile")
         if oid is None:
@@ -218,6 +228,7 @@ class Versions(Service):
             return Profile.from_json(json.loads(bytes(self.ctx.store.get(ObjectId(oid)))))
         except StoreError as exc:
             raise type(exc)(f"{exc.message} — the profile of {version.rev}", hint=_FSCK) from None
+
 
 def _stat_key(path: Path) -> list[int] | None:
     try:

@@ -238,6 +238,7 @@ def _non_folder_on_the_way(dest: Path, target: Path) -> Path | None:
             return here
     return None
 
+
 def _replace_with_link(target: Path, link: Link) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.mk-tmp"

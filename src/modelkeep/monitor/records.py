@@ -4,7 +4,6 @@ machine reads the same ones."""
 
 from __future__ import annotations
 
-import tomllib
 from typing import TYPE_CHECKING, Any
 
 from modelkeep import lineage
@@ -176,6 +175,8 @@ class Records:
 
 
 def _is_toml(text: str) -> bool:
+    import tomllib  # here: most commands never read a policy
+
     try:
         tomllib.loads(text)
     except tomllib.TOMLDecodeError:

@@ -9,12 +9,11 @@ later chunk.
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-import pyfastcdc
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -99,9 +98,13 @@ class Chunker:
 
     def __init__(self, params: ChunkParams) -> None:
         self.params = params
-        self._cdc = pyfastcdc.FastCDC(
-            avg_size=params.avg_size, min_size=params.min_size, max_size=params.max_size
-        )
+
+    @functools.cached_property
+    def _cdc(self) -> Any:
+        import pyfastcdc  # made on first cut: a command that only reads never chunks
+
+        p = self.params
+        return pyfastcdc.FastCDC(avg_size=p.avg_size, min_size=p.min_size, max_size=p.max_size)
 
     def _cdc_spans(self, buf: memoryview, base: int) -> Iterator[Span]:
         if len(buf) <= self.params.max_size:

@@ -24,7 +24,6 @@ import os
 import struct
 import threading
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,6 +37,7 @@ from modelkeep.store.trust import Ledger, stat_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     from modelkeep.store.backends import Backend
 
@@ -78,6 +78,13 @@ _WORKERS = max(2, min(8, os.cpu_count() or 2))
 # fsynced: 0.39-0.47 s from 2 threads, 0.27-0.33 s from 4, on a 2-core machine).
 _IO_THREADS = 4
 _IO_QUEUE = 8
+
+
+def _pool(workers: int, prefix: str = "") -> ThreadPoolExecutor:
+    # Imported here: a command that only reads the registry never starts a thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(workers, thread_name_prefix=prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +263,7 @@ class ObjectWriter:
                 self._room.release()
                 return oid
             if self._io is None:
-                self._io = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="modelkeep-io")
+                self._io = _pool(_IO_THREADS, "modelkeep-io")
             self._writing[oid] = self._io.submit(self._put, oid, codec, payload)
         return oid
 
@@ -318,7 +325,7 @@ def _ahead(fetch: Callable[[ObjectId], T], manifest: FileManifest) -> Iterator[T
     if len(manifest.chunks) <= 1:
         yield from (fetch(c.id) for c in manifest.chunks)
         return
-    with ThreadPoolExecutor(_WORKERS) as pool:
+    with _pool(_WORKERS) as pool:
         window = _WORKERS * 2
         futures = [pool.submit(fetch, c.id) for c in manifest.chunks[:window]]
         nxt = window
@@ -681,7 +688,7 @@ class ObjectStore:
             return ref
 
         if size > self.params.max_size:  # more than one chunk, surely
-            with ThreadPoolExecutor(_WORKERS) as pool:
+            with _pool(_WORKERS) as pool:
                 chunks = tuple(pool.map(put, pieces))
         else:
             chunks = tuple(put(p) for p in pieces)
@@ -818,7 +825,7 @@ class ObjectStore:
             return self._copy_chunk(manifest.chunks[i], fd, offsets[i])
 
         if len(manifest.chunks) > 1:
-            with ThreadPoolExecutor(_WORKERS) as pool:
+            with _pool(_WORKERS) as pool:
                 sizes = pool.map(copy, range(len(manifest.chunks)))
                 for n in sizes:
                     if progress:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from modelkeep._engine.commit import CommitDraft
+from modelkeep._engine.drafts import CommitDraft
 from modelkeep.artifact import features_of
 from modelkeep.errors import (
     DataFormatError,
