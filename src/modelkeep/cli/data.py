@@ -1,7 +1,5 @@
 """The `data` group: versioned datasets."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

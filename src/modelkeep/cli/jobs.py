@@ -1,7 +1,5 @@
 """Commands that run jobs: update, serve, deploy, deployments."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

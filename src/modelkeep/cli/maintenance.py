@@ -1,7 +1,5 @@
 """Keeping a repository sound: fsck, gc, upgrade; and the demo."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
@@ -119,4 +117,5 @@ def demo(
 ) -> None:
     """Run a realistic session on a throw-away repository and print what it did."""
     from modelkeep.demo import run_demo
+
     run_demo(keep, lambda line: out.print(line, markup=False))

@@ -1,7 +1,5 @@
 """The `monitor` group: run, policy, report, schedule, schedules, unschedule, daemon."""
 
-from __future__ import annotations
-
 import json
 import sys
 from pathlib import Path

@@ -1,7 +1,5 @@
 """Commands on refs: branch, alias, tag, promote, rollback, history, events."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

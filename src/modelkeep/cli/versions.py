@@ -1,7 +1,5 @@
 """Commands on versions: init, commit, log, show, models, checkout, status, diff."""
 
-from __future__ import annotations
-
 import contextlib
 import sys
 from pathlib import Path
@@ -116,7 +114,7 @@ def log(
         str | None,
         typer.Option(
             "--where",
-            help="Only versions this filter holds for, e.g. \"metrics.f1 > 0.9 and "
+            help='Only versions this filter holds for, e.g. "metrics.f1 > 0.9 and '
             "params.dataset = 'ds-3' and labels.reviewed_by = 'alice'\" (fields: "
             "metrics.K, params.K, labels.K, number, branch, author, message, status, "
             "kind, created_at; = != < <= > >=; and, or, not, parentheses).",
