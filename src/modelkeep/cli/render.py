@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -27,16 +28,35 @@ class _Console:
         self._options = options
         self._console: Console | None = None
 
-    def __getattr__(self, name: str) -> Any:
+    def print(self, *objects: Any, markup: bool = False, **options: Any) -> None:
+        # Plain text while no rich console is made (no pager, table or progress bar
+        # yet): written as it is, as rich would with markup, highlighting and soft
+        # wrap off — without importing rich, and without rich turning ":smile:" in a
+        # message into an emoji.
+        if self._console is None and not options and all(isinstance(o, str) for o in objects):
+            stream = sys.stderr if self._options.get("stderr") else sys.stdout
+            stream.write(" ".join(objects) + "\n")
+            return
+        self._made().print(*objects, markup=markup, **options)
+
+    def _made(self) -> Console:
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(**self._options)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
 
 
 out: Any = _Console(highlight=False, soft_wrap=True, markup=False)
 err: Any = _Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def echo(text: str) -> None:
+    """Plain text to stdout as it is (no rich console: importing one costs 0.05 s)."""
+    sys.stdout.write(text + "\n")
 
 
 def _table(**options: Any) -> Table:
@@ -122,14 +142,37 @@ def size(n: int | None) -> str:
     return str(n)
 
 
+def columns(header: Sequence[str] | None, rows: Sequence[Sequence[str]], squeeze: int) -> str:
+    """Rows aligned under a header, two spaces apart, as `git branch -v` or `docker ps`
+    print them. Not rich's Table: importing it and measuring 30 rows cost 0.1 s, most of
+    a `modelkeep log`. On a terminal, column ``squeeze`` (free text) is cut to fit its
+    width; piped, nothing is cut, so every row stays one line for grep and awk."""
+    from rich.cells import cell_len, set_cell_size
+
+    table = [[" ".join(c.split()) for c in row] for row in ([header] if header else []) + [*rows]]
+    if not table:
+        return ""
+    widths = [max(cell_len(row[i]) for row in table) for i in range(len(table[0]))]
+    if sys.stdout.isatty():
+        room = shutil.get_terminal_size().columns - sum(widths) - 2 * (len(widths) - 1)
+        widths[squeeze] = max(12, widths[squeeze] + min(room, 0))
+    lines = []
+    for row in table:
+        cells = [
+            cell if cell_len(cell) <= width else set_cell_size(cell, width - 1) + "…"
+            for cell, width in zip(row, widths, strict=True)
+        ]
+        padded = [set_cell_size(c, w) for c, w in zip(cells[:-1], widths, strict=False)]
+        lines.append("  ".join([*padded, cells[-1]]).rstrip())
+    return "\n".join(lines)
+
+
 def version_table(
     versions: Sequence[Version], labels: dict[int, list[str]], rolled_back_to: set[int]
-) -> Table:
-    table = _table(box=None, pad_edge=False, show_header=True, header_style="bold")
-    for col in ("version", "branch", "made by", "refs", "created", "author", "message", "metrics"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("version", "created"))
-    for v in versions:
-        table.add_row(
+) -> str:
+    header = ("version", "branch", "made by", "refs", "created", "author", "message", "metrics")
+    rows = [
+        (
             v.rev,
             v.branch,
             made_by(v) + ("; rollback target" if v.number in rolled_back_to else ""),
@@ -139,7 +182,9 @@ def version_table(
             v.message,
             fmt_values(v.metrics),
         )
-    return table
+        for v in versions
+    ]
+    return columns(header, rows, squeeze=header.index("message"))
 
 
 def made_by(v: Version) -> str:
@@ -191,19 +236,10 @@ def show_version(v: Version, files: Sequence[Any], refs: list[str]) -> None:
             rows.append(("profile", f"reference profile {art['profile'][:16]}"))
         if art["format"] == "dataset":
             rows.append(("table", f"{art['rows']} rows; " + signature_text(art)))
-    table = _table(box=None, show_header=False, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    for k, val in rows:
-        table.add_row(k, val)
-    out.print(table)
-    files_table = _table(box=None, pad_edge=False, header_style="bold")
-    for col in ("path", "size", "mode", "chunks", "content"):
-        files_table.add_column(col)
-    for f in files:
-        files_table.add_row(f.path, size(f.size), oct(f.mode), str(f.chunks), f.content_id[:16])
-    out.print()
-    out.print(files_table)
+    echo(columns(None, rows, squeeze=1))
+    header = ("path", "size", "mode", "chunks", "content")
+    listed = [(f.path, size(f.size), oct(f.mode), str(f.chunks), f.content_id[:16]) for f in files]
+    echo("\n" + columns(header, listed, squeeze=0))
 
 
 def update_table(result: Any) -> None:
@@ -384,15 +420,21 @@ def model_diff(d: DiffResult) -> None:
                 out.print(f"  {metric:<8} {a:.4f} → {b:.4f} ({b - a:+.4f})")
 
 
-def event_table(events: Sequence[Event]) -> Table:
-    table = _table(box=None, pad_edge=False, header_style="bold")
-    for col in ("#", "when", "who", "action", "what", "before → after", "why"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("#", "when", "action", "what"))
-    for e in events:
-        what = f"{e.model or ''}" + (f"@{e.ref_name}" if e.ref_name else "")
-        ba = f"{_v(e.before)} → {_v(e.after)}"
-        table.add_row(str(e.id), when(e.at), who(e.actor), e.action, what, ba, e.message)
-    return table
+def event_table(events: Sequence[Event]) -> str:
+    header = ("#", "when", "who", "action", "what", "before → after", "why")
+    rows = [
+        (
+            str(e.id),
+            when(e.at),
+            who(e.actor),
+            e.action,
+            f"{e.model or ''}" + (f"@{e.ref_name}" if e.ref_name else ""),
+            f"{_v(e.before)} → {_v(e.after)}",
+            e.message,
+        )
+        for e in events
+    ]
+    return columns(header, rows, squeeze=header.index("why"))
 
 
 def _v(n: int | None) -> str:

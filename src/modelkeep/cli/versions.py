@@ -1,6 +1,5 @@
 """Commands on versions: init, commit, log, show, models, checkout, status, diff."""
 
-import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -149,16 +148,19 @@ def log(
     if as_json:
         emit_json([v.to_dict() for v in versions])
         return
-    with out.pager(styles=False) if every and sys.stdout.isatty() else contextlib.nullcontext():
-        if graph:
-            for line in graph_lines(versions, labels):
-                out.print(line, markup=False)
-        else:
-            out.print(render.version_table(versions, labels, rolled))
+    text = (
+        "\n".join(graph_lines(versions, labels))
+        if graph
+        else render.version_table(versions, labels, rolled)
+    )
+    if every and sys.stdout.isatty():
+        with out.pager(styles=False):
+            out.print(text, markup=False)
+    else:
+        render.echo(text)
     if more:
-        render.err.print(
-            f"(the newest {page}; older versions: -n N for more, --all for every one)",
-            markup=False,
+        sys.stderr.write(
+            f"(the newest {page}; older versions: -n N for more, --all for every one)\n"
         )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +17,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+def _shallow(record: Any) -> dict[str, Any]:
+    """A record's fields as a dict, values as they are (no copies)."""
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +87,13 @@ class Version:
         return self.parents[0] if self.parents else None
 
     def to_dict(self) -> dict[str, Any]:
-        # Field by field: asdict() deep-copies every params/metrics/lineage document,
-        # which is most of `log --json --all`'s time on a model of many versions.
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        # Field by field, shallow: asdict() deep-copies every params/metrics/lineage
+        # document, which was most of `log --json --all`'s time on many versions.
+        out = _shallow(self)
         out["parents"] = list(self.parents)
         out["created_at"] = self.created_at.isoformat()
-        out["datasets"] = [asdict(d) for d in self.datasets]
-        out["code"] = None if self.code is None else asdict(self.code)
+        out["datasets"] = [_shallow(d) for d in self.datasets]
+        out["code"] = None if self.code is None else _shallow(self.code)
         out["rev"] = self.rev
         return out
 
