@@ -146,7 +146,7 @@ def log(
     labels = labels_by_version(repo.refs(name))
     rolled = {e.after for e in repo.events(name, action="rollback") if e.after}
     if as_json:
-        emit_json([v.to_dict() for v in versions])
+        emit_json(versions)  # orjson writes the records themselves, as to_dict() would
         return
     text = (
         "\n".join(graph_lines(versions, labels))

@@ -67,7 +67,8 @@ class IntegrityFailure(RegistryError):
 def decode_time(value: datetime | str) -> datetime:
     """A stored timestamp as an aware UTC datetime (everything stored is UTC)."""
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
+        # Stored naive, as UTC: parsed with its offset in one call.
+        return datetime.fromisoformat(value + "+00:00" if len(value) <= 26 else value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

@@ -71,16 +71,18 @@ class Version:
     # Key → value set after the commit (reviewed_by, stage): they may change, the
     # version does not; every change is an event.
     labels: dict[str, str] = field(default_factory=dict, hash=False)
+    # The revision that names exactly this version, e.g. ``churn:3``. A field (not a
+    # property) so that orjson writes it when it writes the record itself, which it does
+    # many times faster than through to_dict (`log --json --all` of many versions).
+    rev: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rev", f"{self.model}:{self.number}")
 
     @property
     def format(self) -> str:
         """The model format (sklearn, torch, …), or "files"."""
         return str(self.artifact.get("format", "files"))
-
-    @property
-    def rev(self) -> str:
-        """The revision that names exactly this version, e.g. ``churn:3``."""
-        return f"{self.model}:{self.number}"
 
     @property
     def parent(self) -> int | None:
@@ -94,7 +96,6 @@ class Version:
         out["created_at"] = self.created_at.isoformat()
         out["datasets"] = [_shallow(d) for d in self.datasets]
         out["code"] = None if self.code is None else _shallow(self.code)
-        out["rev"] = self.rev
         return out
 
 

@@ -10,7 +10,9 @@ search compiler and the migrations build statements with SQLAlchemy.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +53,7 @@ from modelkeep.registry.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from contextlib import AbstractContextManager
 
     from sqlalchemy import Engine
@@ -126,6 +128,17 @@ class _Links:
     parents: dict[int, list[int]]
     datasets: dict[int, list[DatasetRef]]
     labels: dict[int, dict[str, str]]
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _now() -> datetime:
@@ -310,16 +323,19 @@ class Registry:
         # Chunks keep the IN lists under SQLite's bound-parameter limit.
         for start in range(0, len(ids), 500):
             self._links(tx, ids[start : start + 500], links)
-        return [
-            self._version_of_row(
-                model,
-                r,
-                tuple(links.parents.get(r.id, ())),
-                tuple(links.datasets.get(r.id, ())),
-                links.labels.get(r.id, {}),
-            )
-            for r in rows
-        ]
+        # Thousands of acyclic records at once: the cycle collector, run again and again
+        # as they are made, would find nothing and cost a tenth of the time.
+        with _no_cycle_collection() if len(rows) > 1000 else contextlib.nullcontext():
+            return [
+                self._version_of_row(
+                    model,
+                    r,
+                    tuple(links.parents.get(r.id, ())),
+                    tuple(links.datasets.get(r.id, ())),
+                    links.labels.get(r.id, {}),
+                )
+                for r in rows
+            ]
 
     def _version(self, tx: Tx, model: str, row: Any) -> Version:
         return self._versions(tx, model, [row])[0]
