@@ -273,7 +273,10 @@ def monitor_daemon(
         if stop.is_set():
             raise KeyboardInterrupt  # a second signal: do not wait for the check
         render.err.print(f"{signal.Signals(signum).name}: stopping after the check under way")
-        stop.set()
+        # Set from another thread: the handler runs in the main thread, which may be
+        # inside stop.wait() holding the event's lock, and set() would wait for it
+        # forever (a daemon that ignored SIGTERM, seen once in a full test run).
+        threading.Thread(target=stop.set, name="modelkeep-stop").start()
 
     previous = {}
     if not once:
