@@ -264,17 +264,20 @@ class _SqlAlchemyTx(Tx):
     def _statement(self, sql: str, params: Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:
         from sqlalchemy import JSON, bindparam, text
 
-        stmt = text(sql)
         bound: dict[str, Any] = {}
         binds: list[Any] = []
         for key, value in (params or {}).items():
             if isinstance(value, Many):
+                # An expanding parameter renders its own parentheses: IN (:ids) would
+                # become a row value, IN ((…)).
+                sql = sql.replace(f"({':' + key})", f":{key}")
                 binds.append(bindparam(key, expanding=True))
                 bound[key] = value.items
             else:
                 if isinstance(value, (dict, list, tuple)):
                     binds.append(bindparam(key, type_=JSON))
                 bound[key] = value
+        stmt = text(sql)
         return (stmt.bindparams(*binds) if binds else stmt), bound
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
