@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from modelkeep import lineage, quantities
+from modelkeep._engine.engine import Service
 from modelkeep.deploy.routing import STRATEGIES, RoutingTable, canary_percent
 from modelkeep.errors import ConflictError, Hint, NotFoundError, UsageError
 from modelkeep.revision import check_name
@@ -15,20 +16,11 @@ from modelkeep.revision import check_name
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from modelkeep._engine import Engine
-    from modelkeep._engine.context import Context
     from modelkeep.registry.records import Deployment
 
 
-class Rollouts:
+class Rollouts(Service):
     """Deployments of a repository's models."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.e = engine
-
-    @property
-    def ctx(self) -> Context:
-        return self.e.ctx
 
     def deploy(
         self,

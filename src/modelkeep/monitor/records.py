@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from modelkeep import lineage
+from modelkeep._engine.engine import Service
 from modelkeep.errors import UsageError
 from modelkeep.revision import Revision, check_name
 
@@ -15,22 +16,13 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime, timedelta
 
-    from modelkeep._engine import Engine
-    from modelkeep._engine.context import Context
     from modelkeep.monitor.policy import Rule
     from modelkeep.registry import Version
     from modelkeep.registry.records import Schedule
 
 
-class Records:
+class Records(Service):
     """Reports, schedules and policies of a repository's models."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.e = engine
-
-    @property
-    def ctx(self) -> Context:
-        return self.e.ctx
 
     def record_report(
         self,
