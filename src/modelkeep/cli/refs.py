@@ -179,7 +179,7 @@ def history(
     if as_json:
         emit_json([e.to_dict() for e in events])
     else:
-        render.echo(render.event_table(events))
+        out.print(render.event_table(events))
 
 
 @app.command()
@@ -195,4 +195,4 @@ def events(
     if as_json:
         emit_json([e.to_dict() for e in found])
     else:
-        render.echo(render.event_table(found))
+        out.print(render.event_table(found))

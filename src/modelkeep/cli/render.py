@@ -54,11 +54,6 @@ out: Any = _Console(highlight=False, soft_wrap=True, markup=False)
 err: Any = _Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
-def echo(text: str) -> None:
-    """Plain text to stdout as it is (no rich console: importing one costs 0.05 s)."""
-    sys.stdout.write(text + "\n")
-
-
 def _table(**options: Any) -> Table:
     from rich.table import Table
 
@@ -236,10 +231,10 @@ def show_version(v: Version, files: Sequence[Any], refs: list[str]) -> None:
             rows.append(("profile", f"reference profile {art['profile'][:16]}"))
         if art["format"] == "dataset":
             rows.append(("table", f"{art['rows']} rows; " + signature_text(art)))
-    echo(columns(None, rows, squeeze=1))
+    out.print(columns(None, rows, squeeze=1))
     header = ("path", "size", "mode", "chunks", "content")
     listed = [(f.path, size(f.size), oct(f.mode), str(f.chunks), f.content_id[:16]) for f in files]
-    echo("\n" + columns(header, listed, squeeze=0))
+    out.print("\n" + columns(header, listed, squeeze=0))
 
 
 def update_table(result: Any) -> None:

@@ -157,7 +157,7 @@ def log(
         with out.pager(styles=False):
             out.print(text, markup=False)
     else:
-        render.echo(text)
+        out.print(text)
     if more:
         sys.stderr.write(
             f"(the newest {page}; older versions: -n N for more, --all for every one)\n"
