@@ -478,7 +478,9 @@ class Database:
         return self._bridge
 
     @contextlib.contextmanager
-    def _sqlalchemy_tx(self, write: bool) -> Iterator[Tx]:
+    def _sqlalchemy_tx(self) -> Iterator[Tx]:
+        # Writers take no lock up front here yet: PostgreSQL's numbering needs its own
+        # (a row or advisory lock), which the engines issue adds.
         from sqlalchemy.exc import DBAPIError
 
         try:
@@ -490,10 +492,10 @@ class Database:
     # -- transactions -----------------------------------------------------------------
 
     def read(self) -> contextlib.AbstractContextManager[Tx]:
-        return self._sqlite_tx(False) if self.sqlite else self._sqlalchemy_tx(False)
+        return self._sqlite_tx(False) if self.sqlite else self._sqlalchemy_tx()
 
     def write(self) -> contextlib.AbstractContextManager[Tx]:
-        return self._sqlite_tx(True) if self.sqlite else self._sqlalchemy_tx(True)
+        return self._sqlite_tx(True) if self.sqlite else self._sqlalchemy_tx()
 
     def raw(self, run: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``run`` on a SQLite connection outside any transaction (journal mode)."""
