@@ -28,6 +28,8 @@
     │   ├── RegistryDamagedError             its file is damaged: restore or salvage it
     │   └── ReadOnlyRepositoryError          a write where the user may only read
     ├── RepositoryFormatError                the repository needs a newer modelkeep
+    ├── UnreachableError                     a database or object store cannot be reached,
+    │                                        refuses the credentials, or is missing
     ├── UntrustedModelError                  loading would run code nobody vouched for
     ├── MissingDependencyError (ImportError) a format's library is not installed
     └── StoreError
@@ -185,6 +187,11 @@ class ReadOnlyRepositoryError(RegistryError):
 
 class RepositoryFormatError(ModelkeepError):
     """The repository was written by a newer modelkeep, or is not one."""
+
+
+class UnreachableError(ModelkeepError):
+    """A shared engine (a PostgreSQL database, an object store) cannot be reached,
+    refuses the credentials, or is not there. Messages name its URL without password."""
 
 
 class UntrustedModelError(ModelkeepError):

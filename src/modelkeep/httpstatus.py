@@ -9,6 +9,7 @@ TABLE: tuple[tuple[type[e.ModelkeepError], int], ...] = (
     (e.ReadOnlyRepositoryError, 403),  # the server may only read its repository
     (e.UntrustedModelError, 403),
     (e.RegistryBusyError, 503),  # retry: another process holds the registry
+    (e.UnreachableError, 503),  # the repository's database or object store is away
     (e.RefMovedError, 409),
     (e.UsageError, 400),
     (e.NotFoundError, 404),

@@ -160,6 +160,7 @@ def _exit_code(exc: Exception) -> int:
         (e.RepositoryFormatError, 5),
         (e.StoreError, 6),
         (e.RegistryDamagedError, 6),
+        (e.UnreachableError, 7),
     ]
     return next((code for cls, code in table if isinstance(exc, cls)), 1)
 
