@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +26,21 @@ def cli() -> Any:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A real PostgreSQL server on 127.0.0.1 for the session (``services.Postgres``)."""
+def postgres() -> Any:
+    """A real PostgreSQL server on 127.0.0.1 for the session (``services.Postgres``).
+    Its data folder is not under pytest's own temporary folder: pytest makes that
+    private to root (the server runs as ``postgres``) and prunes old ones, which
+    another pytest session starting meanwhile would do under a running server."""
+    import shutil
+    import tempfile
+
     import services
 
-    server = services.start_postgres(tmp_path_factory.mktemp("postgres"))
+    base = Path(tempfile.mkdtemp(prefix="modelkeep-pg-"))
+    server = services.start_postgres(base)
     yield server
     server.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +61,77 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         else:
             os.environ[key] = value
     server.stop()
+
+
+# The suite runs against one engine per session, chosen by MODELKEEP_TEST_ENGINE:
+#   local  (default) SQLite + a local folder, the embedded default
+#   pg     PostgreSQL + a local folder (a shared file system's setup)
+#   pg-s3  PostgreSQL + an S3 bucket (the moto emulator)
+# Tests make repositories with Repo.init(path) / `modelkeep init`; under pg and pg-s3,
+# each such call without URLs of its own gets a fresh database and a fresh prefix in
+# the session's bucket, so every test of the suite runs on the shared engines through
+# this one fixture. (The in-memory engine is covered by the tests that use
+# Repo.memory(): it cannot back a repository that a test reopens by its folder.)
+ENGINE = os.environ.get("MODELKEEP_TEST_ENGINE", "local")
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres: Any) -> str:
+    """A database with the registry's schema, copied for every repository (faster than
+    running the migrations each time)."""
+    from modelkeep.registry import Registry
+
+    url = postgres.new_database("mk_template")
+    reg = Registry(url)
+    reg.create()
+    reg.dispose()
+    return str(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture(autouse=True)
+def _engine_under_test(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    if ENGINE == "local" or request.node.get_closest_marker("local_engine"):
+        yield
+        return
+    from modelkeep._engine import layout
+
+    postgres = request.getfixturevalue("postgres")
+    template = request.getfixturevalue("pg_template")
+    s3 = request.getfixturevalue("s3_server") if ENGINE == "pg-s3" else None
+    bucket = request.getfixturevalue("_test_bucket") if s3 is not None else None
+    made: list[tuple[str, str | None]] = []
+    real_init = layout.init
+
+    def init(
+        path: Any = ".",
+        params: Any = None,
+        *,
+        db_url: str | None = None,
+        store: str | None = None,
+        s3_endpoint: str | None = None,
+    ) -> Any:
+        if db_url is None and store is None and path is not None:
+            db_url = postgres.new_database(template=template)
+            prefix = None
+            if bucket is not None:
+                prefix = uuid.uuid4().hex
+                store = f"s3://{bucket}/{prefix}"
+            made.append((db_url, prefix))
+        return real_init(path, params, db_url=db_url, store=store, s3_endpoint=s3_endpoint)
+
+    monkeypatch.setattr(layout, "init", init)
+    yield
+    for db_url, prefix in made:
+        postgres.drop_database(db_url)
+        if prefix is not None and s3 is not None:
+            client: Any = s3.client()
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for page in pages:
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if keys:
+                    client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+
+
+@pytest.fixture(scope="session")
+def _test_bucket(s3_server: Any) -> str:
+    return str(s3_server.new_bucket("suite"))

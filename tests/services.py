@@ -79,15 +79,23 @@ class Postgres:
         out = subprocess.run(
             [str(self.bin / "psql"), "-X", "-qAt", "-h", "127.0.0.1", "-p", str(self.port),
              "-U", self.user, "-d", database, "-v", "ON_ERROR_STOP=1", "-c", sql],
-            capture_output=True, text=True, check=True, timeout=60,
+            capture_output=True, text=True, check=False, timeout=60,
         )  # fmt: skip
+        if out.returncode != 0:
+            raise RuntimeError(f"psql {sql!r} failed: {out.stderr.strip()}")
         return out.stdout.strip()
 
-    def new_database(self, prefix: str = "mk") -> str:
-        """A fresh, empty database; returns its URL."""
+    def new_database(self, prefix: str = "mk", template: str | None = None) -> str:
+        """A fresh database (empty, or a copy of ``template``); returns its URL."""
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-        self.psql(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        self.psql(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        """Drop the database ``url`` names, closing whatever is still connected to it."""
+        name = url.rsplit("/", 1)[1]
+        self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def connections(self, database: str) -> int:
         """Backends connected to ``database`` now (pg_stat_activity)."""
@@ -111,12 +119,8 @@ def start_postgres(base: Path) -> Postgres:
     sock = base / "pgsock"
     sock.mkdir(exist_ok=True)
     if os.geteuid() == 0:
-        # The postgres user must reach its folders through every parent.
-        for folder in (base, *base.parents):
-            if folder == Path("/"):
-                break
-            with contextlib.suppress(OSError):
-                os.chmod(folder, os.stat(folder).st_mode | 0o011)
+        # The postgres user must reach its folders (tempfile makes them private).
+        os.chmod(base, 0o711)
         shutil.chown(base, "postgres")
         shutil.chown(sock, "postgres")
     subprocess.run(
@@ -161,7 +165,7 @@ class S3Server:
     def env(self) -> dict[str, str]:
         return {
             "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto takes any
+            "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
             "MODELKEEP_S3_ENDPOINT": self.endpoint,
         }
@@ -173,7 +177,7 @@ class S3Server:
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106
+            aws_secret_access_key="testing",
             region_name="us-east-1",
         )
 

@@ -205,6 +205,7 @@ def test_a_changed_file_and_a_blocker_are_both_listed(
 # -- the repository's own folder ------------------------------------------------------------
 
 
+@pytest.mark.local_engine  # the folder's own store and SQLite file
 @pytest.mark.parametrize("inside", [".modelkeep", ".modelkeep/store", ".modelkeep/registry.db"])
 def test_committing_the_repository_itself_is_refused(
     repo: modelkeep.Repo, cli: Any, inside: str

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from modelkeep._engine.engine import ProgressStart
+    from modelkeep._engine.shared import Location
     from modelkeep.deploy import RoutingTable
     from modelkeep.monitor.policy import Rule
     from modelkeep.monitor.schedule import ScheduledRun
@@ -61,15 +62,34 @@ class Repo:
         return self._e.ctx.store
 
     @property
+    def store_location(self) -> str:
+        """Where the objects are: a folder, or an ``s3://`` URL."""
+        return self._e.ctx.store_location()
+
+    @property
     def registry(self) -> Registry:
         return self._e.ctx.registry
 
     find = staticmethod(layout.find)
 
     @classmethod
-    def init(cls, path: str | os.PathLike[str] = ".", params: ChunkParams | None = None) -> Repo:
-        """Create a repository in ``path`` (made if missing) and open it."""
-        return cls(_engine=Engine.init(path, params))
+    def open(cls, path: str | os.PathLike[str] | None = None, **where: Unpack[Location]) -> Repo:
+        """Open a repository by folder (as ``Repo(path)``), or with no folder by the URLs
+        of its registry and store: ``Repo.open(db="postgresql://…", store="s3://b/p")``."""
+        return cls(_engine=Engine.open(path, **where))
+
+    @classmethod
+    def init(
+        cls,
+        path: str | os.PathLike[str] | None = ".",
+        params: ChunkParams | None = None,
+        **where: Unpack[Location],
+    ) -> Repo:
+        """Create a repository in ``path`` (made if missing) and open it. ``db`` (a
+        PostgreSQL or SQLite URL) and ``store`` (``s3://BUCKET/PREFIX`` or a folder) put
+        its registry and objects there (default: MODELKEEP_DB, MODELKEEP_STORE), the
+        folder only pointing at them; ``path=None`` writes no folder at all."""
+        return cls(_engine=Engine.init(path, params, **where))
 
     @classmethod
     def memory(cls, params: ChunkParams | None = None) -> Repo:
@@ -293,15 +313,9 @@ class Repo:
     ) -> Deployment:
         """Start a rollout of ``candidate`` to ``name@to`` (blue-green, canary, shadow)."""
         return self._rollouts.deploy(
-            name,
-            to=to,
-            strategy=strategy,
-            candidate=candidate,
-            percent=percent,
-            steps=steps,
-            interval=interval,
-            message=message,
-        )
+            name, to=to, strategy=strategy, candidate=candidate, percent=percent, steps=steps,
+            interval=interval, message=message,
+        )  # fmt: skip
 
     def end_deployment(
         self, name: str, *, to: str = "production", promote: bool, message: str = ""

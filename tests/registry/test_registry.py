@@ -31,9 +31,14 @@ if TYPE_CHECKING:
 MEMORY_URL = "sqlite+pysqlite:///:memory:"
 
 
-@pytest.fixture
-def registry() -> Iterator[Registry]:
-    reg = Registry(MEMORY_URL)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry(request: pytest.FixtureRequest) -> Iterator[Registry]:
+    """The same registry tests on SQLite (in memory) and on a real PostgreSQL server."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres").new_database()
+    else:
+        url = MEMORY_URL
+    reg = Registry(url)
     reg.create()
     yield reg
     reg.dispose()
@@ -387,10 +392,8 @@ def test_check_schema_accepts_its_own_schema(tmp_path: Path) -> None:
 def _set_schema(url: str, value: str) -> None:
     reg = Registry(url)
     try:
-        with reg.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (value,)
-            )
+        with reg.db.write() as tx:
+            tx.run("UPDATE meta SET value = :v WHERE key = 'schema_version'", {"v": value})
     finally:
         reg.dispose()
 
@@ -451,8 +454,10 @@ def test_an_older_schema_is_migrated_on_open(tmp_path: Path) -> None:
 
 
 def test_opening_a_repo_with_a_newer_schema_fails(tmp_path: Path) -> None:
-    modelkeep.Repo.init(tmp_path).close()
-    _set_schema(f"sqlite:///{tmp_path / '.modelkeep' / 'registry.db'}", "99")
+    repo = modelkeep.Repo.init(tmp_path)
+    url = repo.registry.url
+    repo.close()
+    _set_schema(url, "99")
     with pytest.raises(RepositoryFormatError, match="schema 99"):
         modelkeep.Repo(tmp_path)
 

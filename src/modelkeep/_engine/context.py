@@ -46,6 +46,10 @@ class Context:
         """The store lock, alone: gc, upgrade and repairs."""
         return contextlib.nullcontext()
 
+    def store_location(self) -> str:
+        """Where the objects are, as a user names it."""
+        return "memory"
+
     def cache_dir(self) -> Path:
         """Where loads check versions out (verified once, then trusted by stat)."""
         raise NotImplementedError
@@ -129,6 +133,9 @@ class LocalContext(Context):
 
     def shared(self) -> contextlib.AbstractContextManager[None]:
         return locks.shared(self._lock)
+
+    def store_location(self) -> str:
+        return str(self.control / "store")
 
     def holds(self, path: Path) -> bool:
         here = self.control.resolve()

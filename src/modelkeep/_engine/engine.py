@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from modelkeep._engine import layout
+from modelkeep.errors import UsageError
 
 if TYPE_CHECKING:
     import os
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from modelkeep._engine.context import Context
     from modelkeep._engine.maintenance import Maintenance
     from modelkeep._engine.refs import Refs
+    from modelkeep._engine.shared import Location
     from modelkeep._engine.versions import Versions
     from modelkeep._engine.worktree import WorkTree
     from modelkeep.store import ChunkParams
@@ -76,12 +78,30 @@ class Engine:
         return Maintenance(self)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None) -> Engine:
+    def open(cls, path: str | os.PathLike[str] | None = None, **where: Unpack[Location]) -> Engine:
+        if where.get("db") is not None or where.get("store") is not None:
+            if path is not None:
+                raise UsageError("give a repository's folder or its URLs, not both")
+            urls = (where.get("db"), where.get("store"), where.get("s3_endpoint"))
+            return cls(layout.open_urls(*urls))
         return cls(layout.open_local(path))
 
     @classmethod
-    def init(cls, path: str | os.PathLike[str] = ".", params: ChunkParams | None = None) -> Engine:
-        return cls(layout.init(path, params))
+    def init(
+        cls,
+        path: str | os.PathLike[str] | None = ".",
+        params: ChunkParams | None = None,
+        **where: Unpack[Location],
+    ) -> Engine:
+        return cls(
+            layout.init(
+                path,
+                params,
+                db_url=where.get("db"),
+                store=where.get("store"),
+                s3_endpoint=where.get("s3_endpoint"),
+            )
+        )
 
     @classmethod
     def memory(cls, params: ChunkParams | None = None) -> Engine:

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelkeep._engine.context import LocalContext, MemoryContext
+from modelkeep._engine import shared
+from modelkeep._engine.context import Context, LocalContext, MemoryContext
 from modelkeep.errors import (
     Hint,
     ReadOnlyRepositoryError,
     RepositoryExistsError,
     RepositoryFormatError,
     RepositoryNotFoundError,
+    UsageError,
 )
 from modelkeep.registry import Registry, db
 from modelkeep.store import ChunkParams
@@ -105,16 +108,61 @@ def sqlite_url(control: Path) -> str:
     return db.sqlite_url(str(control / "registry.db"))
 
 
-def open_local(path: str | os.PathLike[str] | None = None) -> LocalContext:
-    """The repository at or above ``path`` (default: MODELKEEP_REPO, or the cwd)."""
-    root = find(Path(path) if path is not None else None)
+def open_local(path: str | os.PathLike[str] | None = None) -> Context:
+    """The repository at or above ``path`` (default: MODELKEEP_REPO, or the cwd). A
+    folder whose config names a database or a store opens those (``shared.py``); with
+    no folder found, MODELKEEP_DB and MODELKEEP_STORE name a repository with none."""
+    try:
+        root = find(Path(path) if path is not None else None)
+    except RepositoryNotFoundError:
+        env = shared.from_environment(None, None, None)
+        if path is None and not os.environ.get(ENV_REPO) and env[0] and env[1]:
+            return open_urls(None, None)
+        raise
     control = root / REPO_DIR
     config = read_config(control)
+    if "db" in config or "store" in config:
+        return shared.SharedContext(root, _where(control, config), control)
     return LocalContext(root, control, config, sqlite_url(control))
 
 
-def init(path: str | os.PathLike[str] = ".", params: ChunkParams | None = None) -> LocalContext:
-    """Create a repository in ``path`` (made if missing) and open it."""
+def _where(control: Path, config: dict[str, Any]) -> shared.Where:
+    """Where a folder's config points; what it does not name stays in the folder."""
+    db_url = config.get("db") or sqlite_url(control)
+    store = config.get("store") or str(control / "store")
+    return shared.Where(db_url, store, config.get("s3_endpoint"))
+
+
+def open_urls(db_url: str | None, store: str | None, endpoint: str | None = None) -> Context:
+    """A repository by its URLs alone (or MODELKEEP_DB / MODELKEEP_STORE), no folder."""
+    db_url, store, endpoint = shared.from_environment(db_url, store, endpoint)
+    if db_url is None or store is None:
+        raise UsageError(
+            "a repository without a folder needs both its database and its store URL",
+            hint=Hint(
+                cli="give --db and --store (or set MODELKEEP_DB and MODELKEEP_STORE)",
+                api="give db= and store= (or set MODELKEEP_DB and MODELKEEP_STORE)",
+            ),
+        )
+    where = shared.Where(shared.check_db_url(db_url), shared.check_store_url(store), endpoint)
+    return shared.SharedContext(Path.cwd(), where)
+
+
+def init(
+    path: str | os.PathLike[str] | None = ".",
+    params: ChunkParams | None = None,
+    *,
+    db_url: str | None = None,
+    store: str | None = None,
+    s3_endpoint: str | None = None,
+) -> Context:
+    """Create a repository in ``path`` (made if missing) and open it. With a database
+    or a store URL (or MODELKEEP_DB / MODELKEEP_STORE), the registry and the objects
+    live there and the folder only points at them; with no folder (``path=None``),
+    nothing is written locally at all."""
+    db_url, store, s3_endpoint = shared.from_environment(db_url, store, s3_endpoint)
+    if db_url is not None or store is not None or path is None:
+        return _init_shared(path, params, db_url, store, s3_endpoint)
     root = Path(path).resolve()
     control = root / REPO_DIR
     if (control / "config.json").exists():
@@ -133,6 +181,52 @@ def init(path: str | os.PathLike[str] = ".", params: ChunkParams | None = None) 
     # The config is written last: until it exists, this is not a repository.
     write_config(control, config)
     return open_local(root)
+
+
+def _init_shared(
+    path: str | os.PathLike[str] | None,
+    params: ChunkParams | None,
+    db_url: str | None,
+    store: str | None,
+    s3_endpoint: str | None,
+) -> Context:
+    root = Path(path).resolve() if path is not None else None
+    control = root / REPO_DIR if root is not None else None
+    if control is not None and (control / "config.json").exists():
+        raise RepositoryExistsError(f"{root} already holds a modelkeep repository")
+    if control is None and (db_url is None or store is None):
+        return open_urls(db_url, store, s3_endpoint)  # refuses, saying what is missing
+    recorded: dict[str, Any] = {}
+    if db_url is not None:
+        recorded["db"] = shared.check_db_url(db_url)
+    if store is not None:
+        recorded["store"] = shared.check_store_url(store)
+    if s3_endpoint:
+        recorded["s3_endpoint"] = s3_endpoint
+    # Checked and made before the folder gets its pointer, which is written last; a
+    # folder this call made goes again when anything fails.
+    made = root is not None and not root.exists()
+    made_control = control is not None and not control.exists()
+    try:
+        if control is not None:
+            control.mkdir(parents=True, exist_ok=True)
+            where = _where(control, recorded)
+        else:
+            where = shared.Where(recorded["db"], recorded["store"], s3_endpoint)
+        shared.create(where, params or ChunkParams(), FORMAT, DEFAULT_BRANCH)
+    except BaseException:
+        if made and root is not None:
+            shutil.rmtree(root, ignore_errors=True)
+        elif made_control and control is not None:
+            shutil.rmtree(control, ignore_errors=True)
+        raise
+    if control is None:
+        return shared.SharedContext(Path.cwd(), where)
+    # Only what was given is recorded (a folder that moves keeps its own parts), and
+    # never a password.
+    recorded.update({"db": shared.without_password(db_url)} if db_url else {})
+    write_config(control, {"format": FORMAT, **recorded})
+    return shared.SharedContext(root or Path.cwd(), where, control)
 
 
 def memory(params: ChunkParams | None = None) -> MemoryContext:

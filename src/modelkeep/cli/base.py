@@ -50,8 +50,22 @@ class _Boundary(TyperGroup):
             return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx: Any) -> Any:
-        with _one_line_errors():
-            return super().invoke(ctx)
+        try:
+            with _one_line_errors():
+                return super().invoke(ctx)
+        finally:
+            _close_opened()
+
+
+# Repositories a command opened: closed when it ends, so that a registry's pooled
+# connections (PostgreSQL) go back to the server, not to the garbage collector.
+_opened: list[Repo] = []
+
+
+def _close_opened() -> None:
+    while _opened:
+        with contextlib.suppress(Exception):
+            _opened.pop().close()
 
 
 @contextlib.contextmanager
@@ -176,7 +190,9 @@ def fail(exc: Exception) -> NoReturn:
 def open_repo() -> Repo:
     from modelkeep.repo import Repo
 
-    return Repo(state["repo"])
+    repo = Repo(state["repo"])
+    _opened.append(repo)
+    return repo
 
 
 def progress() -> Any:

@@ -23,12 +23,41 @@ from modelkeep.graph import graph_lines, labels_by_version
 @app.command()
 def init(
     path: Annotated[Path, typer.Argument(help="Folder to create the repository in.")] = Path("."),
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep the registry in this database: postgresql://USER@HOST:PORT/DB "
+            "(the password from PGPASSWORD or ~/.pgpass; never stored). "
+            "Default: MODELKEEP_DB, else SQLite in the folder.",
+        ),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep the objects in s3://BUCKET/PREFIX or a folder (e.g. on a shared "
+            "file system); credentials from the environment or the AWS configuration. "
+            "Default: MODELKEEP_STORE, else the folder's own store.",
+        ),
+    ] = None,
+    s3_endpoint: Annotated[
+        str | None,
+        typer.Option(help="An S3-compatible endpoint URL (MinIO, a test server)."),
+    ] = None,
 ) -> None:
-    """Create a repository: a .modelkeep/ folder with the object store and the registry."""
+    """Create a repository: a .modelkeep/ folder with the object store and the registry,
+    or, with --db/--store, a folder that points at a shared registry and store."""
     from modelkeep.repo import Repo
 
-    repo = Repo.init(path)
-    out.print(f"Initialized empty modelkeep repository in {repo.root / '.modelkeep'}")
+    repo = Repo.init(path, db=db, store=store, s3_endpoint=s3_endpoint)
+    where = repo.root / ".modelkeep"
+    try:
+        if db or store or repo.registry.file is None:
+            out.print(f"Initialized modelkeep repository in {where}: registry "
+                      f"{repo.registry.where}, store {repo.store_location}")  # fmt: skip
+        else:
+            out.print(f"Initialized empty modelkeep repository in {where}")
+    finally:
+        repo.close()
 
 
 @app.command()

@@ -23,7 +23,9 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import urllib.parse
+import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from sqlalchemy import Connection, Engine
+
+# PostgreSQL advisory lock keys (any 64-bit numbers, the same on every machine): the
+# registry's writers take turns on one; the store lock is the other.
+WRITE_LOCK = 0x6D6B_5752  # "mkWR"
+STORE_LOCK = 0x6D6B_5354  # "mkST"
 
 # A LIMIT that is no limit: both engines take it, neither takes NULL the same way.
 NO_LIMIT = 2**62
@@ -139,6 +146,8 @@ def failure(exc: BaseException, where: str) -> ModelkeepError:
     line, no trace, and advice that loses nothing."""
     orig = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
     reason = " ".join(str(orig).split())
+    if type(orig).__module__.startswith("psycopg"):
+        return _server_failure(orig, reason, where)
     if isinstance(orig, sqlite3.IntegrityError) or type(orig).__name__ == "UniqueViolation":
         return IntegrityFailure(reason)
     if "locked" in reason:
@@ -160,6 +169,38 @@ def failure(exc: BaseException, where: str) -> ModelkeepError:
     return RegistryError(
         f"the registry {where} failed: {reason}; check the disk and its permissions"
     )
+
+
+def _server_failure(orig: BaseException, reason: str, where: str) -> ModelkeepError:
+    """A database server's error (PostgreSQL): unreachable, refused, or a failure."""
+    from modelkeep.errors import UnreachableError
+
+    name = type(orig).__name__
+    lowered = reason.lower()
+    if name == "UniqueViolation":
+        return IntegrityFailure(reason)
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return UnreachableError(
+            f"the registry database {where} refused the credentials; set the password in "
+            "PGPASSWORD or ~/.pgpass (it is never stored in the repository)"
+        )
+    if "database" in lowered and "does not exist" in lowered:
+        return UnreachableError(
+            f"the registry database {where} does not exist on its server; create it first "
+            "(createdb), then create the repository in it"
+        )
+    if name in ("OperationalError", "InterfaceError") or _transient(orig):
+        detail = reason.split(": ")[-1] if ": " in reason else reason
+        return UnreachableError(
+            f"cannot reach the registry database {where} ({detail}); check that the server "
+            "is up and the host, port and user in the URL"
+        )
+    if name == "UndefinedTable":
+        return RegistryDamagedError(
+            f"the registry database {where} lacks modelkeep's tables ({reason}); it is not "
+            "a modelkeep registry, or it was damaged: restore it from a backup"
+        )
+    return RegistryError(f"the registry {where} failed: {reason}")
 
 
 _ROW_TYPES: dict[tuple[str, ...], type[Any]] = {}
@@ -276,6 +317,9 @@ class _SqlAlchemyTx(Tx):
             else:
                 if isinstance(value, (dict, list, tuple)):
                     binds.append(bindparam(key, type_=JSON))
+                elif isinstance(value, datetime) and value.tzinfo is not None:
+                    # Stored naive, as UTC, on every engine.
+                    value = value.astimezone(UTC).replace(tzinfo=None)
                 bound[key] = value
         stmt = text(sql)
         return (stmt.bindparams(*binds) if binds else stmt), bound
@@ -328,6 +372,54 @@ class _Local(threading.local):
     writing: bool = False
 
 
+class _SaLocal(threading.local):
+    tx: _SqlAlchemyTx | None = None
+    pid: int = 0
+    depth: int = 0
+    writing: bool = False
+
+
+def _create_engine(url: str) -> Engine:
+    from sqlalchemy import create_engine
+
+    scheme, _, rest = url.partition("://")
+    if scheme.split("+")[0] in ("postgresql", "postgres"):
+        # psycopg 3 (SQLAlchemy would pick psycopg2 for a bare postgresql://).
+        return create_engine(
+            f"postgresql+psycopg://{rest}",
+            # Checked out connections are pinged, so a server restart or a dropped idle
+            # connection costs a reconnect, not a failed command; the pool is bounded, and
+            # every connection goes back to it (or is closed with the engine).
+            pool_pre_ping=True,
+            pool_size=4,
+            max_overflow=8,
+            pool_timeout=60,
+            pool_recycle=1800,
+            connect_args={
+                "connect_timeout": 10,
+                "application_name": "modelkeep",
+                # Timestamps are stored naive, as UTC, whatever the server's zone.
+                "options": "-c timezone=UTC",
+            },
+            json_deserializer=decode_json,
+        )
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure that a new connection may not meet: dropped, refused for now, reset."""
+    orig = getattr(exc, "orig", None) or exc
+    name = type(orig).__name__
+    reason = str(orig).lower()
+    if name in ("SerializationFailure", "DeadlockDetected", "AdminShutdown"):
+        return True
+    return getattr(exc, "connection_invalidated", False) or any(
+        s in reason
+        for s in ("server closed the connection", "connection refused", "terminating connection",
+                  "connection reset", "could not receive data", "the database system is")
+    )  # fmt: skip
+
+
 class Database:
     """Where the registry's rows live, and how a transaction is had on them."""
 
@@ -346,7 +438,10 @@ class Database:
         self._shared: sqlite3.Connection | None = None
         self._shared_depth = 0
         self._sa_engine: Engine | None = None
+        self._sa_pid = 0
+        self._sa_local = _SaLocal()
         self._bridge: Engine | None = None
+        self.postgres = url.partition("://")[0].split("+")[0] in ("postgresql", "postgres")
 
     # -- SQLite connections -------------------------------------------------------
 
@@ -458,10 +553,17 @@ class Database:
         """A SQLAlchemy engine on this database (imports SQLAlchemy). On SQLite it
         lends this thread's connection, in autocommit unless inside a transaction."""
         if not self.sqlite:
+            if self._sa_engine is not None and self._sa_pid != os.getpid():
+                # A pool inherited across fork() holds the parent's sockets: drop them
+                # without closing them under the parent's feet.
+                self._sa_engine.dispose(close=False)
+                self._sa_engine = None
             if self._sa_engine is None:
-                from sqlalchemy import create_engine
-
-                self._sa_engine = create_engine(self.url, pool_pre_ping=True)
+                self._sa_engine = _create_engine(self.url)
+                self._sa_pid = os.getpid()
+                # A registry dropped without close() still hands its pooled connections
+                # back to the server (closed, not left to the garbage collector).
+                weakref.finalize(self, self._sa_engine.dispose)
             return self._sa_engine
         if self._bridge is None:
             from sqlalchemy import create_engine
@@ -478,24 +580,95 @@ class Database:
         return self._bridge
 
     @contextlib.contextmanager
-    def _sqlalchemy_tx(self) -> Iterator[Tx]:
-        # Writers take no lock up front here yet: PostgreSQL's numbering needs its own
-        # (a row or advisory lock), which the engines issue adds.
+    def _sqlalchemy_tx(self, write: bool) -> Iterator[Tx]:
         from sqlalchemy.exc import DBAPIError
 
+        local = self._sa_local
+        if local.tx is not None and local.pid == os.getpid():
+            # Inside this thread's open transaction: join it, as on SQLite.
+            if write and not local.writing:
+                raise RegistryError("a write inside a read transaction of the registry")
+            local.depth += 1
+            try:
+                yield local.tx
+            finally:
+                local.depth -= 1
+            return
         try:
-            with self.engine.connect() as conn, conn.begin():
-                yield _SqlAlchemyTx(conn)
+            conn = self._begin(write)
         except DBAPIError as exc:
             raise failure(exc, self.where) from None
+        tx = _SqlAlchemyTx(conn)
+        local.tx, local.depth, local.writing, local.pid = tx, 1, write, os.getpid()
+        try:
+            try:
+                yield tx
+            finally:
+                local.tx, local.depth = None, 0
+            conn.commit()
+        except DBAPIError as exc:
+            raise failure(exc, self.where) from None
+        finally:
+            conn.close()  # back to the pool (rolled back there if not committed)
+
+    def _begin(self, write: bool) -> Connection:
+        """A pooled connection in a new transaction; a writer also holds the registry's
+        write lock. A dropped connection or a refused connect is retried (nothing was
+        done yet, so retrying is safe); anything after this is not."""
+        from sqlalchemy import text
+        from sqlalchemy.exc import DBAPIError
+
+        for attempt in range(4):
+            conn = self.engine.connect()
+            try:
+                conn.begin()
+                if write and self.postgres:
+                    # Writers take turns, as SQLite's BEGIN IMMEDIATE makes them: version
+                    # numbers are then allocated by one writer at a time, on every machine,
+                    # with no race to lose and nothing to retry. Released at commit.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK})
+                return conn
+            except DBAPIError as exc:
+                conn.close()
+                if not _transient(exc) or attempt == 3:
+                    raise
+                time.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def advisory_lock(self, exclusive: bool) -> Iterator[None]:
+        """The store lock held in PostgreSQL (a session-level advisory lock on a
+        connection kept for it), so that every machine sharing the repository sees it:
+        writers share it, gc and upgrade hold it alone."""
+        from sqlalchemy import text
+        from sqlalchemy.exc import DBAPIError
+
+        mode = "" if exclusive else "_shared"
+        try:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except DBAPIError as exc:
+            raise failure(exc, self.where) from None
+        try:
+            conn.execute(text(f"SELECT pg_advisory_lock{mode}(:key)"), {"key": STORE_LOCK})
+            try:
+                yield
+            finally:
+                with contextlib.suppress(DBAPIError):
+                    conn.execute(
+                        text(f"SELECT pg_advisory_unlock{mode}(:key)"), {"key": STORE_LOCK}
+                    )
+        except DBAPIError as exc:
+            raise failure(exc, self.where) from None
+        finally:
+            conn.close()
 
     # -- transactions -----------------------------------------------------------------
 
     def read(self) -> contextlib.AbstractContextManager[Tx]:
-        return self._sqlite_tx(False) if self.sqlite else self._sqlalchemy_tx()
+        return self._sqlite_tx(False) if self.sqlite else self._sqlalchemy_tx(False)
 
     def write(self) -> contextlib.AbstractContextManager[Tx]:
-        return self._sqlite_tx(True) if self.sqlite else self._sqlalchemy_tx()
+        return self._sqlite_tx(True) if self.sqlite else self._sqlalchemy_tx(True)
 
     def raw(self, run: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``run`` on a SQLite connection outside any transaction (journal mode)."""
@@ -509,6 +682,7 @@ class Database:
             self._all.clear()
             self._shared = None
         self._local = _Local()
+        self._sa_local = _SaLocal()
         if self._sa_engine is not None:
             self._sa_engine.dispose()
             self._sa_engine = None

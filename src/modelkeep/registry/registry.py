@@ -237,9 +237,36 @@ class Registry:
             self.migrate()
         elif found > SCHEMA_VERSION:
             raise RepositoryFormatError(
-                f"this repository uses registry schema {found}, newer than this modelkeep "
-                f"understands ({SCHEMA_VERSION}); upgrade with `pip install -U modelkeep`"
+                f"this repository ({self.where}) uses registry schema {found}, newer than "
+                f"this modelkeep understands ({SCHEMA_VERSION}); upgrade with "
+                "`pip install -U modelkeep`"
             )
+
+    def holds_schema(self) -> bool:
+        """Whether the database holds a registry schema already (any version)."""
+        from sqlalchemy import inspect
+
+        with self._read() as tx:
+            return bool(inspect(tx.sa).has_table("meta"))
+
+    def settings(self) -> dict[str, str]:
+        """The repository's own settings kept in the registry (``setting.*`` keys of
+        ``meta``): where a shared repository keeps what a folder keeps in config.json."""
+        with self._read() as tx:
+            rows = tx.rows("SELECT key, value FROM meta WHERE key LIKE 'setting.%'")
+        return {r.key.removeprefix("setting."): r.value for r in rows}
+
+    def version_total(self) -> int:
+        """How many versions the registry holds, of every model."""
+        with self._read() as tx:
+            return int(tx.scalar("SELECT count(*) FROM versions"))
+
+    def set_settings(self, values: dict[str, str]) -> None:
+        with self._write() as tx:
+            for key, value in values.items():
+                params = {"key": f"setting.{key}", "value": value}
+                if not tx.run("UPDATE meta SET value = :value WHERE key = :key", params):
+                    tx.run("INSERT INTO meta (key, value) VALUES (:key, :value)", params)
 
     def integrity_problems(self) -> list[str]:
         """What SQLite's own check finds wrong with the database file (empty when it

@@ -48,6 +48,11 @@ class Backend(Protocol):
         """Seconds since the blob was written (gc keeps young blobs)."""
         ...
 
+    def size(self, key: str) -> int:
+        """The blob's length in bytes, without reading it; ``FileNotFoundError`` when
+        absent."""
+        ...
+
     def sync(self) -> None:
         """Make every completed ``put`` durable (survive power loss)."""
         ...
@@ -135,6 +140,9 @@ class LocalBackend:
     def age_seconds(self, key: str) -> float:
         return time.time() - self._path(key).stat().st_mtime
 
+    def size(self, key: str) -> int:
+        return self._path(key).stat().st_size
+
     def sync(self) -> None:
         with self._sync_lock:
             with self._lock:
@@ -197,6 +205,9 @@ class MemoryBackend:
 
     def age_seconds(self, key: str) -> float:
         return time.time() - self.blobs[key][1]
+
+    def size(self, key: str) -> int:
+        return len(self.get(key))
 
     def sync(self) -> None:
         pass

@@ -69,6 +69,9 @@ _PACK_MAGIC = b"MKPACK1\n"
 _IDX_MAGIC = b"MKPIDX1\n"
 _IDX_ENTRY = struct.Struct("<32sQIB")  # id, offset, stored length, codec
 _IDX_FOOTER = struct.Struct("<QI8s")  # index offset, count, magic
+# The last bytes of a pack read to find its index: the footer and an index of up to
+# 1,450 objects (a pack of small ones) in one range read; a larger index takes a second.
+_PACK_TAIL = 64 << 10
 # No object is ever this large (chunks are at most a few tens of MiB, manifests
 # a few MiB even for huge files); anything claiming more is damaged.
 _MAX_OBJECT = 1 << 30
@@ -451,14 +454,26 @@ class ObjectStore:
                     self._known_packs.add(key)
 
     def _load_pack_index(self, key: str) -> None:
-        blob = self.backend.get(key)
-        if len(blob) < len(_PACK_MAGIC) + _IDX_FOOTER.size or not blob.startswith(_PACK_MAGIC):
+        """Read a pack's index from its end: its magic, footer and index only, so that
+        a remote store fetches a few KB per pack, not the pack."""
+        size = self.backend.size(key)
+        if size < len(_PACK_MAGIC) + _IDX_FOOTER.size:
             raise CorruptObjectError(f"pack {key} is truncated or not a pack")
-        idx_off, count, magic = _IDX_FOOTER.unpack_from(blob, len(blob) - _IDX_FOOTER.size)
-        if magic != _IDX_MAGIC or idx_off + count * _IDX_ENTRY.size > len(blob):
+        tail_at = max(0, size - _PACK_TAIL)
+        tail = self.backend.get_range(key, tail_at, size - tail_at)
+        head = tail if tail_at == 0 else self.backend.get_range(key, 0, len(_PACK_MAGIC))
+        if not head.startswith(_PACK_MAGIC):
+            raise CorruptObjectError(f"pack {key} is truncated or not a pack")
+        idx_off, count, magic = _IDX_FOOTER.unpack_from(tail, len(tail) - _IDX_FOOTER.size)
+        idx_len = count * _IDX_ENTRY.size
+        if magic != _IDX_MAGIC or idx_off + idx_len > size:
             raise CorruptObjectError(f"pack {key} has a damaged index")
+        if idx_off >= tail_at:
+            index, at = tail, idx_off - tail_at
+        else:  # an index larger than the tail read: one more read, of the index alone
+            index, at = self.backend.get_range(key, idx_off, idx_len), 0
         for i in range(count):
-            raw, off, length, codec = _IDX_ENTRY.unpack_from(blob, idx_off + i * _IDX_ENTRY.size)
+            raw, off, length, codec = _IDX_ENTRY.unpack_from(index, at + i * _IDX_ENTRY.size)
             self._packed[ObjectId.from_bytes(raw)] = _PackedAt(key, off, length, codec)
         self._known_packs.add(key)
 
@@ -889,7 +904,7 @@ class ObjectStore:
         for key in list(self.backend.list("objects/")):
             oid = ObjectId(key[len("objects/") :].replace("/", ""))
             if oid not in live and self.backend.age_seconds(key) >= min_age:
-                freed += len(self.backend.get(key))
+                freed += self.backend.size(key)
                 self.backend.delete(key)
                 removed += 1
         self._refresh_packs()

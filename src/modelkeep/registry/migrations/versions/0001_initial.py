@@ -89,16 +89,28 @@ def upgrade() -> None:
         sa.Column("details", sa.JSON, nullable=False),
     )
     op.create_index("ix_events_model_ref", "events", ["model", "ref_name"])
-    if op.get_bind().dialect.name == "sqlite":
-        for table, what in (
-            ("events", "the event log is append-only"),
-            ("versions", "versions are immutable"),
-        ):
-            for verb in ("UPDATE", "DELETE"):
-                op.execute(
-                    f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, '{what}'); END"
-                )
+    dialect = op.get_bind().dialect.name
+    for table, what in (
+        ("events", "the event log is append-only"),
+        ("versions", "versions are immutable"),
+    ):
+        if dialect == "postgresql":
+            op.execute(
+                f"CREATE FUNCTION {table}_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN RAISE EXCEPTION '{what}'; END $$"
+            )
+            op.execute(
+                f"CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION {table}_refuse()"
+            )
+            continue
+        if dialect != "sqlite":
+            continue
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{what}'); END"
+            )
     op.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
 
 
