@@ -163,6 +163,7 @@ def test_durations_are_bounded(value: Any, seconds: float | None) -> None:
         assert quantities.duration(value, "every") == seconds
 
 
+@pytest.mark.local_engine  # writes an older release's row straight into the SQLite file
 def test_a_schedule_stored_by_an_older_release_with_a_huge_period_still_lists(
     cli: Any, tmp_path: Path
 ) -> None:

@@ -10,6 +10,8 @@ import json
 import os
 from typing import TYPE_CHECKING
 
+import pytest
+
 import modelkeep
 
 if TYPE_CHECKING:
@@ -21,6 +23,7 @@ def _large_heads(root: Path) -> set[bytes]:
     return {p.read_bytes()[:1] for p in objects.glob("*/*") if p.stat().st_size > 1 << 20}
 
 
+@pytest.mark.local_engine  # format 1 is a folder's config.json (shared ones start at 2)
 def test_a_commit_after_the_upgrade_writes_the_new_layout(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     modelkeep.Repo.init(root).close()

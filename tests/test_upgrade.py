@@ -11,6 +11,9 @@ import pytest
 import modelkeep
 from modelkeep.errors import CorruptObjectError
 
+# Format 1 is a folder's config.json: a shared repository starts at format 2.
+pytestmark = pytest.mark.local_engine
+
 if TYPE_CHECKING:
     from pathlib import Path
 

@@ -237,3 +237,31 @@ def test_open_by_urls_without_a_folder(db: str, tmp_path: Path) -> None:
         assert again.store_location == str(store)
     finally:
         again.close()
+
+
+def test_dropped_connections_are_replaced_not_failed(
+    postgres: Any, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server drops every connection (a restart, an idle timeout): the next write
+    and the next read get new connections instead of failing."""
+    from modelkeep.registry import db as registry_db
+
+    monkeypatch.setattr(registry_db, "_IDLE_PING", 0.0)  # readers ping every time here
+    repo = modelkeep.Repo.init(tmp_path / "repo", db=db)
+    try:
+        repo.commit("churn", _weights(tmp_path, "a"), "first")
+        name = db.rsplit("/", 1)[1]
+        for _ in range(2):
+            postgres.psql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            )
+            repo.commit("churn", _weights(tmp_path, f"b{_}"), "after a drop")
+            postgres.psql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            )
+            assert repo.show("churn").message == "after a drop"
+        assert [v.number for v in repo.log("churn")] == [3, 2, 1]
+    finally:
+        repo.close()

@@ -125,6 +125,7 @@ def test_a_module_loads_in_place(tmp_path: Path) -> None:
             assert torch.equal(loaded.state_dict()[key], value), key
 
 
+@pytest.mark.local_engine  # format 1 is a folder's config.json (shared ones start at 2)
 def test_a_format_1_repository_keeps_the_layout_older_releases_read(tmp_path: Path) -> None:
     """Releases that know format 1 read only 1-byte headers: such a repository is still
     written that way, and its models load from checked-out files."""

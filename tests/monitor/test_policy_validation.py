@@ -132,6 +132,7 @@ def test_the_help_shows_its_example_as_written_and_it_attaches(cli: Any, root: P
     ]
 
 
+@pytest.mark.local_engine  # policy files lived in a folder's .modelkeep/policies
 def test_policy_files_of_an_older_release_are_imported_once(tmp_path: Path) -> None:
     """Policies were files under .modelkeep/policies: opening the repository moves them
     into the registry (every process then reads the same), and keeps the files aside."""

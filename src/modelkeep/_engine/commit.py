@@ -205,6 +205,7 @@ class Commits(Service):
                 found = side.submit(_lineage, author, annotations)
             with self.ctx.shared():
                 self.ctx.follow_upgrade()
+                self.ctx.store.refresh()
                 with self.ctx.store.writer() as writer:
                     entries = {}
                     for rel, src in files.items():

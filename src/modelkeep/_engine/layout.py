@@ -243,7 +243,12 @@ def salvage(path: str | os.PathLike[str] | None = None) -> Salvaged:
 
     root = find(Path(path) if path is not None else None)
     control = root / REPO_DIR
-    read_config(control)
+    config = read_config(control)
+    if config.get("db"):
+        raise UsageError(
+            f"the registry of {root} is the database {config['db']}: salvage works on a "
+            "SQLite file only; restore the database from its server's backups"
+        )
     db = control / "registry.db"
     if not os.access(db, os.W_OK) or not os.access(control, os.W_OK | os.X_OK):
         raise ReadOnlyRepositoryError(

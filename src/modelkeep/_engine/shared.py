@@ -37,6 +37,7 @@ from modelkeep.store import ChunkParams, LocalBackend, ObjectStore, locks
 if TYPE_CHECKING:
     import contextlib
 
+    from modelkeep.registry.salvage import Salvaged
     from modelkeep.store.backends import Backend
 
 ENV_DB = "MODELKEEP_DB"
@@ -268,6 +269,22 @@ class SharedContext(Context):
             self._settings = self.registry.settings()
             if int(self._settings["format"]) >= 2:
                 self.store.align_from_now()
+
+    def salvage_registry(self) -> Salvaged:
+        if self.registry.file is None:
+            raise UsageError(
+                f"the registry {self.registry.where} is a database server's: salvage works "
+                "on a SQLite file only; restore the database from its server's backups"
+            )
+        from modelkeep.registry.salvage import salvage
+
+        url = self.registry.url
+        self.registry.dispose()
+        try:
+            with self.exclusive():
+                return salvage(Path(self.registry.file))
+        finally:
+            self.registry = Registry(url)
 
     def __repr__(self) -> str:
         return f"SharedContext({without_password(self.where.db)!r}, {self.where.store!r})"

@@ -387,10 +387,12 @@ def _create_engine(url: str) -> Engine:
         # psycopg 3 (SQLAlchemy would pick psycopg2 for a bare postgresql://).
         return create_engine(
             f"postgresql+psycopg://{rest}",
-            # Checked out connections are pinged, so a server restart or a dropped idle
-            # connection costs a reconnect, not a failed command; the pool is bounded, and
-            # every connection goes back to it (or is closed with the engine).
-            pool_pre_ping=True,
+            # No ping on every checkout (a round trip on each transaction): a writer's
+            # first statement, its lock, is the ping, and a reader pings a connection
+            # that sat idle (Database._begin); either is retried on a new connection if
+            # the old one was dropped. The pool is bounded, and every connection goes
+            # back to it (or is closed with the engine).
+            pool_pre_ping=False,
             pool_size=4,
             max_overflow=8,
             pool_timeout=60,
@@ -404,6 +406,20 @@ def _create_engine(url: str) -> Engine:
             json_deserializer=decode_json,
         )
     return create_engine(url, pool_pre_ping=True)
+
+
+# A connection idle longer than this is pinged before a reader uses it (the server
+# may have dropped it meanwhile: a restart, an idle timeout).
+_IDLE_PING = 5.0
+
+
+def _idle_from_now(engine: Engine) -> None:
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "checkin")
+    @event.listens_for(engine, "connect")
+    def _checked_in(dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
 
 
 def _transient(exc: BaseException) -> bool:
@@ -561,6 +577,7 @@ class Database:
             if self._sa_engine is None:
                 self._sa_engine = _create_engine(self.url)
                 self._sa_pid = os.getpid()
+                _idle_from_now(self._sa_engine)
                 # A registry dropped without close() still hands its pooled connections
                 # back to the server (closed, not left to the garbage collector).
                 weakref.finalize(self, self._sa_engine.dispose)
@@ -613,23 +630,41 @@ class Database:
 
     def _begin(self, write: bool) -> Connection:
         """A pooled connection in a new transaction; a writer also holds the registry's
-        write lock. A dropped connection or a refused connect is retried (nothing was
-        done yet, so retrying is safe); anything after this is not."""
+        write lock."""
         from sqlalchemy import text
+
+        def start(conn: Connection) -> None:
+            conn.begin()
+            if write and self.postgres:
+                # Writers take turns, as SQLite's BEGIN IMMEDIATE makes them: version
+                # numbers are then allocated by one writer at a time, on every machine,
+                # with no race to lose and nothing to retry. Released at commit.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK})
+            elif time.monotonic() - conn.connection.info.get("idle_since", 0.0) > _IDLE_PING:
+                conn.execute(text("SELECT 1"))
+
+        return self._checkout(start)
+
+    def _checkout(
+        self, start: Callable[[Connection], object], autocommit: bool = False
+    ) -> Connection:
+        """A pooled connection on which ``start`` (its first statements) ran. A dropped
+        connection or a refused connect is retried on a new one: nothing was done yet,
+        so retrying is safe; anything after this is not."""
         from sqlalchemy.exc import DBAPIError
 
         for attempt in range(4):
-            conn = self.engine.connect()
+            conn: Connection | None = None
             try:
-                conn.begin()
-                if write and self.postgres:
-                    # Writers take turns, as SQLite's BEGIN IMMEDIATE makes them: version
-                    # numbers are then allocated by one writer at a time, on every machine,
-                    # with no race to lose and nothing to retry. Released at commit.
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK})
+                conn = self.engine.connect()
+                if autocommit:
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                start(conn)
                 return conn
             except DBAPIError as exc:
-                conn.close()
+                if conn is not None:
+                    conn.invalidate()  # a broken connection must not go back to the pool
+                    conn.close()
                 if not _transient(exc) or attempt == 3:
                     raise
                 time.sleep(0.2 * 2**attempt)
@@ -644,22 +679,16 @@ class Database:
         from sqlalchemy.exc import DBAPIError
 
         mode = "" if exclusive else "_shared"
+        lock = text(f"SELECT pg_advisory_lock{mode}(:key)")
         try:
-            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            conn = self._checkout(lambda c: c.execute(lock, {"key": STORE_LOCK}), True)
         except DBAPIError as exc:
             raise failure(exc, self.where) from None
         try:
-            conn.execute(text(f"SELECT pg_advisory_lock{mode}(:key)"), {"key": STORE_LOCK})
-            try:
-                yield
-            finally:
-                with contextlib.suppress(DBAPIError):
-                    conn.execute(
-                        text(f"SELECT pg_advisory_unlock{mode}(:key)"), {"key": STORE_LOCK}
-                    )
-        except DBAPIError as exc:
-            raise failure(exc, self.where) from None
+            yield
         finally:
+            with contextlib.suppress(DBAPIError):
+                conn.execute(text(f"SELECT pg_advisory_unlock{mode}(:key)"), {"key": STORE_LOCK})
             conn.close()
 
     # -- transactions -----------------------------------------------------------------

@@ -77,6 +77,8 @@ class CachedBackend:
         self.inner = inner
         self.folder = folder
         self.max_bytes = max_bytes
+        # Bytes of cacheable objects fetched from ``inner`` (what the cache did not save).
+        self.fetched_bytes = 0
         self._tmp = folder / "tmp"
         self._lock = threading.Lock()
         self._evicting = threading.Lock()
@@ -262,6 +264,7 @@ class CachedBackend:
             data = self._read(path)  # another thread may have fetched it meanwhile
             if data is None:
                 data = bytes(self.inner.get(key))
+                self.fetched_bytes += len(data)
                 self._write(path, data)
         self._sizes[key] = len(data)
         return data
@@ -291,6 +294,7 @@ class CachedBackend:
             data = self._read(part)
             if data is None or len(data) != length:
                 data = bytes(self.inner.get_range(key, offset, length))
+                self.fetched_bytes += len(data)
                 if len(data) != length:  # a backend must raise EOFError; never cache less
                     raise EOFError(f"{key}: wanted {length} bytes at {offset}, got {len(data)}")
                 self._write(part, data)

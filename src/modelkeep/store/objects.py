@@ -433,7 +433,15 @@ class ObjectStore:
 
     # -- primitives -------------------------------------------------------------
 
-    def _refresh_packs(self) -> None:
+    def refresh(self) -> None:
+        """Forget packs removed (by gc, perhaps on another machine): a writer calls it
+        once it holds the store lock, so that ``has`` never vouches for an object from
+        an index older than the lock. (New packs are still read only when an object is
+        not found: a long-lived process would otherwise read every pack's index.)"""
+        if self._known_packs:
+            self._refresh_packs(load=False)
+
+    def _refresh_packs(self, load: bool = True) -> None:
         """Bring the pack index in line with the backend: load new packs and forget
         packs that gc (perhaps in another process) has removed, so that ``has`` never
         vouches for an object that is gone."""
@@ -445,7 +453,7 @@ class ObjectStore:
                 self._known_packs -= gone
                 for key in gone:
                     self.damaged_packs.pop(key, None)
-            for key in present - self._known_packs:
+            for key in present - self._known_packs if load else ():
                 try:
                     self._load_pack_index(key)
                 except CorruptObjectError as exc:
