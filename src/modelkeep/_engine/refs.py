@@ -71,7 +71,10 @@ class Refs(Service):
         """Point ``churn@production`` at the version ``rev`` names."""
         model, name = parse_alias(alias)
         check_name(name, "alias name")
-        return self._point(self.version_of(model, rev), name, "alias", "alias.set", message)
+        owner, number = self.e.versions.locate(f"{model}:{rev}" if rev.isdigit() else rev)
+        if owner != model:
+            raise UsageError(f"{rev} is a version of {owner}, not of {model}")
+        return self._point(model, number, name, "alias", "alias.set", message)
 
     def delete_alias(self, alias: str, message: str = "") -> Ref:
         return self._remove(alias, "alias", message)
@@ -79,19 +82,22 @@ class Refs(Service):
     def tag(self, rev: str, tag: str, message: str = "") -> Ref:
         """Name a version for good: tags never move."""
         check_name(tag, "tag name")
-        return self._point(self.e.versions.resolve(rev), tag, "tag", "tag", message)
+        return self._point(*self.e.versions.locate(rev), tag, "tag", "tag", message)
 
     def delete_tag(self, tag: str, message: str = "") -> Ref:
         """Delete ``churn@validated`` (recorded in the event log like every ref change)."""
         return self._remove(tag, "tag", message)
 
-    def _point(self, version: Version, name: str, kind: str, action: str, message: str) -> Ref:
-        """Point ref ``name`` at ``version`` (creating it), through the one choke point."""
+    def _point(
+        self, model: str, number: int, name: str, kind: str, action: str, message: str
+    ) -> Ref:
+        """Point ref ``name`` at version ``number`` of ``model`` (creating it), through the
+        one choke point (which checks, in its transaction, that the version exists)."""
         _, ref = self.ctx.registry.move_ref(
-            model=version.model,
+            model=model,
             name=name,
             kind=kind,
-            to=version.number,
+            to=number,
             actor=lineage.author(),
             action=action,
             message=message,

@@ -59,6 +59,15 @@ class Versions(Service):
                 number = up[0]
         return self.ctx.registry.version(r.model, number)
 
+    def locate(self, rev: str | Revision) -> tuple[str, int]:
+        """The model and number a revision names. A plain ``model:N`` is not read here:
+        a caller that writes checks the version in its own transaction."""
+        r = rev if isinstance(rev, Revision) else Revision.parse(rev)
+        if r.number is not None and not r.back and not r.ancestry:
+            return r.model, r.number
+        version = self.resolve(r)
+        return version.model, version.number
+
     def version(self, rev: str | Version) -> Version:
         return rev if isinstance(rev, Version) else self.resolve(rev)
 
