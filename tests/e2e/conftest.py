@@ -43,6 +43,10 @@ class Run:
         return message
 
 
+def _aws() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
+
 class Cli:
     """Runs `modelkeep ARGS` in ``cwd`` with a controlled environment."""
 
@@ -73,7 +77,9 @@ class Cli:
         proc = subprocess.run(
             ["modelkeep", *argv],
             cwd=cwd or self.cwd,
-            env={**self.env, **(env or {})},
+            # S3 credentials as the session has them now (the emulator's fixture sets
+            # them after this object was made).
+            env={**_aws(), **self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=TIMEOUT,

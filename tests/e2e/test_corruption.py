@@ -24,6 +24,10 @@ import pytest
 import modelkeep
 from modelkeep.store import ObjectId
 
+# Damages the store's files on disk; damage to objects in S3 is tested in
+# tests/store/test_s3.py (every read verified, a damaged cache file fetched again).
+pytestmark = pytest.mark.local_engine
+
 BIG = "big.bin"
 SMALL = {
     "config.json": b'{"layers": [64, 32, 16], "activation": "relu", "dropout": 0.1}\n' * 6,

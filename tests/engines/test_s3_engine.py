@@ -242,11 +242,13 @@ def test_a_committer_and_gc_racing_leave_every_version_whole(shared: Path) -> No
 
 
 def test_the_endpoint_going_away_mid_commit_is_a_clear_error_and_publishes_nothing(
-    postgres: Any, tmp_path: Path
+    postgres: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import services
 
     server = services.start_s3(tmp_path / "moto.log")
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
     db = postgres.new_database()
     try:
         bucket = server.new_bucket()
@@ -266,7 +268,14 @@ def test_the_endpoint_going_away_mid_commit_is_a_clear_error_and_publishes_nothi
             env={**_env(tmp_path), **server.env()}, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(2.5)  # the import, then uploads in flight
+        # Stop the endpoint once the commit's uploads are under way (moto logs each).
+        log = tmp_path / "moto.log"
+        before = log.read_text().count("/m/objects/")
+        deadline = time.monotonic() + 60
+        while log.read_text().count("/m/objects/") < before + 3:
+            assert proc.poll() is None, "the commit ended before it uploaded anything"
+            assert time.monotonic() < deadline, "the commit never started uploading"
+            time.sleep(0.02)
         server.stop()
         _out, err = proc.communicate(timeout=TIMEOUT)
         assert proc.returncode == 7, err

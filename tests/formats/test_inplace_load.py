@@ -48,6 +48,7 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.local_engine  # maps the store's file (S3 loads through its read cache)
 def test_a_state_dict_loads_in_place_as_load_file_reads_it(tmp_path: Path) -> None:
     state = _state()
     with modelkeep.Repo.init(tmp_path / "repo") as repo:
@@ -84,6 +85,7 @@ def test_a_tensor_larger_than_one_chunk_is_gathered(tmp_path: Path) -> None:
         _same(loaded, _checked_out(repo, "net", tmp_path))
 
 
+@pytest.mark.local_engine  # maps the store's file (S3 loads through its read cache)
 def test_a_corrupted_weight_is_refused_and_names_fsck(tmp_path: Path) -> None:
     with modelkeep.Repo.init(tmp_path / "repo") as repo:
         repo.commit("net", _state())
@@ -97,6 +99,7 @@ def test_a_corrupted_weight_is_refused_and_names_fsck(tmp_path: Path) -> None:
             repo.load("net")
 
 
+@pytest.mark.local_engine  # maps the store's file (S3 loads through its read cache)
 def test_a_copied_repository_verifies_then_loads(tmp_path: Path) -> None:
     with modelkeep.Repo.init(tmp_path / "a") as repo:
         repo.commit("net", _state())
@@ -110,6 +113,7 @@ def test_a_copied_repository_verifies_then_loads(tmp_path: Path) -> None:
         assert len(ledger.splitlines()) >= 2  # written in a, then verified again in b
 
 
+@pytest.mark.local_engine  # maps the store's file (S3 loads through its read cache)
 def test_a_module_loads_in_place(tmp_path: Path) -> None:
     from torch_models import MLP
 

@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 st = pytest.importorskip("safetensors.torch")
 
 
+@pytest.mark.local_engine  # maps the store's file (S3 loads through its read cache)
 def test_once_fsck_finds_a_weight_corrupt_load_no_longer_trusts_it(tmp_path: Path) -> None:
     """A change that leaves the file's stat as it was (media corruption; or, reproduced
     here, a second write through a shared mapping whose page is already dirty: the

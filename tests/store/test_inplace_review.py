@@ -31,6 +31,7 @@ def _random(n: int, seed: int = 0) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
 
 
+@pytest.mark.local_engine  # page-headed objects are a folder store's layout
 def test_a_repository_holding_page_headed_objects_is_refused_by_older_modelkeep(
     tmp_path: Path,
 ) -> None:

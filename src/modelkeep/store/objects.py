@@ -347,12 +347,17 @@ def _mapped(path: Path) -> Iterator[memoryview]:
         if os.fstat(f.fileno()).st_size == 0:
             yield memoryview(b"")
             return
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            view = memoryview(mm)
-            try:
-                yield view
-            finally:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        view = memoryview(mm)
+        try:
+            yield view
+        finally:
+            # Slices of the view may still live (in a failed write's traceback, a pool's
+            # queue): the map then goes with them, and the error that got us here is the
+            # one to report, not this.
+            with contextlib.suppress(BufferError):
                 view.release()
+                mm.close()
 
 
 # copy_file_range refuses these (another file system, a kernel or file system without
