@@ -78,6 +78,10 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
 # this one fixture. (The in-memory engine is covered by the tests that use
 # Repo.memory(): it cannot back a repository that a test reopens by its folder.)
 ENGINE = os.environ.get("MODELKEEP_TEST_ENGINE", "local")
+if ENGINE != "local":
+    # gc on a shared store keeps unreferenced objects for an hour by default; the
+    # suite's gc tests expect the embedded default's immediate collection.
+    os.environ.setdefault("MODELKEEP_GC_GRACE", "0")
 
 
 @pytest.fixture(scope="session")

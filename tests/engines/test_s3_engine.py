@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 import modelkeep
-from modelkeep.errors import RepositoryExistsError, UnreachableError
+from modelkeep.errors import RepositoryExistsError, UnreachableError, UsageError
 
 pytestmark = [pytest.mark.local_engine, pytest.mark.slow]  # each test picks its engines
 
@@ -33,8 +33,12 @@ RACE_SECONDS = float(os.environ.get("MODELKEEP_RACE_SECONDS", "60"))
 
 
 @pytest.fixture
-def shared(postgres: Any, s3_server: Any, tmp_path: Path) -> Any:
-    """A fresh repository on PostgreSQL + S3, its folder at ``tmp_path / "repo"``."""
+def shared(
+    postgres: Any, s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """A fresh repository on PostgreSQL + S3, its folder at ``tmp_path / "repo"``; gc
+    here collects at once (no grace period: these tests race it against commits)."""
+    monkeypatch.setenv("MODELKEEP_GC_GRACE", "0")
     db = postgres.new_database()
     bucket = s3_server.new_bucket()
     root = tmp_path / "repo"
@@ -364,3 +368,24 @@ def test_repeated_loads_on_one_machine_fetch_nothing(shared: Path, tmp_path: Pat
     assert (tmp_path / "b" / "weights.bin").read_bytes() == data
     assert fetched_first >= len(data) // 2  # compressible? random: fetched whole
     assert fetched_again == 0
+
+
+def test_gc_on_a_shared_store_keeps_young_unreferenced_objects(
+    shared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside the store lock, a grace period: objects no version references yet are
+    kept while younger than MODELKEEP_GC_GRACE (an hour by default)."""
+    orphan = tmp_path / "orphan.bin"
+    orphan.write_bytes(random.Random(2).randbytes(600_000))
+    with modelkeep.Repo(shared) as repo:
+        with repo.store.writer() as w:
+            repo.store.store_file(orphan, w)
+        assert repo.fsck().unreferenced > 0
+        monkeypatch.delenv("MODELKEEP_GC_GRACE")
+        assert repo.gc().objects_removed == 0
+        monkeypatch.setenv("MODELKEEP_GC_GRACE", "soon")
+        with pytest.raises(UsageError, match="MODELKEEP_GC_GRACE"):
+            repo.gc()
+        monkeypatch.setenv("MODELKEEP_GC_GRACE", "0")
+        assert repo.gc().objects_removed > 0
+        assert repo.fsck().unreferenced == 0

@@ -50,6 +50,11 @@ class Context:
         """Where the objects are, as a user names it."""
         return "memory"
 
+    def gc_grace(self) -> float:
+        """Seconds an unreferenced object is kept by gc (the store lock already keeps
+        gc from a commit in flight; a shared store adds a grace period on top)."""
+        return 0.0
+
     def cache_dir(self) -> Path:
         """Where loads check versions out (verified once, then trusted by stat)."""
         raise NotImplementedError

@@ -160,7 +160,7 @@ class Maintenance(Service):
                     f"{exc.message}; gc cannot tell what is in use and removed nothing",
                     hint=Hint(cli="run `modelkeep fsck`", api="run Repo.fsck()"),
                 ) from None
-            removed, freed = self.ctx.store.collect_garbage(live)
+            removed, freed = self.ctx.store.collect_garbage(live, self.ctx.gc_grace())
             temp = 0
             if isinstance(self.ctx.store.backend, LocalBackend):
                 temp = self.ctx.store.backend.clean_temp(older_than=0)

@@ -45,6 +45,9 @@ ENV_STORE = "MODELKEEP_STORE"
 ENV_ENDPOINT = "MODELKEEP_S3_ENDPOINT"
 ENV_CACHE = "MODELKEEP_CACHE"
 ENV_CACHE_SIZE = "MODELKEEP_CACHE_SIZE"
+ENV_GC_GRACE = "MODELKEEP_GC_GRACE"
+# An hour: far longer than any commit takes between its first object and its version.
+DEFAULT_GC_GRACE = 3600.0
 MARKER = "repository.json"
 DEFAULT_CACHE_BYTES = 8 << 30
 
@@ -238,6 +241,18 @@ class SharedContext(Context):
 
     def store_location(self) -> str:
         return self.where.store
+
+    def gc_grace(self) -> float:
+        # Defence in depth beside the store lock: a commit whose lock connection the
+        # server dropped (the advisory lock goes with it) still finds its young objects.
+        raw = os.environ.get(ENV_GC_GRACE, "")
+        try:
+            grace = float(raw) if raw else DEFAULT_GC_GRACE
+        except ValueError:
+            grace = -1.0
+        if not grace >= 0:
+            raise UsageError(f"{ENV_GC_GRACE}={raw!r} is not a number of seconds (>= 0)")
+        return grace
 
     def cache_dir(self) -> Path:
         if self.control is not None and os.access(self.control, os.W_OK):
