@@ -65,7 +65,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import blake3
 import numpy as np
 from safetensors.numpy import save_file
 
@@ -73,7 +72,7 @@ import modelkeep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _bench import MIB, Check, log, mib, row, workspace
+from _bench import MIB, Check, blake3_file, log, mib, row, workspace
 
 import services  # needs the path above
 
@@ -85,7 +84,6 @@ FILE_NAME = "model.safetensors"
 N_TENSORS = 40
 CHANGED = 4  # tensors new in each version after the first: 10 %
 SEED = 20250113
-HASH_BLOCK = 16 * MIB
 MLFLOW_SCRIPT = Path(__file__).resolve().parent / "_engines_mlflow.py"
 MLFLOW_PACKAGES = ("mlflow", "psycopg2-binary", "boto3", "safetensors")
 
@@ -254,15 +252,6 @@ def _error(exc: BaseException) -> str:
 
 # -- W1: the versions of one file --------------------------------------------------------
 
-
-def blake3_file(path: Path) -> str:
-    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    buf = bytearray(HASH_BLOCK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            hasher.update(view[:n])
-    return hasher.hexdigest()
 
 
 def tree_bytes(root: Path) -> tuple[int, int]:

@@ -30,7 +30,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import blake3
 import numpy as np
 from safetensors.numpy import save_file
 
@@ -39,7 +38,7 @@ import modelkeep
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-from _bench import Check, log, mib, row, secs, timed, workspace
+from _bench import Check, blake3_file, log, mib, row, secs, timed, workspace
 
 T = TypeVar("T")
 
@@ -50,7 +49,6 @@ PARTIAL_CHANGES = 3  # tensors changed by each of v2..v7
 SEED = 20240601
 MODEL = "llm"
 FILE_NAME = "model.safetensors"
-HASH_BLOCK = 16 * MIB
 
 # Targets.
 COMMIT_MAX_RATIO = 3.0
@@ -66,16 +64,6 @@ _CREATED = (FILE_NAME, "copy.safetensors", "repo", "checkout-v3")
 def median_seconds(runs: int, fn: Callable[[], object]) -> float:
     return statistics.median(timed(fn)[0] for _ in range(runs))
 
-
-def blake3_file(path: Path) -> str:
-    """Read ``path`` from disk and BLAKE3 it on every core."""
-    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    buf = bytearray(HASH_BLOCK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            hasher.update(view[:n])
-    return hasher.hexdigest()
 
 
 def cp(src: Path, dst: Path) -> None:
