@@ -9,50 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+import children
 import modelkeep
 from modelkeep.store import ChunkParams
 
 TIMEOUT = 240
 
 
-def _env(cwd: Path) -> dict[str, str]:
-    # A fixed author, and no git work tree to describe: lineage stays quick and quiet.
-    return {
-        **os.environ,
-        "MODELKEEP_AUTHOR": "e2e <e2e@example.org>",
-        "GIT_CEILING_DIRECTORIES": str(cwd),
-    }
-
-
 def _spawn(script: str, *args: object, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", script, *map(str, args)],
-        cwd=cwd,
-        env=_env(cwd),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return children.spawn(script, *args, cwd=cwd, author="e2e <e2e@example.org>")
 
 
 def _result(proc: subprocess.Popen[str]) -> dict:
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"child timed out; stderr:\n{err}") from None
-    assert proc.returncode == 0, f"child failed ({proc.returncode}); stderr:\n{err}"
-    return json.loads(out.strip().splitlines()[-1])
+    return json.loads(children.finish(proc, TIMEOUT).strip().splitlines()[-1])
 
 
 def _wait_for(path: Path, procs: list[subprocess.Popen[str]]) -> None:

@@ -16,13 +16,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import children
 import modelkeep
 from modelkeep.errors import RepositoryExistsError, UnreachableError, UsageError
 
@@ -47,36 +47,16 @@ def shared(
     postgres.drop_database(db)
 
 
-def _env(cwd: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MODELKEEP_AUTHOR": "engines <engines@example.org>",
-        "GIT_CEILING_DIRECTORIES": str(cwd),
-        # Each child its own read cache, as each machine has its own.
-        "MODELKEEP_CACHE": str(cwd / f"cache-{random.getrandbits(32):08x}"),
-    }
-
-
 def _spawn(script: str, *args: object, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", script, *map(str, args)],
-        cwd=cwd,
-        env=_env(cwd),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    # Each child its own read cache, as each machine has its own.
+    cache = str(cwd / f"cache-{random.getrandbits(32):08x}")
+    return children.spawn(
+        script, *args, cwd=cwd, author="engines <engines@example.org>", MODELKEEP_CACHE=cache
     )
 
 
 def _finish(proc: subprocess.Popen[str]) -> str:
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"child timed out; stderr:\n{err}") from None
-    assert proc.returncode == 0, f"child failed ({proc.returncode}); stderr:\n{err}"
-    return out
+    return children.finish(proc, TIMEOUT)
 
 
 def _check_every_version(root: Path, expected: dict[int, str] | None, tmp: Path) -> int:
@@ -266,11 +246,11 @@ def test_the_endpoint_going_away_mid_commit_is_a_clear_error_and_publishes_nothi
             repo.commit("churn", small, "first")
         big = tmp_path / "big.bin"
         big.write_bytes(random.Random(3).randbytes(96 << 20))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "modelkeep", "--repo", str(root), "commit", "churn",
-             str(big), "-m", "second"],
-            env={**_env(tmp_path), **server.env()}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+        # The command line, in a child of its own (`modelkeep --repo ROOT commit …`).
+        proc = children.spawn(
+            "from modelkeep.cli.app import main; main()",
+            "--repo", root, "commit", "churn", big, "-m", "second",
+            cwd=tmp_path, author="engines <engines@example.org>", **server.env(),
         )  # fmt: skip
         # Stop the endpoint once the commit's uploads are under way (moto logs each).
         log = tmp_path / "moto.log"
