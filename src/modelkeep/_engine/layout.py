@@ -224,7 +224,7 @@ def _init_shared(
         return shared.SharedContext(Path.cwd(), where)
     # Only what was given is recorded (a folder that moves keeps its own parts), and
     # never a password.
-    recorded.update({"db": shared.without_password(db_url)} if db_url else {})
+    recorded.update({"db": db.without_password(db_url)} if db_url else {})
     write_config(control, {"format": FORMAT, **recorded})
     return shared.SharedContext(root or Path.cwd(), where, control)
 

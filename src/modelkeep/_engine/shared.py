@@ -32,6 +32,7 @@ from modelkeep.errors import (
     UsageError,
 )
 from modelkeep.registry import Registry
+from modelkeep.registry.db import without_password
 from modelkeep.store import ChunkParams, LocalBackend, ObjectStore, locks
 
 if TYPE_CHECKING:
@@ -72,22 +73,6 @@ class Where:
     db: str
     store: str
     s3_endpoint: str | None = None
-
-    def recorded(self) -> dict[str, Any]:
-        """What ``config.json`` keeps: no password."""
-        out: dict[str, Any] = {"db": without_password(self.db), "store": self.store}
-        if self.s3_endpoint:
-            out["s3_endpoint"] = self.s3_endpoint
-        return out
-
-
-def without_password(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}@" if parts.username else ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}{host}"))
 
 
 def check_db_url(url: str) -> str:

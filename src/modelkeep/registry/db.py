@@ -122,14 +122,22 @@ def is_sqlite(url: str) -> bool:
     return url.partition("://")[0].split("+")[0] == "sqlite"
 
 
-def _where(url: str, file: str | None) -> str:
-    if file is not None:
-        return file
+def without_password(url: str, mask: str | None = None) -> str:
+    """``url`` with its password left out, or replaced by ``mask`` (``***`` where an
+    error names it, so that a reader sees one was given)."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is not None:  # named in errors: never with its password
-        host = parts.netloc.rsplit("@", 1)[1]
-        parts = parts._replace(netloc=f"{parts.username}:***@{host}")
-    return urllib.parse.urlunsplit(parts)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    if mask is not None:
+        user = f"{user}:{mask}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))
+
+
+def _where(url: str, file: str | None) -> str:
+    # Named in errors: never with its password.
+    return file if file is not None else without_password(url, "***")
 
 
 def read_only_file(path: str) -> bool:
