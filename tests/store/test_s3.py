@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -25,6 +25,9 @@ from modelkeep.store import ChunkParams, MemoryBackend, ObjectId, ObjectStore, o
 from modelkeep.store import cache as cache_module
 from modelkeep.store.cache import CachedBackend
 from modelkeep.store.s3 import MULTIPART_THRESHOLD, PART_SIZE, S3Backend
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # Chunks of 64 KiB to 1 MiB: the small ones land in packs, the larger ones loose.
 MEDIUM = ChunkParams(
@@ -189,24 +192,29 @@ def test_put_is_write_once(s3: S3Backend) -> None:
     assert s3.get("quarantine/abc") == b"first"
 
 
-def test_conditional_put_race(s3: S3Backend) -> None:
-    data = _random(1, 512 << 10)
-    start = threading.Barrier(4)
+def _race(writers: int, write: Callable[[], None]) -> list[BaseException]:
+    """Run ``write`` in ``writers`` threads released at once; what they raised."""
+    start = threading.Barrier(writers)
     errors: list[BaseException] = []
 
-    def write() -> None:
+    def run() -> None:
         try:
             start.wait()
-            s3.put("objects/ra/ce", data, header=b"\x00")
-        except BaseException as exc:  # reported below, with the others
+            write()
+        except BaseException as exc:  # reported by the caller, with the others
             errors.append(exc)
 
-    threads = [threading.Thread(target=write) for _ in range(4)]
+    threads = [threading.Thread(target=run) for _ in range(writers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert errors == []
+    return errors
+
+
+def test_conditional_put_race(s3: S3Backend) -> None:
+    data = _random(1, 512 << 10)
+    assert _race(4, lambda: s3.put("objects/ra/ce", data, header=b"\x00")) == []
     assert s3.get("objects/ra/ce") == b"\x00" + data
 
 
@@ -226,22 +234,7 @@ def test_multipart_put(s3: S3Backend) -> None:
 
 def test_multipart_race(s3: S3Backend) -> None:
     data = _random(3, 10 * MIB)
-    start = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def write() -> None:
-        try:
-            start.wait()
-            s3.put("objects/bi/race", data)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert _race(2, lambda: s3.put("objects/bi/race", data)) == []
     assert s3.get("objects/bi/race") == data
     s3.delete("objects/bi/race")
 
