@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from sqlalchemy import inspect
 from sqlalchemy.exc import DatabaseError
 
 import modelkeep
@@ -373,6 +375,123 @@ def test_unknown_ref_lists_refs(registry: Registry) -> None:
         registry.ref("churn", "production", ("branch",))
 
 
+# -- replicas ---------------------------------------------------------------------
+
+
+def report(reg: Registry, server: str, replica: str, **extra: Any) -> None:
+    fields: dict[str, Any] = {
+        "model": "churn",
+        "alias": "production",
+        "host": "web1",
+        "pid": 4242,
+        "version": 1,
+        "versions": [1],
+        "state": "serving",
+        "error": None,
+    }
+    fields.update(extra)
+    model, alias = fields.pop("model"), fields.pop("alias")
+    reg.report_replica(model, alias, server, replica, **fields)
+
+
+def _backdate(reg: Registry, by: timedelta) -> None:
+    """Every replica row as if it had started and last reported ``by`` ago."""
+    with reg.db.write() as tx:
+        then = datetime.now(UTC) - by
+        tx.run("UPDATE replicas SET started_at = :then, seen_at = :then", {"then": then})
+
+
+def test_a_replica_report_overwrites_its_row_and_keeps_started_at(registry: Registry) -> None:
+    commit(registry, "churn")
+    commit(registry, "churn")
+    report(registry, "local:127.0.0.1:8080", "0", state="starting", version=None, versions=[])
+    [first] = registry.replicas()
+    assert (first.model, first.alias, first.server, first.replica) == (
+        "churn", "production", "local:127.0.0.1:8080", "0",
+    )  # fmt: skip
+    assert (first.version, first.versions, first.state, first.rev) == (None, (), "starting", None)
+    assert first.started_at == first.seen_at
+    assert first.seen_at.tzinfo is not None
+    _backdate(registry, timedelta(hours=1))
+    [backdated] = registry.replicas()
+    report(registry, "local:127.0.0.1:8080", "0", version=2, versions=[2, 1], pid=4243)
+    [again] = registry.replicas()
+    assert again.started_at == backdated.started_at
+    assert again.seen_at > backdated.seen_at + timedelta(minutes=59)
+    assert (again.version, again.versions, again.state, again.pid) == (2, (2, 1), "serving", 4243)
+    assert again.rev == "churn:2"
+    report(registry, "local:127.0.0.1:8080", "0", state="failed", error="cannot load churn:3")
+    [failed] = registry.replicas()
+    assert (failed.state, failed.error) == ("failed", "cannot load churn:3")
+    assert failed.to_dict() == {
+        "model": "churn",
+        "alias": "production",
+        "server": "local:127.0.0.1:8080",
+        "replica": "0",
+        "host": "web1",
+        "pid": 4242,
+        "version": 1,
+        "versions": [1],
+        "state": "failed",
+        "error": "cannot load churn:3",
+        "started_at": backdated.started_at.isoformat(),
+        "seen_at": failed.seen_at.isoformat(),
+        "rev": "churn:1",
+    }
+    # A gauge, not an event.
+    assert [e.action for e in registry.events()] == ["commit", "commit"]
+
+
+def test_replicas_are_listed_by_model_alias_server_and_replica(registry: Registry) -> None:
+    commit(registry, "churn")
+    commit(registry, "fraud")
+    for server, replica in [("ray:churn", "b"), ("local:127.0.0.1:8080", "1"),
+                            ("ray:churn", "a"), ("local:127.0.0.1:8080", "0")]:  # fmt: skip
+        report(registry, server, replica)
+    report(registry, "ray:fraud", "a", model="fraud")
+    report(registry, "local:127.0.0.1:9090", "0", alias="staging")
+    listed = [(r.model, r.alias, r.server, r.replica) for r in registry.replicas()]
+    assert listed == [
+        ("churn", "production", "local:127.0.0.1:8080", "0"),
+        ("churn", "production", "local:127.0.0.1:8080", "1"),
+        ("churn", "production", "ray:churn", "a"),
+        ("churn", "production", "ray:churn", "b"),
+        ("churn", "staging", "local:127.0.0.1:9090", "0"),
+        ("fraud", "production", "ray:fraud", "a"),
+    ]
+    assert [r.server for r in registry.replicas("fraud")] == ["ray:fraud"]
+    assert [r.server for r in registry.replicas("churn", "staging")] == ["local:127.0.0.1:9090"]
+    assert {r.model for r in registry.replicas(alias="production")} == {"churn", "fraud"}
+    assert registry.replicas("churn", "canary") == []
+
+
+def test_a_report_forgets_replicas_silent_for_a_week(registry: Registry) -> None:
+    commit(registry, "churn")
+    with registry.db.write() as tx:
+        [model_id] = [r[0] for r in tx.rows("SELECT id FROM models")]
+        for replica, days in [("gone", 8), ("quiet", 6)]:
+            then = datetime.now(UTC) - timedelta(days=days)
+            tx.run(
+                "INSERT INTO replicas (server, replica, model_id, alias, host, pid, version, "
+                "versions, state, error, started_at, seen_at) VALUES ('ray:churn', :replica, "
+                ":model_id, 'production', 'gpu1', 7, 1, :versions, 'serving', NULL, :then, "
+                ":then)",
+                {"replica": replica, "model_id": model_id, "versions": [1], "then": then},
+            )
+    assert [r.replica for r in registry.replicas()] == ["gone", "quiet"]
+    report(registry, "ray:churn", "new")
+    assert [r.replica for r in registry.replicas()] == ["new", "quiet"]
+
+
+def test_replicas_of_an_unknown_model(registry: Registry) -> None:
+    commit(registry, "churn")
+    with pytest.raises(ModelNotFoundError, match=r"no model named 'frod' \(models here: churn\)"):
+        report(registry, "ray:frod", "a", model="frod")
+    with pytest.raises(ModelNotFoundError, match="no model named 'frod'"):
+        registry.replicas("frod")
+    assert registry.replicas() == []
+
+
 # -- schema -----------------------------------------------------------------------
 
 
@@ -449,6 +568,57 @@ def test_an_older_schema_is_migrated_on_open(tmp_path: Path) -> None:
             ).scalar()
         assert value == str(SCHEMA_VERSION)
         assert triggers == 4
+    finally:
+        reg.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on SQLite (a file) and on a real PostgreSQL server."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres").new_database())
+    return f"sqlite:///{tmp_path / 'registry.db'}"
+
+
+def test_schema_7_is_migrated_to_8_with_its_data(empty_url: str) -> None:
+    """A registry of the release before replicas (schema 7) gets the replicas table on
+    open, and keeps its versions, refs and deployments."""
+    from alembic import command
+    from alembic.config import Config
+
+    old = Registry(empty_url)
+    try:
+        config = Config()
+        config.set_main_option(
+            "script_location", str(Path(registry_module.__file__).parent / "migrations")
+        )
+        with old.db.write() as tx:
+            config.attributes["connection"] = tx.sa
+            command.upgrade(config, "0007")
+        commit(old, "churn")
+        commit(old, "churn")
+        move(old, "churn", "production", "alias", 2, create=True)
+        with old.db.read() as tx:
+            assert tx.scalar("SELECT value FROM meta WHERE key = 'schema_version'") == "7"
+            assert not inspect(tx.sa).has_table("replicas")
+    finally:
+        old.dispose()
+    reg = Registry(empty_url)
+    try:
+        reg.check_schema()  # migrates
+        with reg.db.read() as tx:
+            assert tx.scalar("SELECT value FROM meta WHERE key = 'schema_version'") == "8"
+            columns = {c["name"] for c in inspect(tx.sa).get_columns("replicas")}
+            key = inspect(tx.sa).get_pk_constraint("replicas")["constrained_columns"]
+        assert columns == {
+            "server", "replica", "model_id", "alias", "host", "pid", "version", "versions",
+            "state", "error", "started_at", "seen_at",
+        }  # fmt: skip
+        assert key == ["server", "replica"]
+        assert [v.number for v in reg.versions("churn")] == [2, 1]
+        assert reg.ref("churn", "production").version == 2
+        report(reg, "ray:churn", "a", version=2, versions=[2])
+        assert [r.rev for r in reg.replicas("churn")] == ["churn:2"]
     finally:
         reg.dispose()
 

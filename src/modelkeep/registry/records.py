@@ -1,4 +1,5 @@
-"""Typed records the registry hands out: versions, refs, events, models, schedules."""
+"""Typed records the registry hands out: versions, refs, events, models, schedules,
+replicas."""
 
 from __future__ import annotations
 
@@ -153,6 +154,43 @@ class Deployment:
     created_at: datetime
     updated_at: datetime
     stats: dict[str, Any] = field(hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = _plain(asdict(self))
+        return out
+
+
+# What a replica reports of itself: loading its first version, answering requests, unable
+# to load or serve, or shut down.
+REPLICA_STATES = ("starting", "serving", "failed", "stopped")
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """What one replica of a server of ``model@alias`` serves, as it last reported it.
+
+    ``server`` names the server ("ray:churn" for a Ray Serve application,
+    "local:127.0.0.1:8080" for a local one), ``replica`` the replica within it. A gauge,
+    overwritten by every report: ``seen_at`` is when it last reported."""
+
+    model: str
+    alias: str
+    server: str
+    replica: str
+    host: str
+    pid: int
+    version: int | None  # the version number that answers requests (None: nothing loaded)
+    versions: tuple[int, ...]  # every version loaded (beside it: a candidate, the previous)
+    state: str  # starting | serving | failed | stopped
+    error: str | None
+    started_at: datetime
+    seen_at: datetime
+    # The revision that names the version served, e.g. ``churn:5`` (None: nothing loaded).
+    rev: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        rev = None if self.version is None else f"{self.model}:{self.version}"
+        object.__setattr__(self, "rev", rev)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = _plain(asdict(self))

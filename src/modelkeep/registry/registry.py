@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ from modelkeep.registry.records import (
     Event,
     ModelInfo,
     Ref,
+    Replica,
     Schedule,
     Version,
     period_text,
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
 
 # Bumped by every migration (which also writes it to the meta table), so an open can
 # tell "needs upgrading" or "too new" without loading Alembic (or SQLAlchemy).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 REF_KINDS = ("branch", "alias", "tag")
 # Event actions that concern a ref without moving it.
@@ -109,6 +110,26 @@ _DEPLOYMENTS = """
     SELECT deployments.*, models.name AS model_name
     FROM deployments JOIN models ON models.id = deployments.model_id
 """
+# One report of a replica: inserted the first time, overwritten after (started_at kept).
+_REPORT_REPLICA = """
+    INSERT INTO replicas (server, replica, model_id, alias, host, pid, version, versions,
+                          state, error, started_at, seen_at)
+    VALUES (:server, :replica, :model_id, :alias, :host, :pid, :version, :versions,
+            :state, :error, :now, :now)
+    ON CONFLICT (server, replica) DO UPDATE SET
+        model_id = excluded.model_id, alias = excluded.alias, host = excluded.host,
+        pid = excluded.pid, version = excluded.version, versions = excluded.versions,
+        state = excluded.state, error = excluded.error, seen_at = excluded.seen_at
+"""
+_REPLICAS = """
+    SELECT replicas.*, models.name AS model_name
+    FROM replicas JOIN models ON models.id = replicas.model_id
+    WHERE coalesce(:model, models.name) = models.name
+      AND coalesce(:alias, replicas.alias) = replicas.alias
+    ORDER BY models.name, replicas.alias, replicas.server, replicas.replica
+"""
+# A replica that has not reported for this long is forgotten (by the next report).
+REPLICA_KEPT = timedelta(days=7)
 _SCHEDULES = """
     SELECT monitor_schedules.*, models.name AS model_name
     FROM monitor_schedules JOIN models ON models.id = monitor_schedules.model_id
@@ -1131,6 +1152,67 @@ class Registry:
             if model is not None:
                 self._model_row(tx, model)
             return [self._deployment(r.model_name, r) for r in tx.rows(q, params)]
+
+    def report_replica(
+        self,
+        model: str,
+        alias: str,
+        server: str,
+        replica: str,
+        *,
+        host: str,
+        pid: int,
+        version: int | None,
+        versions: Sequence[int],
+        state: str,
+        error: str | None,
+    ) -> None:
+        """What a replica serves now (not an event: a gauge, like deployment stats): one
+        row per (server, replica), overwritten by each report. Rows of replicas silent
+        for ``REPLICA_KEPT`` are deleted in the same transaction."""
+        with self._write() as tx:
+            m = self._model_row(tx, model)
+            now = _now()
+            tx.run(
+                _REPORT_REPLICA,
+                {
+                    "server": server,
+                    "replica": replica,
+                    "model_id": m.id,
+                    "alias": alias,
+                    "host": host,
+                    "pid": pid,
+                    "version": version,
+                    "versions": list(versions),
+                    "state": state,
+                    "error": error,
+                    "now": now,
+                },
+            )
+            tx.run("DELETE FROM replicas WHERE seen_at < :old", {"old": now - REPLICA_KEPT})
+
+    def replicas(self, model: str | None = None, alias: str | None = None) -> list[Replica]:
+        """Replicas as they last reported, by model, alias, server and replica."""
+        with self._read() as tx:
+            if model is not None:
+                self._model_row(tx, model)
+            return [
+                Replica(
+                    r.model_name,
+                    r.alias,
+                    r.server,
+                    r.replica,
+                    r.host,
+                    r.pid,
+                    r.version,
+                    tuple(decode_json(r.versions)),
+                    r.state,
+                    r.error,
+                    decode_time(r.started_at),
+                    decode_time(r.seen_at),
+                )
+                for r in tx.rows(_REPLICAS, {"model": model, "alias": alias})
+            ]
 
     # -- monitoring reports -------------------------------------------------------
 

@@ -120,6 +120,25 @@ deployments = Table(
     Index("ix_deployments_model_alias", "model_id", "alias"),
 )
 
+# What each replica of a server serves, as it last reported it (a gauge, overwritten by
+# every report; rows not seen for a week are deleted by the next report).
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("server", String(256), primary_key=True),  # ray:churn, local:127.0.0.1:8080
+    Column("replica", String(256), primary_key=True),  # the replica within the server
+    Column("model_id", ForeignKey("models.id"), nullable=False),
+    Column("alias", String(128), nullable=False),
+    Column("host", String(256), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", Integer),  # the version number served (NULL: nothing loaded)
+    Column("versions", JSON, nullable=False),  # every version number loaded
+    Column("state", String(16), nullable=False),  # starting | serving | failed | stopped
+    Column("error", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+)
+
 monitor_reports = Table(
     "monitor_reports",
     metadata,
