@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from modelkeep.monitor.schedule import ScheduledRun
     from modelkeep.profiles import Profile
     from modelkeep.registry import Event, ModelInfo, Ref, Registry, Version
-    from modelkeep.registry.records import Deployment, Schedule
+    from modelkeep.registry.records import Deployment, Replica, Schedule
     from modelkeep.registry.salvage import Salvaged
     from modelkeep.results import (
         CheckoutResult,
@@ -300,17 +300,10 @@ class Repo:
         return run_update(self._e, rev, **options)
 
     def deploy(
-        self,
-        name: str,
-        *,
-        to: str = "production",
-        strategy: str = "blue-green",
-        candidate: str | None = None,
-        percent: float = 10.0,
-        steps: Sequence[float] = (),
-        interval: float | str | None = None,
-        message: str = "",
-    ) -> Deployment:
+        self, name: str, *, to: str = "production", strategy: str = "blue-green",
+        candidate: str | None = None, percent: float = 10.0, steps: Sequence[float] = (),
+        interval: float | str | None = None, message: str = "",
+    ) -> Deployment:  # fmt: skip
         """Start a rollout of ``candidate`` to ``name@to`` (blue-green, canary, shadow)."""
         return self._rollouts.deploy(
             name, to=to, strategy=strategy, candidate=candidate, percent=percent, steps=steps,
@@ -325,6 +318,10 @@ class Repo:
 
     def deployments(self, name: str | None = None) -> list[Deployment]:
         return self._rollouts.deployments(name)
+
+    def replicas(self, name: str | None = None) -> list[Replica]:
+        """Which version each replica of each server serves, as it last reported it."""
+        return self._rollouts.replicas(name)
 
     def routing(self, name: str, alias: str) -> RoutingTable:
         """What a server of ``name@alias`` should serve right now."""

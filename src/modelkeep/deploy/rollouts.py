@@ -11,12 +11,13 @@ from modelkeep import lineage, quantities
 from modelkeep._engine.engine import Service
 from modelkeep.deploy.routing import STRATEGIES, RoutingTable, canary_percent
 from modelkeep.errors import ConflictError, Hint, NotFoundError, UsageError
+from modelkeep.registry.records import REPLICA_STATES
 from modelkeep.revision import check_name
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from modelkeep.registry.records import Deployment
+    from modelkeep.registry.records import Deployment, Replica
 
 
 class Rollouts(Service):
@@ -146,6 +147,39 @@ class Rollouts(Service):
     def record_deployment_stats(self, deployment: int, stats: dict[str, Any]) -> None:
         """Figures a server measured for a rollout (shadow agreement, latencies)."""
         self.ctx.registry.record_deployment_stats(deployment, stats)
+
+    def report_replica(
+        self,
+        model: str,
+        alias: str,
+        server: str,
+        replica: str,
+        *,
+        host: str,
+        pid: int,
+        version: int | None,
+        versions: Sequence[int],
+        state: str,
+        error: str | None,
+    ) -> None:
+        """What one replica of a server of ``model@alias`` serves now: ``version`` answers
+        requests (None: nothing loaded), ``versions`` are all it has loaded. ``server``
+        names the server ("ray:churn", "local:127.0.0.1:8080"), ``replica`` the replica in
+        it; ``state`` is starting, serving, failed (``error`` says why) or stopped."""
+        if state not in REPLICA_STATES:
+            raise UsageError(
+                f"unknown replica state {quantities.shown(state)}: use {', '.join(REPLICA_STATES)}"
+            )
+        self.ctx.registry.report_replica(
+            model, alias, server, replica, host=host, pid=pid, version=version,
+            versions=versions, state=state, error=error,
+        )  # fmt: skip
+
+    def replicas(self, name: str | None = None, alias: str | None = None) -> list[Replica]:
+        """Replicas as they last reported, by model, alias, server and replica."""
+        if name is not None:
+            check_name(name)
+        return self.ctx.registry.replicas(name, alias)
 
     def routing(self, name: str, alias: str) -> RoutingTable:
         """What a server of ``name@alias`` should serve right now. A canary whose steps
