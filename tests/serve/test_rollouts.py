@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import shlex
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,9 +14,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import modelkeep
 from modelkeep.cli.app import app as cli_app
 from modelkeep.deploy import RoutingTable, canary_percent
-from modelkeep.errors import ConflictError, ModelkeepError
+from modelkeep.deploy.rollouts import Rollouts
+from modelkeep.errors import ConflictError, ModelkeepError, UsageError
 from modelkeep.registry.records import Deployment
 
 VERSION_HEADER = "X-Model-Version"
@@ -336,7 +340,9 @@ def test_cli_deploy_and_deployments(fresh_churn):
 
     listed = cli(repo, "deployments --json")
     assert listed.exit_code == 0, listed.output
-    [d] = json.loads(listed.stdout)
+    found = json.loads(listed.stdout)
+    assert found["replicas"] == []  # no server is running
+    [d] = found["deployments"]
     assert (d["model"], d["alias"], d["strategy"]) == ("churn", "production", "canary")
     assert (d["primary"], d["candidate"], d["percent"], d["status"]) == (2, 3, 10.0, "active")
     assert repo.routing("churn", "production").percent == 10.0
@@ -362,6 +368,78 @@ def test_cli_deploy_and_deployments(fresh_churn):
     out = json.loads(steps.stdout)
     assert out["steps"] == [10.0, 50.0, 100.0]
     assert (out["interval_seconds"], out["percent"]) == (600.0, 10.0)
+
+
+def test_cli_deployments_lists_what_each_replica_serves(tmp_path):
+    weights = tmp_path / "w.bin"
+    with modelkeep.Repo.init(tmp_path / "repo") as repo:
+        for tag in (b"a", b"b"):
+            weights.write_bytes(tag * 1000)
+            repo.commit("churn", weights)
+        repo.promote("churn:1", "production")
+        repo.deploy("churn", strategy="canary", candidate="churn:2", percent=10)
+        rollouts = Rollouts(repo._e)  # what a server reports through
+        report = functools.partial(
+            rollouts.report_replica, "churn", "production", host="web1", error=None
+        )
+        report("local:127.0.0.1:8080", "0", pid=11, version=1, versions=[1], state="serving")
+        report("local:127.0.0.1:8080", "1", pid=12, version=1, versions=[1, 2], state="serving")
+        failed = "cannot load churn:2: disk full"
+        report("ray:churn", "a", pid=7, version=None, versions=[], state="failed", error=failed)
+        report("ray:churn", "b", pid=8, version=1, versions=[1], state="serving")
+        report("ray:churn", "c", pid=9, version=1, versions=[1], state="stopped")
+        with pytest.raises(UsageError, match="unknown replica state 'running': use starting, "):
+            report("ray:churn", "d", pid=10, version=1, versions=[1], state="running")
+        with repo.registry.db.write() as tx:  # b and c last reported 2 minutes ago
+            then = datetime.now(UTC) - timedelta(minutes=2, seconds=5)
+            tx.run("UPDATE replicas SET seen_at = :then WHERE replica IN ('b', 'c')",
+                   {"then": then})  # fmt: skip
+        assert [(r.server, r.replica) for r in repo.replicas("churn")] == [
+            ("local:127.0.0.1:8080", "0"), ("local:127.0.0.1:8080", "1"),
+            ("ray:churn", "a"), ("ray:churn", "b"), ("ray:churn", "c"),
+        ]  # fmt: skip
+
+        text = cli(repo, "deployments churn")
+        assert text.exit_code == 0, text.output
+        lines = text.stdout.splitlines()
+        assert "churn:1 → churn:2 [active]" in lines[0]
+        patterns = [
+            r"local:127\.0\.0\.1:8080 replica 0 on web1/11: churn@production → churn:1 "
+            r"\[serving, seen \d+s ago\]",
+            r"local:127\.0\.0\.1:8080 replica 1 on web1/12: churn@production → churn:1 "
+            r"\(also loaded: churn:2\) \[serving, seen \d+s ago\]",
+            r"ray:churn replica a on web1/7: churn@production nothing loaded "
+            r"\[failed, seen \d+s ago\]: cannot load churn:2: disk full",
+            r"ray:churn replica b on web1/8: churn@production → churn:1 "
+            r"\[serving, not seen for 2m\d+s \(probably gone\)\]",
+            r"ray:churn replica c on web1/9: churn@production → churn:1 \[stopped 2m\d+s ago\]",
+        ]
+        assert len(lines) == 1 + len(patterns), text.stdout
+        for line, pattern in zip(lines[1:], patterns, strict=True):
+            assert re.fullmatch(r"\s*" + pattern, line), line
+
+        listed = cli(repo, "deployments --json")
+        assert listed.exit_code == 0, listed.output
+        found = json.loads(listed.stdout)
+        assert list(found) == ["deployments", "replicas"]
+        assert [d["strategy"] for d in found["deployments"]] == ["canary"]
+        replicas = found["replicas"]
+        assert [(r["server"], r["replica"], r["rev"], r["state"]) for r in replicas] == [
+            ("local:127.0.0.1:8080", "0", "churn:1", "serving"),
+            ("local:127.0.0.1:8080", "1", "churn:1", "serving"),
+            ("ray:churn", "a", None, "failed"),
+            ("ray:churn", "b", "churn:1", "serving"),
+            ("ray:churn", "c", "churn:1", "stopped"),
+        ]
+        assert replicas[1]["versions"] == [1, 2]
+        assert replicas[2]["error"] == "cannot load churn:2: disk full"
+        assert (replicas[0]["host"], replicas[0]["pid"]) == ("web1", 11)
+        seen = datetime.fromisoformat(replicas[3]["seen_at"])
+        assert timedelta(minutes=2) < datetime.now(UTC) - seen < timedelta(minutes=3)
+        assert datetime.fromisoformat(replicas[3]["started_at"]) > seen
+
+        help_text = cli(repo, "deployments --help")
+        assert "replica" in help_text.stdout
 
 
 # -- known bugs ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Commands that run jobs: update, serve, deploy, deployments."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -216,12 +217,20 @@ def deployments(
     name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List deployments (rollouts) and their state, newest first."""
-    found = open_repo().deployments(name)
+    """List deployments (rollouts) and their state, newest first, then the replicas of
+    every server: which version each serves, its state, and when it last reported (one
+    silent for more than 30 s has probably gone)."""
+    repo = open_repo()
+    found, replicas = repo.deployments(name), repo.replicas(name)
     if as_json:
-        emit_json([d.to_dict() for d in found])
-    for d in [] if as_json else found:
+        rollouts = [d.to_dict() for d in found]
+        emit_json({"deployments": rollouts, "replicas": [r.to_dict() for r in replicas]})
+        return
+    for d in found:
         out.print(render.deployment_line(d))
+    now = datetime.now(UTC)
+    for r in replicas:
+        out.print(render.replica_line(r, now))
 
 
 def numbers(text: str, option: str) -> list[float]:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from modelkeep.registry.records import Event, Schedule, Version
+    from modelkeep.registry.records import Event, Replica, Schedule, Version
     from modelkeep.results import DiffResult
 
 
@@ -292,6 +292,43 @@ def deployment_line(d: Any) -> str:
         f"#{d.id} {d.model}@{d.alias} {d.strategy}{share}{steps}: {d.model}:{d.primary} → "
         f"{d.model}:{d.candidate} [{d.status}] by {who(d.actor)} at {when(d.created_at)}"
         f"{stats}"
+    )
+
+
+# A replica that has not reported for longer is shown as probably gone (servers report
+# every few seconds).
+REPLICA_SILENT = 30.0
+
+
+def ago(seconds: float) -> str:
+    """``75`` → ``1m15s``, ``7230`` → ``2h``: a time span in its largest unit, and the
+    next one when it is not zero."""
+    left = max(0, round(seconds))
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    i = next(i for i, (_, size) in enumerate(units) if left >= size or size == 1)
+    unit, size = units[i]
+    text = f"{left // size}{unit}"
+    if i + 1 < len(units) and left % size >= units[i + 1][1]:
+        text += f"{left % size // units[i + 1][1]}{units[i + 1][0]}"
+    return text
+
+
+def replica_line(r: Replica, now: datetime) -> str:
+    served = f"→ {r.rev}" if r.rev else "nothing loaded"
+    others = [f"{r.model}:{v}" for v in r.versions if v != r.version]
+    if others:
+        served += f" (also loaded: {', '.join(others)})"
+    silent = (now - r.seen_at).total_seconds()
+    if r.state == "stopped":
+        seen = f"stopped {ago(silent)} ago"
+    elif silent > REPLICA_SILENT:
+        seen = f"{r.state}, not seen for {ago(silent)} (probably gone)"
+    else:
+        seen = f"{r.state}, seen {ago(silent)} ago"
+    error = f": {r.error}" if r.error else ""
+    return (
+        f"  {r.server} replica {r.replica} on {r.host}/{r.pid}: {r.model}@{r.alias} "
+        f"{served} [{seen}]{error}"
     )
 
 
