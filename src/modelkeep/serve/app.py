@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from modelkeep.serve.follower import Follower, Snapshot
     from modelkeep.serve.loaded import Loaded
+    from modelkeep.serve.peers import Peers
 
 log = logging.getLogger("modelkeep.serve")
 JSON = "application/json"
@@ -142,13 +143,15 @@ def _plain(y: Any) -> Any:
 
 class _Metrics:
     """Request counters and the last window's figures per version. With several
-    workers (prometheus-client's multiprocess mode, PROMETHEUS_MULTIPROC_DIR set by
-    ``serve``), /metrics adds up every worker's counters; window gauges are set by the
-    worker that merges windows, so the most recent value is the whole server's."""
+    workers (``peers``), /metrics adds up every worker's counters; window gauges are
+    set by the worker that merges windows, so the most recent value is the whole
+    server's."""
 
-    def __init__(self, multiprocess: bool = False) -> None:
-        self.multiprocess = multiprocess
+    def __init__(self, peers: Peers | None = None) -> None:
+        self.peers = peers
         self.registry = CollectorRegistry()
+        if peers is not None:
+            peers.attach(self.registry)
         self.requests = Counter(
             "modelkeep_requests",
             "Prediction requests",
@@ -229,13 +232,9 @@ class _Metrics:
             self.window_latency.labels(version, q).set(ms)
 
     def exposition(self) -> bytes:
-        if not self.multiprocess:
+        if self.peers is None:
             return bytes(generate_latest(self.registry))
-        from prometheus_client import multiprocess
-
-        merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
-        return bytes(generate_latest(merged))
+        return self.peers.exposition(self.registry)
 
 
 class _Served:
@@ -247,7 +246,7 @@ class _Served:
         self.max_body = max_body
         self.secret = secret
         self.name = follower.model
-        self.metrics = _Metrics(multiprocess=follower.shared is not None)
+        self.metrics = _Metrics(follower.peers)
         follower.on_window = self.metrics.window
 
     async def body_of(self, request: Request) -> Any:
@@ -541,16 +540,16 @@ async def feedback(request: Request) -> Response:
             where = f"item {i}: " if len(items) > 1 else ""
             done = f" ({joined} labels of the items before it were joined)" if joined else ""
             return _error(400, f"{where}{exc}{done}")
-        if n == 0 and follower.shared is not None:
+        if n == 0 and follower.peers is not None:
             # Another worker may have made this prediction: it joins it there.
-            follower.forward_label(rid, value)
+            follower.peers.forward_label(rid, value)
             forwarded += 1
             continue
         joined += n
         unknown += n == 0
     status = 200 if joined or forwarded or not unknown else 404
     out = {"joined": joined, "unknown_ids": unknown}
-    if follower.shared is not None:
+    if follower.peers is not None:
         out["forwarded"] = forwarded
     return _json(out, status)
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import functools
-import json
 import logging
 import math
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from modelkeep.deploy.rollouts import Rollouts
 from modelkeep.errors import ModelkeepError
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
 
     from modelkeep._engine import Engine
     from modelkeep.deploy import RoutingTable
+    from modelkeep.serve.peers import Peers
 
 log = logging.getLogger("modelkeep.serve")
 # A version that failed to load or warm is not tried again before this many seconds.
@@ -44,6 +44,8 @@ PROFILE_EVERY = 300.0
 MAX_RETIRED = 4
 # Sealed windows kept while the registry refuses them (the oldest go first).
 MAX_UNSENT = 200
+# A serving worker tells the registry it is alive at least this often (seconds).
+HEARTBEAT = 10.0
 
 
 @dataclass(frozen=True)
@@ -66,15 +68,32 @@ class ShadowStats:
     errors: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def raw(self) -> dict[str, Any]:
+        """The counts and sums, which add up across workers."""
+        with self.lock:
+            return {
+                "compared": self.compared,
+                "agreed": self.agreed,
+                "primary_seconds": self.primary_seconds,
+                "candidate_seconds": self.candidate_seconds,
+                "errors": self.errors,
+            }
+
     def as_dict(self) -> dict[str, Any]:
-        n = max(self.compared, 1)
-        return {
-            "compared": self.compared,
-            "agreement": self.agreed / n if self.compared else None,
-            "primary_mean_ms": 1000 * self.primary_seconds / n,
-            "candidate_mean_ms": 1000 * self.candidate_seconds / n,
-            "candidate_errors": self.errors,
-        }
+        return shadow_figures(self.raw())
+
+
+def shadow_figures(raw: dict[str, Any]) -> dict[str, Any]:
+    """What a deployment's stats show of shadow comparisons (``ShadowStats.raw()``)."""
+    compared = raw["compared"]
+    n = max(compared, 1)
+    return {
+        "compared": compared,
+        "agreement": raw["agreed"] / n if compared else None,
+        "primary_mean_ms": 1000 * raw["primary_seconds"] / n,
+        "candidate_mean_ms": 1000 * raw["candidate_seconds"] / n,
+        "candidate_errors": raw["errors"],
+    }
 
 
 class Follower:
@@ -90,7 +109,8 @@ class Follower:
         window_rows: int = 500,
         window_seconds: float = 30.0,
         monitoring: bool = True,
-        shared: str | Path | None = None,
+        peers: Peers | None = None,
+        server: str = "local",
     ) -> None:
         self._engine_factory = engine_factory
         self.model = model
@@ -106,23 +126,30 @@ class Follower:
         self.shadow = ShadowStats()
         self._shadow_flushed = 0
         self.monitoring = monitoring
-        # Several workers: ``shared`` is their common folder (leader lock, label spool);
-        # windows become wall-clock slots whose per-worker parts the leader merges.
-        self.shared = Path(shared) if shared is not None else None
-        self.windows = Windows(window_rows, window_seconds, aligned=self.shared is not None)
+        # Several workers (``peers``): windows become wall-clock slots whose
+        # per-worker parts the leader merges into one window of the whole server.
+        self.peers = peers
+        self.windows = Windows(
+            window_rows,
+            window_seconds,
+            aligned=peers is not None,
+            worker=None if peers is None else peers.worker,
+        )
+        # Where this worker is listed in the registry (``modelkeep deployments``).
+        self.server = server
+        self._reported: tuple[Any, ...] | None = None
+        self._reported_at = -math.inf
         self.on_window: Callable[[dict[str, Any]], None] | None = None
-        self._leader: IO[str] | None = None
         self._merged: set[tuple[int, int]] = set()
         self._merged_read: set[int] = set()  # versions whose merged slots were read
         self._unsent: list[Sealed] = []  # sealed windows not stored yet (registry errors)
         self._retired: dict[int, Loaded] = {}  # unloaded versions, for their last windows
         self._judged: int | None = None  # the version the evaluator's streaks are about
         self._profiled: dict[int, float] = {}  # version → when a window last kept its profile
-        self._spool_offsets: dict[str, int] = {}
-        self._spool_lock = threading.Lock()
         self.evaluator: Evaluator | None = None
         self.actions: list[dict[str, Any]] = []  # what policies did (also in the event log)
         self._updating: threading.Thread | None = None
+        self._behind = False  # the routing table moved on and is not all loaded yet
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -141,6 +168,7 @@ class Follower:
         self.snapshot = Snapshot(table, models)
         rules = Records(engine).policy(self.model)
         self.evaluator = Evaluator(rules) if rules else None
+        self._report(engine)
         self._thread = threading.Thread(target=self._run, name="modelkeep-follow", daemon=True)
         self._thread.start()
 
@@ -152,14 +180,19 @@ class Follower:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self.monitoring and self.snapshot is not None:
-            try:
-                self._close_windows(self._engine_factory(), final=True)
-            except Exception:  # shutting down: say so, never hang or raise
-                log.exception("could not store the last monitoring windows")
-        if self._leader is not None:
-            self._leader.close()  # releases the lock: another worker may lead
-            self._leader = None
+        try:
+            engine = self._engine_factory()
+            if self.monitoring and self.snapshot is not None:
+                self._close_windows(engine, final=True)
+            self._report(engine, "stopped")
+        except Exception:  # shutting down: say so, never hang or raise
+            log.exception("could not store the last monitoring windows")
+        if self.peers is not None:
+            self.peers.release()  # another worker may lead
+
+    def following(self) -> bool:
+        """Whether the routing table is still being followed."""
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         engine = None
@@ -168,11 +201,12 @@ class Follower:
                 engine = engine or self._engine_factory()
                 # Windows before swapping: loading a new version may take seconds, and
                 # a worker's window parts must reach the leader within its grace period.
-                if self.shared is not None:
-                    self._read_spool()
+                if self.peers is not None:
+                    self._exchange()
                 self._close_windows(engine)
                 self._sync(engine)
                 self._flush_shadow(engine)
+                self._report(engine)
                 self.registry_ok = True
             except ModelkeepError as exc:
                 # The registry may be unreachable: keep serving what is loaded.
@@ -210,7 +244,8 @@ class Follower:
         current = self.snapshot
         assert current is not None
         table = Rollouts(engine).routing(self.model, self.alias)
-        if table == current.table:
+        self._behind = table != current.table
+        if not self._behind:
             return
         models = dict(current.models)
         for number in table.loaded():
@@ -227,6 +262,7 @@ class Follower:
         ):
             return  # keep serving the old table until everything it needs is loaded
         keep = set(table.loaded())
+        self._behind = False
         for v, m in current.models.items():
             if v not in keep:
                 # Its open windows still need its reference and signature to close.
@@ -273,14 +309,14 @@ class Follower:
             except Exception:
                 log.exception("window %s of version %s dropped", sealed.window, sealed.version)
             self._unsent.pop(0)
-        if self.shared is not None and not final and self._lead():
+        if self.peers is not None and not final and self.peers.lead():
             self._merge_parts(engine, snap)
 
     def _store_window(
         self, engine: Engine, snap: Snapshot, loaded: Loaded, sealed: Sealed, final: bool
     ) -> None:
         summary = summarise(sealed, loaded, self.windows.worker)
-        if self.shared is None:
+        if self.peers is None:
             self._publish(engine, snap, loaded, summary, sealed.window, judge=not final)
         else:
             Records(engine).record_report(
@@ -307,7 +343,7 @@ class Follower:
     ) -> None:
         """Store a (whole-server) window as a report — replacing the worker parts it
         merges — export it, judge it by policy."""
-        body = window_report(summary, loaded, window, slot=self.shared is not None)
+        body = window_report(summary, loaded, window, slot=self.peers is not None)
         drifted = bool(body.get("drift", {}).get("drifted", False))
         # The profile is most of a window's size (tens of KB): kept when the window
         # drifted, else once per PROFILE_EVERY per version — enough to plot.
@@ -342,22 +378,6 @@ class Follower:
             except Exception:
                 log.exception("policy of %s failed on window %s", self.model, window)
 
-    def _lead(self) -> bool:
-        """Whether this worker merges the windows (holds the leader lock). A worker
-        that dies releases it, and the next one to ask takes over."""
-        if self._leader is not None:
-            return True
-        assert self.shared is not None
-        handle = (self.shared / "leader.lock").open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return False
-        self._leader = handle
-        log.info("worker %s merges the monitoring windows", self.windows.worker)
-        return True
-
     def _merge_parts(self, engine: Engine, snap: Snapshot) -> None:
         """Merge the workers' parts of every slot that ended a grace period ago (time
         for every worker to write its part) and was not merged yet."""
@@ -387,29 +407,47 @@ class Follower:
                 self._publish(engine, snap, loaded, merged, slot, ids, judge=not late)
                 self._merged.add((number, slot))
 
-    def forward_label(self, rid: str, value: Any) -> None:
-        """A label for a prediction this worker did not make: into the spool, where the
-        worker that made it picks it up on its next poll."""
-        assert self.shared is not None
-        line = json.dumps({"id": rid, "value": value}) + "\n"
-        with self._spool_lock, (self.shared / f"labels-{self.windows.worker}.jsonl").open("a") as f:
-            f.write(line)
+    def _exchange(self) -> None:
+        """Trade with the other workers: labels they took for predictions made here,
+        this worker's shadow figures."""
+        assert self.peers is not None
+        snap = self.snapshot
+        shadow = None
+        if snap is not None and snap.table.mode == "shadow" and snap.table.deployment:
+            shadow = {str(snap.table.deployment): self.shadow.raw()}
+        self.peers.sync(shadow)
+        for rid, value in self.peers.labels():
+            with contextlib.suppress(ValueError):  # mismatched rows: dropped
+                self.windows.feedback(rid, value)
 
-    def _read_spool(self) -> None:
-        assert self.shared is not None
-        for path in self.shared.glob("labels-*.jsonl"):
-            if path.name == f"labels-{self.windows.worker}.jsonl":
-                continue
-            offset = self._spool_offsets.get(path.name, 0)
-            with path.open("rb") as f:
-                f.seek(offset)
-                data = f.read()
-            end = data.rfind(b"\n") + 1  # a line being written is read next time
-            for line in data[:end].splitlines():
-                item = json.loads(line)
-                with contextlib.suppress(ValueError):  # mismatched rows: dropped
-                    self.windows.feedback(item["id"], item["value"])
-            self._spool_offsets[path.name] = offset + end
+    def _report(self, engine: Engine, state: str = "serving") -> None:
+        """Tell the registry what this worker serves (``modelkeep deployments``): on
+        every change, and every HEARTBEAT seconds so a gone worker shows as gone.
+        Never fatal: a read-only registry still serves."""
+        snap = self.snapshot
+        primary = None if snap is None else snap.table.primary
+        versions = [] if snap is None else sorted(snap.models)
+        error = self.last_error if self._behind else None
+        key = (state, primary, tuple(versions), error)
+        now = time.monotonic()
+        if key == self._reported and now - self._reported_at < HEARTBEAT:
+            return
+        try:
+            Rollouts(engine).report_replica(
+                self.model,
+                self.alias,
+                self.server,
+                self.windows.worker,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                version=primary,
+                versions=versions,
+                state=state,
+                error=error,
+            )
+        except ModelkeepError as exc:
+            log.debug("could not report what this worker serves: %s", exc)
+        self._reported, self._reported_at = key, now
 
     def _act(self, engine: Engine, firing: Firing, loaded: Loaded) -> None:
         text, evidence = actions.evidence_of(firing, loaded.rev)
@@ -472,12 +510,16 @@ class Follower:
         snap = self.snapshot
         if snap is None or snap.table.mode != "shadow" or snap.table.deployment is None:
             return
-        if self.shadow.compared == self._shadow_flushed:
+        raw = self.shadow.raw()
+        if self.peers is not None:
+            # Every worker's comparisons, stored by the one that merges windows.
+            if not self.peers.lead():
+                return
+            raw = self.peers.shadow_total({}).get(str(snap.table.deployment), raw)
+        if raw["compared"] == self._shadow_flushed:
             return
-        with self.shadow.lock:
-            stats = self.shadow.as_dict()
-            self._shadow_flushed = self.shadow.compared
-        Rollouts(engine).record_deployment_stats(snap.table.deployment, stats)
+        self._shadow_flushed = raw["compared"]
+        Rollouts(engine).record_deployment_stats(snap.table.deployment, shadow_figures(raw))
 
 
 def summarise(sealed: Sealed, loaded: Loaded, worker: str) -> WindowSummary:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,11 +73,14 @@ def prepare(
     monitoring: bool = True,
     shared: str | None = None,
     feedback_token: str | None = None,
+    server: str | None = None,
 ) -> tuple[Follower, Starlette]:
     """A started follower (its first version loaded and warmed) and its app;
     ``shared`` is the folder workers of one server share (see ``serve``);
-    ``feedback_token`` the secret that lets a client post labels (None: no feedback)."""
+    ``feedback_token`` the secret that lets a client post labels (None: no feedback);
+    ``server`` how ``modelkeep deployments`` names this server."""
     from modelkeep._engine import Engine, layout
+    from modelkeep.serve.peers import FolderPeers
 
     model, alias = parse_alias(rev)
     root = layout.find(None if repo_path is None else Path(repo_path))
@@ -88,7 +92,8 @@ def prepare(
         window_rows=window_rows,
         window_seconds=window_seconds,
         monitoring=monitoring,
-        shared=shared,
+        peers=None if shared is None else FolderPeers(shared),
+        server=server or f"local:{socket.gethostname()}:{os.getpid()}",
     )
     follower.start()
     return follower, create_app(follower, max_body, feedback_token)
@@ -151,6 +156,7 @@ def app_from_env() -> Starlette:
         config["monitoring"],
         config["shared"],
         None if token_file is None else read_token_file(token_file),
+        config["server"],
     )
     return app
 
@@ -188,6 +194,7 @@ def serve(
         window_seconds,
         monitoring,
         feedback_token=token,
+        server=f"local:{socket.gethostname()}:{port}",
     )
     if workers <= 1:
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
@@ -215,6 +222,7 @@ def serve(
             "window_seconds": window_seconds,
             "monitoring": monitoring,
             "shared": shared,
+            "server": f"local:{socket.gethostname()}:{port}",
             "feedback_token_file": (
                 None if feedback_token_file is None else str(Path(feedback_token_file).resolve())
             ),

@@ -56,7 +56,13 @@ class Sealed:
 
 
 class Windows:
-    def __init__(self, rows: int = 500, seconds: float = 30.0, aligned: bool = False) -> None:
+    def __init__(
+        self,
+        rows: int = 500,
+        seconds: float = 30.0,
+        aligned: bool = False,
+        worker: str | None = None,
+    ) -> None:
         self.rows = rows
         self.seconds = seconds
         self.aligned = aligned
@@ -67,7 +73,8 @@ class Windows:
         self._labelled_rows = 0
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self.worker = f"{os.getpid():x}"
+        # In prediction ids, so a label names the worker that can join it.
+        self.worker = worker or f"{os.getpid():x}"
         self._window_ids = itertools.count(1)
 
     def _window(self, version: int) -> _Open:
