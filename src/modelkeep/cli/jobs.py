@@ -15,8 +15,10 @@ from modelkeep.cli.base import (
     number,
     open_repo,
     state,
+    whole,
 )
 from modelkeep.cli.render import emit_json, out
+from modelkeep.errors import UsageError
 
 
 @app.command()
@@ -134,25 +136,140 @@ def serve(
             "Without it, feedback is off (403).",
         ),
     ] = None,
+    on_ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run as a Ray Serve application (the ray extra): the same HTTP surface, "
+            "rollouts and monitoring, on replicas across the cluster. Blocks until "
+            "interrupted, then takes the application down.",
+        ),
+    ] = False,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            "--replicas", parser=whole("--replicas", 1, 1024), help="--ray: replicas to run."
+        ),
+    ] = 1,
+    autoscaling: Annotated[
+        str | None,
+        typer.Option(
+            "--autoscaling",
+            help='--ray: Ray Serve autoscaling options as JSON, e.g. \'{"min_replicas": 1, '
+            '"max_replicas": 4, "target_ongoing_requests": 2}\' (instead of --replicas).',
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="--ray: the cluster to join (auto, HOST:PORT or ray://HOST:10001); "
+            "without it Ray starts on this machine. A cluster of several machines needs "
+            "a shared repository (init --db/--store): replicas open it by URL.",
+        ),
+    ] = None,
+    route: Annotated[
+        str, typer.Option("--route", help="--ray: URL prefix of the application, e.g. /churn.")
+    ] = "/",
+    ray_app: Annotated[
+        str | None,
+        typer.Option("--app", help="--ray: application name (default: the model's name)."),
+    ] = None,
+    replica_cpus: Annotated[
+        float,
+        typer.Option(
+            "--replica-cpus",
+            parser=number("--replica-cpus", 0, 1024),
+            help="--ray: CPUs Ray reserves per replica.",
+        ),
+    ] = 1.0,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            help="--ray with --address: leave the application running on the cluster and "
+            "return (take it down with Ray's `serve shutdown`, or ray.serve.delete(NAME)).",
+        ),
+    ] = False,
 ) -> None:
     """Serve a revision over HTTP: OIP v2 (/v2/...), POST /predict and GET /metrics.
 
     The server follows the alias: when it moves (promote, rollback, deploy) the new
-    version is loaded and warmed beside the old one, then traffic switches at once."""
-    from modelkeep.serve.run import serve as run_server
+    version is loaded and warmed beside the old one, then traffic switches at once.
+    With --ray every replica does the same, and `modelkeep deployments` lists what
+    each replica serves."""
+    if not on_ray:
+        given = [
+            flag
+            for flag, value in (
+                ("--replicas", replicas != 1),
+                ("--autoscaling", autoscaling is not None),
+                ("--address", address is not None),
+                ("--route", route != "/"),
+                ("--app", ray_app is not None),
+                ("--replica-cpus", replica_cpus != 1.0),
+                ("--detach", detach),
+            )
+            if value
+        ]
+        if given:
+            raise UsageError(f"{given[0]} applies to Ray Serve: add --ray")
+        from modelkeep.serve.run import serve as run_server
 
-    run_server(
-        state["repo"],
-        rev,
-        host=host,
-        port=port,
-        workers=workers,
-        max_body=max_body,
-        window_rows=window_rows,
-        window_seconds=window_seconds,
-        monitoring=monitor,
-        feedback_token_file=feedback_token_file,
-    )
+        run_server(
+            state["repo"],
+            rev,
+            host=host,
+            port=port,
+            workers=workers,
+            max_body=max_body,
+            window_rows=window_rows,
+            window_seconds=window_seconds,
+            monitoring=monitor,
+            feedback_token_file=feedback_token_file,
+        )
+        return
+    if workers != 1:
+        raise UsageError("--workers is for the local server: with --ray, use --replicas")
+    if detach and address is None:
+        raise UsageError("--detach needs --address: a Ray started here stops with this command")
+    if autoscaling is not None and replicas != 1:
+        raise UsageError("give --replicas or --autoscaling, not both")
+    try:
+        from modelkeep.serve import on_ray as cluster
+    except ImportError as exc:
+        raise UsageError(
+            f"serving on Ray needs the ray extra ({exc}): pip install 'modelkeep[ray]'"
+        ) from None
+    from modelkeep.serve.run import read_token_file
+
+    token = None if feedback_token_file is None else read_token_file(feedback_token_file)
+    scaling = None if autoscaling is None else cluster.autoscaling_config(autoscaling)
+    started = cluster.connect(address)
+    try:
+        name, url = cluster.deploy(
+            state["repo"],
+            rev,
+            name=ray_app,
+            route=route,
+            replicas=replicas,
+            autoscaling=scaling,
+            replica_cpus=replica_cpus,
+            host=host,
+            port=port,
+            max_body=max_body,
+            window_rows=window_rows,
+            window_seconds=window_seconds,
+            monitoring=monitor,
+            feedback_token=token,
+        )
+    except BaseException:
+        cluster.disconnect(started)
+        raise
+    out.print(f"serving {rev} on Ray Serve as {name!r} at {url} (Ctrl-C stops it)", markup=False)
+    if detach:
+        return
+    cluster.until_stopped(name, started)
 
 
 @app.command()

@@ -1,0 +1,24 @@
+"""A scikit-learn model that breaks after it was committed, in any process.
+
+Ray replicas are other processes: a flag in the test process cannot reach them, a file
+can. skops stores the class by import path (``brittle.Brittle``): conftest.py puts this
+folder on ``PYTHONPATH`` before Ray starts, so every replica imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sklearn.linear_model import LogisticRegression
+
+# While this file exists, every prediction (the warm-up on load included) raises.
+MARKER_ENV = "MODELKEEP_TEST_BRITTLE_MARKER"
+
+
+class Brittle(LogisticRegression):
+    def predict(self, X: Any) -> Any:
+        marker = os.environ.get(MARKER_ENV)
+        if marker and os.path.exists(marker):
+            raise RuntimeError("Brittle is broken on purpose")
+        return super().predict(X)
