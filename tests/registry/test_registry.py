@@ -12,6 +12,7 @@ from sqlalchemy.exc import DatabaseError
 
 import modelkeep
 from modelkeep.errors import (
+    ConflictError,
     ModelNotFoundError,
     RefExistsError,
     RefMovedError,
@@ -668,3 +669,23 @@ def test_memory_repo_has_a_working_registry() -> None:
             c.exec_driver_sql("DELETE FROM events")
     finally:
         repo.close()
+
+
+def test_window_parts_merge_once_even_when_two_workers_try(registry: Registry) -> None:
+    """Two workers that both believed they led (a lease that lapsed while one was busy)
+    merge the same parts: the second merge is refused whole, so no window counts twice."""
+    commit(registry, "churn")
+    parts = [
+        registry.add_report(
+            "churn", 1, kind="window-part", source=f"worker {w}", drifted=False, body={"w": w}
+        )
+        for w in ("a", "b")
+    ]
+    first = registry.add_report(
+        "churn", 1, kind="window", source="slot 7", drifted=False, body={}, replaces=parts
+    )
+    with pytest.raises(ConflictError, match="merged already"):
+        registry.add_report(
+            "churn", 1, kind="window", source="slot 7", drifted=False, body={}, replaces=parts
+        )
+    assert [r["id"] for r in registry.reports("churn", 1)] == [first]

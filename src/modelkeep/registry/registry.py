@@ -1229,10 +1229,23 @@ class Registry:
     ) -> int:
         """Store a report; ``replaces``: ids of the same version's window parts it
         merges, deleted in the same transaction (a crash leaves the parts or the
-        merged window, never both, never neither)."""
+        merged window, never both, never neither). A part already gone means another
+        worker merged it (two briefly believed they led): ConflictError, nothing
+        stored, so no window is counted twice."""
         with self._write() as tx:
             m = self._model_row(tx, model)
             v = self._version_row(tx, m.id, model, number)
+            if replaces:
+                gone = len(set(replaces)) - tx.run(
+                    "DELETE FROM monitor_reports WHERE id IN (:ids) "
+                    "AND version_id = :version_id AND kind = 'window-part'",
+                    {"ids": Many(sorted(set(replaces))), "version_id": v.id},
+                )
+                if gone:
+                    raise ConflictError(
+                        f"{gone} of the window parts of {model}:{number} to merge were "
+                        "merged already by another worker; read the reports again"
+                    )
             new = tx.insert(
                 "INSERT INTO monitor_reports (version_id, at, kind, source, drifted, body) "
                 "VALUES (:version_id, :at, :kind, :source, :drifted, :body) RETURNING id",
@@ -1245,12 +1258,6 @@ class Registry:
                     "body": body,
                 },
             )
-            if replaces:
-                tx.run(
-                    "DELETE FROM monitor_reports WHERE id IN (:ids) AND version_id = :version_id "
-                    "AND kind = 'window-part'",
-                    {"ids": Many(list(replaces)), "version_id": v.id},
-                )
             return new
 
     def reports(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelkeep.deploy.rollouts import Rollouts
-from modelkeep.errors import ModelkeepError
+from modelkeep.errors import ConflictError, ModelkeepError
 from modelkeep.monitor import actions
 from modelkeep.monitor.policy import Evaluator, Firing
 from modelkeep.monitor.records import Records
@@ -404,7 +404,11 @@ class Follower:
                 # window of its own: counted once, never dropped, not judged twice.
                 late = (number, slot) in self._merged
                 ids = [i for i, _ in parts[slot]]
-                self._publish(engine, snap, loaded, merged, slot, ids, judge=not late)
+                try:
+                    self._publish(engine, snap, loaded, merged, slot, ids, judge=not late)
+                except ConflictError as exc:
+                    # Another worker led for a moment and merged them: its window counts.
+                    log.info("slot %s of %s: %s", slot, rev, exc)
                 self._merged.add((number, slot))
 
     def _exchange(self) -> None:
