@@ -65,7 +65,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
     os.environ["MODELKEEP_TEST_BRITTLE_MARKER"] = str(marker)
-    assert on_ray.connect(None, str(temp)), "a Ray was already running in this process"
+    # Ray's processes take their environment from the raylet, started now: this one
+    # variable only they see.
+    os.environ["MODELKEEP_TEST_BRITTLE_RAY_ONLY_MARKER"] = str(temp / "brittle-broken-in-ray")
+    try:
+        assert on_ray.connect(None, str(temp)), "a Ray was already running in this process"
+    finally:
+        del os.environ["MODELKEEP_TEST_BRITTLE_RAY_ONLY_MARKER"]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])

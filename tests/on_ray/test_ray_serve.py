@@ -181,6 +181,41 @@ def test_a_broken_revision_is_refused_before_anything_is_deployed(
     assert set(serve.status().applications) == before
 
 
+def test_replicas_that_fail_to_start_are_reported_in_one_line_and_taken_down(
+    tmp_path: Path, cluster: Cluster
+) -> None:
+    import brittle
+    from ray import serve
+
+    from modelkeep.errors import ModelkeepError
+    from modelkeep.serve import on_ray
+
+    repo = churn_repo(tmp_path)
+    x, y = make_classification(200, 4, n_informative=3, n_redundant=0, random_state=1)
+    frame = pd.DataFrame(x, columns=COLUMNS)
+    repo.commit("churn", brittle.Brittle().fit(frame, y), "brittle", input_example=frame.head())
+    repo.set_alias("churn@production", "churn:4")
+    # Loads here (the driver's check passes) and fails in every replica.
+    (cluster.temp / "brittle-broken-in-ray").touch()
+    try:
+        with pytest.raises(ModelkeepError) as caught:
+            on_ray.deploy(
+                repo.root,
+                "churn@production",
+                name="doomed",
+                route="/doomed",
+                port=cluster.port,
+                replica_cpus=0.5,
+            )
+    finally:
+        (cluster.temp / "brittle-broken-in-ray").unlink()
+    message = str(caught.value)
+    assert "doomed" in message
+    assert "broken on purpose" in message
+    assert "\n" not in message
+    assert "doomed" not in serve.status().applications
+
+
 def test_a_replica_killed_under_load_is_replaced(tmp_path: Path, deploy: Any) -> None:
     repo = churn_repo(tmp_path)
     app: App = deploy(repo, replicas=2)

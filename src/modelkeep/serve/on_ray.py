@@ -14,6 +14,7 @@ Needs the ``ray`` extra; imported only by ``modelkeep serve --ray``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from pathlib import Path
@@ -238,8 +239,12 @@ def deploy(
     try:
         serve.run(app, name=name, route_prefix=route, blocking=False)
     except Exception as exc:
+        why = _failure(name) or _first_line(exc)
+        # A failed application keeps retrying its replicas: take it down.
+        with contextlib.suppress(Exception):
+            serve.delete(name)
         raise ModelkeepError(
-            f"Ray Serve could not start {rev} as application {name!r}: {_first_line(exc)}"
+            f"Ray Serve could not start {rev} as application {name!r}: {why}"
         ) from None
     return name, f"http://{host}:{port}{route.rstrip('/')}"
 
@@ -298,6 +303,24 @@ def autoscaling_config(text: str) -> dict[str, Any]:
             f'(e.g. {{"min_replicas": 1, "max_replicas": 4}}): {detail}'
         ) from None
     return dict(config)
+
+
+def _failure(name: str) -> str | None:
+    """The last line of the error a replica of application ``name`` failed with (Ray
+    puts the whole traceback in the deployment's status)."""
+    try:
+        app = serve.status().applications.get(name)
+    except Exception:
+        return None
+    if app is None:
+        return None
+    texts = [d.message for d in app.deployments.values()] + [app.message]
+    for text in texts:
+        lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+        errors = [line for line in lines if "Error" in line.split(":", 1)[0]]
+        if errors:
+            return errors[-1][:500]
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
