@@ -51,8 +51,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Cluster]:
     pytest.importorskip("ray")
+    # On a shared engine (MODELKEEP_TEST_ENGINE), replicas open repositories by URL with
+    # the credentials of their environment: the servers (and their variables) first.
+    engine = os.environ.get("MODELKEEP_TEST_ENGINE", "")
+    if engine.startswith("pg"):
+        request.getfixturevalue("postgres")
+    if engine == "pg-s3":
+        request.getfixturevalue("s3_server")
     from ray import serve
 
     from modelkeep.serve import on_ray
