@@ -407,7 +407,7 @@ def test_the_cli_deploys_on_a_joined_cluster(tmp_path: Path, cluster: Cluster) -
     )
     assert bad.returncode == 2, bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
-    assert "--autoscaling" in bad.stderr
+    assert "autoscaling" in bad.stderr
     proc = subprocess.run(
         [
             sys.executable,

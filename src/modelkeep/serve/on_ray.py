@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray import serve
 
-from modelkeep.errors import ModelkeepError, UsageError
+from modelkeep.errors import Hint, ModelkeepError, UsageError
 from modelkeep.revision import parse_alias
 from modelkeep.serve.follower import Follower
 from modelkeep.serve.peers import Board, BoardPeers
@@ -154,8 +154,11 @@ def connect(address: str | None, temp_dir: str | None = None) -> bool:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelkeepError(
-                f"cannot join the Ray cluster at {address} ({first}): check the address, "
-                "or leave --address out to start Ray on this machine"
+                f"cannot join the Ray cluster at {address} ({first}): check the address",
+                hint=Hint(
+                    cli="without --address, Ray starts on this machine",
+                    api="connect(None) starts Ray on this machine",
+                ),
             ) from None
         return False
     ray.init(
@@ -198,9 +201,9 @@ def deploy(
     model, alias = parse_alias(rev)
     name = name or model
     if not route.startswith("/"):
-        raise UsageError(f"--route must start with '/', got {route!r}")
+        raise UsageError(f"a route must start with '/', got {route!r}")
     if replicas < 1:
-        raise UsageError(f"--replicas must be at least 1, got {replicas}")
+        raise UsageError(f"an application needs at least 1 replica, got {replicas}")
     root = layout.find(None if repo_path is None else Path(repo_path))
     engine = Engine.open(root)
     try:
@@ -299,7 +302,7 @@ def autoscaling_config(text: str) -> dict[str, Any]:
     except Exception as exc:
         detail = " ".join(str(exc).split())[:300]
         raise UsageError(
-            f"--autoscaling must be a JSON object of Ray Serve's autoscaling options "
+            f"autoscaling takes a JSON object of Ray Serve's autoscaling options "
             f'(e.g. {{"min_replicas": 1, "max_replicas": 4}}): {detail}'
         ) from None
     return dict(config)
