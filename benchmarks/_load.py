@@ -1,7 +1,8 @@
 """Load generator for benchmarks/serve.py, run in its own process.
 
     python benchmarks/_load.py --url URL --body FILE [--concurrency 32] [--seconds 10]
-                               [--client raw|httpx] [--server-pid PID]
+                               [--client raw|httpx] [--server-pid PID] [--server-pids P,Q]
+                               [--timeline [--timeout S] [--ready-file FILE]]
 
 ``--concurrency`` asyncio tasks each POST the body (application/json) in a loop until
 ``--seconds`` have passed, over as many keep-alive connections:
@@ -19,7 +20,16 @@ Before the clock starts every task sends one untimed request, so the connections
 open. Prints one JSON object: requests answered 200, other
 answers and transport errors, the timed wall time, every latency (µs, from send to
 the whole body read), this process's CPU time, the whole machine's busy CPU time and,
-with ``--server-pid``, the server's CPU time, all over the timed window (Linux /proc).
+with ``--server-pid`` (or ``--server-pids``: a server of several processes, added up),
+the server's CPU time, all over the timed window (Linux /proc).
+
+``--timeline`` (raw connections only) also lists every request as ``[start, end,
+status, version]``: perf_counter times (CLOCK_MONOTONIC, comparable between processes
+of one machine), the HTTP status (0 for a transport error or a timeout, whose kind is
+then the fourth field) and the answer's X-Model-Version header. Each request may take
+``--timeout`` seconds (the connection is then dropped and opened again); ``--ready-file``
+is written when the timed load starts, and SIGTERM ends the load early (the report is
+printed as usual). For benchmarks/ray_serve.py, which moves an alias under this load.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import sys
 import time
 import urllib.parse
@@ -56,6 +67,20 @@ def process_cpu(pid: int | None) -> float | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def processes_cpu(pids: Sequence[int]) -> float | None:
+    """User + system CPU seconds of all ``pids`` so far (None if none is given or any
+    is unknown)."""
+    if not pids:
+        return None
+    total = 0.0
+    for pid in pids:
+        cpu = process_cpu(pid)
+        if cpu is None:
+            return None
+        total += cpu
+    return total
 
 
 def machine_busy() -> float | None:
@@ -119,6 +144,7 @@ class RawConnection:
         ).encode() + body
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.version: str | None = None  # the last answer's X-Model-Version header
 
     async def post(self) -> tuple[int, bytes]:
         if self.reader is None or self.writer is None:
@@ -130,6 +156,7 @@ class RawConnection:
             lines = head.split(b"\r\n")
             status = int(lines[0].split(b" ", 2)[1])
             length, close = None, False
+            self.version = None
             for line in lines[1:]:
                 name, _, value = line.partition(b":")
                 name = name.strip().lower()
@@ -137,6 +164,8 @@ class RawConnection:
                     length = int(value)
                 elif name == b"connection" and value.strip().lower() == b"close":
                     close = True
+                elif name == b"x-model-version":
+                    self.version = value.strip().decode("latin-1")
             if length is None:
                 raise BadResponse("no Content-Length")
             payload = await reader.readexactly(length)
@@ -168,8 +197,46 @@ async def raw_worker(conn: RawConnection, deadline: float, tally: Tally) -> None
             tally.bad[f"HTTP {status}"] += 1
 
 
+async def timeline_worker(
+    conn: RawConnection,
+    deadline: float,
+    stop: asyncio.Event,
+    timeout: float | None,
+    tally: Tally,
+    timeline: list[tuple[float, float, int, str | None]],
+) -> None:
+    """``raw_worker``, keeping every request (see ``--timeline``)."""
+    clock = time.perf_counter
+    while (start := clock()) < deadline and not stop.is_set():
+        try:
+            status, _ = await asyncio.wait_for(conn.post(), timeout)
+        except TimeoutError:
+            conn.close()
+            tally.bad["Timeout"] += 1
+            timeline.append((start, clock(), 0, "Timeout"))
+            continue
+        except (OSError, asyncio.IncompleteReadError, BadResponse, ValueError) as exc:
+            tally.bad[type(exc).__name__] += 1
+            timeline.append((start, clock(), 0, type(exc).__name__))
+            continue
+        end = clock()
+        timeline.append((start, end, status, conn.version))
+        if status == 200:
+            tally.latencies.append(end - start)
+        else:
+            tally.bad[f"HTTP {status}"] += 1
+
+
 async def run_raw(
-    url: str, body: bytes, concurrency: int, seconds: float, server_pid: int | None
+    url: str,
+    body: bytes,
+    concurrency: int,
+    seconds: float,
+    server_pids: Sequence[int],
+    *,
+    timeline: list[tuple[float, float, int, str | None]] | None = None,
+    timeout: float | None = None,
+    ready_file: Path | None = None,
 ) -> dict[str, Any]:
     conns = [RawConnection(url, body) for _ in range(concurrency)]
     try:
@@ -178,13 +245,25 @@ async def run_raw(
         if bad:
             raise SystemExit(f"{url} answered {bad[0]} to the warm-up request: {warm[0][1]!r}")
         tally = Tally(first_body=warm[0][1].decode())
-        busy_before, server_before = machine_busy(), process_cpu(server_pid)
+        busy_before, server_before = machine_busy(), processes_cpu(server_pids)
         cpu_before = own_cpu()
         start = time.perf_counter()
-        await asyncio.gather(*(raw_worker(c, start + seconds, tally) for c in conns))
+        if timeline is None:
+            await asyncio.gather(*(raw_worker(c, start + seconds, tally) for c in conns))
+        else:
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+            if ready_file is not None:
+                ready_file.write_text(f"{start}\n")
+            await asyncio.gather(
+                *(
+                    timeline_worker(c, start + seconds, stop, timeout, tally, timeline)
+                    for c in conns
+                )
+            )
         elapsed = time.perf_counter() - start
         cpu = own_cpu() - cpu_before
-        server_after, busy_after = process_cpu(server_pid), machine_busy()
+        server_after, busy_after = processes_cpu(server_pids), machine_busy()
     finally:
         for c in conns:
             c.close()
@@ -215,7 +294,7 @@ def report(
 
 
 async def run_httpx(
-    url: str, body: bytes, concurrency: int, seconds: float, server_pid: int | None
+    url: str, body: bytes, concurrency: int, seconds: float, server_pids: Sequence[int]
 ) -> dict[str, Any]:
     import httpx
 
@@ -228,7 +307,7 @@ async def run_httpx(
         if bad:
             raise SystemExit(f"{url} answered {bad[0]} to the warm-up request: {warm[0].text}")
         tally = Tally(first_body=warm[0].text)
-        busy_before, server_before = machine_busy(), process_cpu(server_pid)
+        busy_before, server_before = machine_busy(), processes_cpu(server_pids)
         cpu_before = own_cpu()
         start = time.perf_counter()
         await asyncio.gather(
@@ -236,7 +315,7 @@ async def run_httpx(
         )
         elapsed = time.perf_counter() - start
         cpu = own_cpu() - cpu_before
-        server_after, busy_after = process_cpu(server_pid), machine_busy()
+        server_after, busy_after = processes_cpu(server_pids), machine_busy()
     return report(tally, elapsed, cpu, (server_before, server_after), (busy_before, busy_after))
 
 
@@ -248,13 +327,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
     parser.add_argument("--server-pid", type=int)
+    parser.add_argument("--server-pids", help="comma-separated: a server of several processes")
+    parser.add_argument("--timeline", action="store_true", help="list every request (raw)")
+    parser.add_argument("--timeout", type=float, help="seconds a request may take (--timeline)")
+    parser.add_argument("--ready-file", type=Path, help="written when the load starts (--timeline)")
     args = parser.parse_args(argv)
     if not args.url.startswith("http://127.0.0.1:"):
         parser.error("only http://127.0.0.1:PORT/... is loaded")
-    run = run_raw if args.client == "raw" else run_httpx
-    result = asyncio.run(
-        run(args.url, args.body.read_bytes(), args.concurrency, args.seconds, args.server_pid)
-    )
+    if args.timeline and args.client != "raw":
+        parser.error("--timeline needs --client raw")
+    pids = [] if args.server_pid is None else [args.server_pid]
+    if args.server_pids:
+        pids += [int(p) for p in args.server_pids.split(",")]
+    body = args.body.read_bytes()
+    timeline: list[tuple[float, float, int, str | None]] | None = None
+    if args.timeline:
+        timeline = []
+        coro = run_raw(
+            args.url,
+            body,
+            args.concurrency,
+            args.seconds,
+            pids,
+            timeline=timeline,
+            timeout=args.timeout,
+            ready_file=args.ready_file,
+        )
+    elif args.client == "raw":
+        coro = run_raw(args.url, body, args.concurrency, args.seconds, pids)
+    else:
+        coro = run_httpx(args.url, body, args.concurrency, args.seconds, pids)
+    result = asyncio.run(coro)
+    if timeline is not None:
+        result["timeline"] = timeline
     json.dump(result, sys.stdout)
     return 0
 
