@@ -374,29 +374,9 @@ def mem_available() -> float:
 def load_once(
     target: Target, body: Path, concurrency: int, seconds: float
 ) -> tuple[dict[str, Any], list[int]]:
-    argv = [
-        sys.executable,
-        str(HERE / "_load.py"),
-        "--url",
-        target.url,
-        "--body",
-        str(body),
-        "--concurrency",
-        str(concurrency),
-        "--seconds",
-        str(seconds),
-    ]
     pids = target.pids()
-    if pids:
-        argv += ["--server-pids", ",".join(map(str, pids))]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run(
-        argv, capture_output=True, check=False, timeout=seconds + 120, env=env, cwd=HERE
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"load generator failed:\n{proc.stderr.decode(errors='replace')}")
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result, result.pop("latencies_us")
+    extra = ["--server-pids", ",".join(map(str, pids))] if pids else []
+    return bench_serve.run_load(target.url, body, concurrency, seconds, extra)
 
 
 def measure(

@@ -333,21 +333,27 @@ def _predictions_ok(body: str | None, expected: list[int]) -> bool | None:
 def load_python(
     client: str, server: Server, body: Path, concurrency: int, seconds: float
 ) -> tuple[dict[str, Any], list[int]]:
+    extra = ["--client", client, "--server-pid", str(server.proc.pid)]
+    return run_load(server.url, body, concurrency, seconds, extra)
+
+
+def run_load(
+    url: str, body: Path, concurrency: int, seconds: float, extra: Sequence[str] = ()
+) -> tuple[dict[str, Any], list[int]]:
+    """benchmarks/_load.py against ``url`` in its own process: its figures and the
+    latencies (µs) of every request. ``extra``: more of _load.py's options."""
     argv = [
         sys.executable,
         str(HERE / "_load.py"),
-        "--client",
-        client,
         "--url",
-        server.url,
+        url,
         "--body",
         str(body),
         "--concurrency",
         str(concurrency),
         "--seconds",
         str(seconds),
-        "--server-pid",
-        str(server.proc.pid),
+        *extra,
     ]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.run(
