@@ -27,6 +27,10 @@
     ├── RegistryError                        the registry database failed (disk, permissions)
     │   ├── RegistryDamagedError             its file is damaged: restore or salvage it
     │   └── ReadOnlyRepositoryError          a write where the user may only read
+    ├── AuthenticationError                  a token that is malformed, unknown, wrong,
+    │                                        expired or revoked (HTTP 401)
+    ├── PermissionDeniedError                a valid token whose scope or models do not
+    │                                        cover the operation (HTTP 403)
     ├── RepositoryFormatError                the repository needs a newer modelkeep
     ├── UnreachableError                     a database or object store cannot be reached,
     │                                        refuses the credentials, or is missing
@@ -183,6 +187,15 @@ class RegistryDamagedError(RegistryError):
 
 class ReadOnlyRepositoryError(RegistryError):
     """The operation writes, and this user may only read the repository."""
+
+
+class AuthenticationError(ModelkeepError):
+    """A token that does not authenticate: malformed, unknown, with a wrong secret,
+    expired or revoked. Messages never contain the token."""
+
+
+class PermissionDeniedError(ModelkeepError):
+    """The token is valid, but its scope or model pattern does not cover the operation."""
 
 
 class RepositoryFormatError(ModelkeepError):

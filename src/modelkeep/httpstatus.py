@@ -6,6 +6,8 @@ from __future__ import annotations
 from modelkeep import errors as e
 
 TABLE: tuple[tuple[type[e.ModelkeepError], int], ...] = (
+    (e.AuthenticationError, 401),  # no valid token: the answer carries WWW-Authenticate
+    (e.PermissionDeniedError, 403),  # a valid token that does not cover the operation
     (e.ReadOnlyRepositoryError, 403),  # the server may only read its repository
     (e.UntrustedModelError, 403),
     (e.RegistryBusyError, 503),  # retry: another process holds the registry
