@@ -1,14 +1,21 @@
-"""Where a version came from: author, code (git) and environment."""
+"""Where a version came from: author, code (git) and environment; and who acts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from modelkeep.errors import UsageError
+from modelkeep.registry.acting import ACTING, Acting
 from modelkeep.registry.records import CodeRef
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # Packages whose versions decide whether a model loads and behaves the same.
 ML_PACKAGES = (
@@ -44,9 +51,42 @@ def _git(cwd: Path, *args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-@cache
+# What the registry's columns hold (actor, events.token_id, events.address).
+_LIMITS = {"user": 256, "token_id": 32, "address": 64}
+
+
+@contextlib.contextmanager
+def acting_as(
+    user: str, token_id: str | None = None, address: str | None = None
+) -> Iterator[Acting]:
+    """Run the calls inside on behalf of ``user`` (authenticated with token
+    ``token_id``, from client ``address``): ``author()`` is ``user`` there, and every
+    event written records the three. Per context (thread, asyncio task), so a team
+    server wraps each request's engine calls in one."""
+    for what, value in (("user", user), ("token_id", token_id), ("address", address)):
+        if value is None and what != "user":
+            continue
+        if not isinstance(value, str) or not value.strip() or not value.isprintable():
+            raise UsageError(f"acting {what} must be non-empty printable text")
+        if len(value) > _LIMITS[what]:
+            raise UsageError(f"acting {what} is longer than {_LIMITS[what]} characters")
+    now = Acting(user, token_id, address)
+    reset = ACTING.set(now)
+    try:
+        yield now
+    finally:
+        ACTING.reset(reset)
+
+
 def author() -> str:
-    """MODELKEEP_AUTHOR, else git's user.name <user.email>, else user@host."""
+    """The acting user inside ``acting_as``; else MODELKEEP_AUTHOR, else git's
+    user.name <user.email>, else user@host (found once per process)."""
+    now = ACTING.get()
+    return now.user if now is not None else _own_author()
+
+
+@cache
+def _own_author() -> str:
     if env := os.environ.get("MODELKEEP_AUTHOR"):
         return env
     name = _git(Path.cwd(), "config", "user.name")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.local_engine  # each test picks its engines itself
 
-MIGRATIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
+MIGRATIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
 
 
 @pytest.fixture

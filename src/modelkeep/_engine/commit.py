@@ -5,6 +5,7 @@ branch move. Datasets are committed the same way."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import math
 import os
@@ -91,7 +92,8 @@ class Commits(Service):
             _lineage_thread() as side,
         ):
             # Lineage asks git (two processes) while the model is saved.
-            found = side.submit(_lineage, d.author, d.annotations)
+            # In the caller's context: the author is the acting user where there is one.
+            found = side.submit(contextvars.copy_context().run, _lineage, d.author, d.annotations)
             work = Path(scratch)
             model_obj = None
             saved = None
@@ -202,7 +204,7 @@ class Commits(Service):
             if found is None:
                 # Lineage asks git (two processes) while the bytes are stored.
                 side = stack.enter_context(_lineage_thread())
-                found = side.submit(_lineage, author, annotations)
+                found = side.submit(contextvars.copy_context().run, _lineage, author, annotations)
             with self.ctx.shared():
                 self.ctx.follow_upgrade()
                 self.ctx.store.refresh()

@@ -1,5 +1,5 @@
 """Typed records the registry hands out: versions, refs, events, models, schedules,
-replicas."""
+replicas, tokens."""
 
 from __future__ import annotations
 
@@ -130,9 +130,51 @@ class Event:
     after: int | None
     message: str
     details: dict[str, Any] = field(hash=False)
+    # Through a team server: the id of the token the change was made with, and the
+    # client's address (None for changes made on the repository itself).
+    token_id: str | None = None
+    address: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = _plain(asdict(self))
+        return out
+
+
+# What a token may do, each including the ones before it.
+TOKEN_SCOPES = ("read", "write", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """An access token of a team server: ``user`` may do what ``scope`` allows on the
+    models whose names match ``models`` (an fnmatch pattern). The secret itself is
+    never stored; ``secret_hash`` (SHA-256) is left out of ``to_dict`` and ``repr``."""
+
+    id: str
+    user: str
+    scope: str  # read | write | admin
+    models: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+    last_used_at: datetime | None
+    secret_hash: str = field(repr=False, compare=False)
+
+    def state(self, now: datetime | None = None) -> str:
+        """active, expired or revoked (at ``now``, default: now)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC)):
+            return "expired"
+        return "active"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = _shallow(self)
+        del out["secret_hash"]
+        out = {k: _plain(v) for k, v in out.items()}
+        out["state"] = self.state()
         return out
 
 

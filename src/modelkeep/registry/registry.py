@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelkeep import quantities
 from modelkeep.errors import (
     ConflictError,
     Hint,
@@ -31,6 +32,7 @@ from modelkeep.errors import (
     RepositoryFormatError,
     VersionNotFoundError,
 )
+from modelkeep.registry.acting import acting
 from modelkeep.registry.db import (
     NO_LIMIT,
     Database,
@@ -49,6 +51,7 @@ from modelkeep.registry.records import (
     Ref,
     Replica,
     Schedule,
+    Token,
     Version,
     period_text,
 )
@@ -63,7 +66,7 @@ if TYPE_CHECKING:
 
 # Bumped by every migration (which also writes it to the meta table), so an open can
 # tell "needs upgrading" or "too new" without loading Alembic (or SQLAlchemy).
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 REF_KINDS = ("branch", "alias", "tag")
 # Event actions that concern a ref without moving it.
@@ -102,9 +105,9 @@ _VERSIONS = """
 """
 _INSERT_EVENT = """
     INSERT INTO events (at, actor, action, model, ref_kind, ref_name, before_version,
-                        after_version, message, details)
+                        after_version, message, details, token_id, address)
     VALUES (:at, :actor, :action, :model, :ref_kind, :ref_name, :before, :after,
-            :message, :details)
+            :message, :details, :token_id, :address)
 """
 _DEPLOYMENTS = """
     SELECT deployments.*, models.name AS model_name
@@ -134,6 +137,13 @@ _SCHEDULES = """
     SELECT monitor_schedules.*, models.name AS model_name
     FROM monitor_schedules JOIN models ON models.id = monitor_schedules.model_id
 """
+# "user" is a reserved word of PostgreSQL's: quoted wherever it is named.
+_INSERT_INTO_TOKENS = """
+    INSERT INTO tokens (id, "user", scope, models, secret_hash, created_at, created_by,
+                        expires_at)
+    VALUES (:id, :user, :scope, :models, :secret_hash, :now, :actor, :expires_at)
+"""
+_TOKENS_BY_ID = "SELECT * FROM tokens WHERE id = :id"
 # A report's body without its "profile": removed by the database, which has a word for
 # it on each engine (elsewhere it is left in, and dropped in Python).
 _WITHOUT_PROFILE = {
@@ -175,6 +185,18 @@ def _other_kind(model: str, kind: str, entity: str) -> RefExistsError:
 
 def _a(noun: str) -> str:
     return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
+
+
+def _token_details(token: Token) -> dict[str, Any]:
+    """What a token's events record of it: never its secret, nor the secret's hash."""
+    expires = None if token.expires_at is None else token.expires_at.isoformat()
+    return {
+        "token": token.id,
+        "user": token.user,
+        "scope": token.scope,
+        "models": token.models,
+        "expires_at": expires,
+    }
 
 
 class Registry:
@@ -891,6 +913,12 @@ class Registry:
         if row is None:
             if not create:
                 self._ref_row(tx, m.id, model, name, (kind,))  # raises with a listing
+            if expected is not None:
+                # The caller saw it at a version: someone deleted it since.
+                raise RefMovedError(
+                    f"{model}@{name} does not exist, not at {expected}: another change came "
+                    "first; look at its history and try again"
+                )
             tx.run(
                 "INSERT INTO refs (model_id, kind, name, version_id, updated_at) "
                 "VALUES (:model_id, :kind, :name, :version_id, :at)",
@@ -1541,6 +1569,144 @@ class Registry:
                 },
             )
 
+    # -- tokens -------------------------------------------------------------------
+
+    @staticmethod
+    def _token(row: Any) -> Token:
+        def when(value: Any) -> datetime | None:
+            return None if value is None else decode_time(value)
+
+        return Token(
+            id=row.id,
+            user=row.user,
+            scope=row.scope,
+            models=row.models,
+            created_at=decode_time(row.created_at),
+            created_by=row.created_by,
+            expires_at=when(row.expires_at),
+            revoked_at=when(row.revoked_at),
+            revoked_by=row.revoked_by,
+            last_used_at=when(row.last_used_at),
+            secret_hash=row.secret_hash,
+        )
+
+    def _token_row(self, tx: Tx, token_id: str) -> Any:
+        row = tx.first(_TOKENS_BY_ID, {"id": token_id})
+        if row is None:
+            raise NotFoundError(
+                f"no token {quantities.named(token_id)}",
+                hint=Hint(
+                    cli="`modelkeep token list --all` lists them",
+                    api="Repo.tokens.list(include_revoked=True) lists them",
+                ),
+            )
+        return row
+
+    def add_token(
+        self,
+        *,
+        token_id: str,
+        user: str,
+        scope: str,
+        models: str,
+        secret_hash: str,
+        expires_at: datetime | None,
+        actor: str,
+        message: str = "",
+    ) -> Token:
+        """Store a token (the hash of its secret, never the secret) and log
+        ``token.create`` in one transaction; the event names the token, its user, scope,
+        models and expiry, and nothing of its secret."""
+        with self._write() as tx:
+            if tx.first(_TOKENS_BY_ID, {"id": token_id}) is not None:
+                raise ConflictError(f"a token {token_id} exists already; make another id")
+            tx.run(
+                _INSERT_INTO_TOKENS,
+                {
+                    "id": token_id,
+                    "user": user,
+                    "scope": scope,
+                    "models": models,
+                    "secret_hash": secret_hash,
+                    "now": _now(),
+                    "actor": actor,
+                    "expires_at": expires_at,
+                },
+            )
+            token = self._token(self._token_row(tx, token_id))
+            self._append_event(
+                tx,
+                actor=actor,
+                action="token.create",
+                model=None,
+                ref_kind=None,
+                ref_name=None,
+                before=None,
+                after=None,
+                message=message,
+                details=_token_details(token),
+            )
+        return token
+
+    def token(self, token_id: str) -> Token:
+        with self._read() as tx:
+            return self._token(self._token_row(tx, token_id))
+
+    def tokens(self, include_revoked: bool = False) -> list[Token]:
+        """Tokens oldest first; revoked ones too with ``include_revoked``."""
+        where = "" if include_revoked else "WHERE revoked_at IS NULL "
+        q = f"SELECT * FROM tokens {where}ORDER BY created_at, id"  # noqa: S608 - our text
+        with self._read() as tx:
+            return [self._token(r) for r in tx.rows(q)]
+
+    def revoke_token(self, token_id: str, by: str, message: str = "") -> Token:
+        """Revoke a token for good and log ``token.revoke``, in one transaction."""
+        with self._write() as tx:
+            row = self._token_row(tx, token_id)
+            if row.revoked_at is not None:
+                raise ConflictError(
+                    f"token {token_id} was revoked already, at "
+                    f"{decode_time(row.revoked_at).isoformat(timespec='seconds')} by "
+                    f"{row.revoked_by}"
+                )
+            tx.run(
+                "UPDATE tokens SET revoked_at = :now, revoked_by = :by "
+                "WHERE id = :id AND revoked_at IS NULL",
+                {"id": token_id, "now": _now(), "by": by},
+            )
+            token = self._token(self._token_row(tx, token_id))
+            self._append_event(
+                tx,
+                actor=by,
+                action="token.revoke",
+                model=None,
+                ref_kind=None,
+                ref_name=None,
+                before=None,
+                after=None,
+                message=message,
+                details=_token_details(token),
+            )
+        return token
+
+    def touch_token(
+        self, token_id: str, every: timedelta = timedelta(minutes=1), at: datetime | None = None
+    ) -> bool:
+        """Record that a token was used ``at`` (default: now), unless that was recorded
+        less than ``every`` before (one statement; not an event). False when nothing was
+        written, also on a registry this process may only read."""
+        if self.read_only:
+            return False
+        now = at or _now()
+        with self._write() as tx:
+            return bool(
+                tx.run(
+                    "UPDATE tokens SET last_used_at = :now WHERE id = :id "
+                    "AND (last_used_at IS NULL OR last_used_at <= :stale)",
+                    {"id": token_id, "now": now, "stale": now - every},
+                )
+            )
+
     # -- events -------------------------------------------------------------------
 
     def _append_event(
@@ -1557,11 +1723,15 @@ class Registry:
         message: str,
         details: dict[str, Any],
     ) -> None:
+        """Every event goes through here. Inside ``lineage.acting_as`` (a team server's
+        request) it records the acting user as its actor, whatever author a caller gave
+        a version, and the token and address the change came through."""
+        now = acting()
         tx.run(
             _INSERT_EVENT,
             {
                 "at": _now(),
-                "actor": actor,
+                "actor": actor if now is None else now.user,
                 "action": action,
                 "model": model,
                 "ref_kind": ref_kind,
@@ -1570,6 +1740,8 @@ class Registry:
                 "after": after,
                 "message": message,
                 "details": details,
+                "token_id": None if now is None else now.token_id,
+                "address": None if now is None else now.address,
             },
         )
 
@@ -1667,6 +1839,8 @@ class Registry:
                     r.after_version,
                     r.message,
                     decode_json(r.details),
+                    r.token_id,
+                    r.address,
                 )
                 for r in tx.rows(q, params)
             ]

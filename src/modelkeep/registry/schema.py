@@ -213,5 +213,28 @@ events = Table(
     Column("after_version", Integer),
     Column("message", Text, nullable=False),
     Column("details", JSON, nullable=False),
+    # Who acted through a team server: the token's id and the client's address (NULL
+    # for changes made on the repository itself).
+    Column("token_id", String(32)),
+    Column("address", String(64)),
     Index("ix_events_model_ref", "model", "ref_name"),
+)
+
+# Access tokens of a team server. Only a hash of each secret is kept: secrets are 256
+# random bits, so a fast hash (SHA-256) is as safe as a slow one and costs a request
+# nothing. Revoked tokens stay, for the audit trail.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),  # public, random: shown in lists and events
+    Column("user", String(256), nullable=False),
+    Column("scope", String(8), nullable=False),  # read | write | admin
+    Column("models", String(256), nullable=False, server_default="*"),  # an fnmatch pattern
+    Column("secret_hash", String(64), nullable=False),  # SHA-256 hex of the secret
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_by", String(256)),
+    Column("last_used_at", DateTime(timezone=True)),
 )
