@@ -2,7 +2,7 @@
 
     faces      cli/, server/, demo          may import anything below
     facade     repo.py                      the engine and the jobs
-    jobs       update/, serve/, monitor/, deploy/   the engine, never repo.py or a face
+    jobs       update/, serve/, monitor/, deploy/, access/   the engine, never repo.py or a face
     engine     _engine/                     never a job, a face or repo.py
     ground     store/, registry/            nothing above them
     beside     formats/, artifact, profiles, evaluation, lineage, revision, quantities,
@@ -22,7 +22,13 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "modelkeep"
 
 FACES = {"modelkeep.cli", "modelkeep.server", "modelkeep.demo"}
-JOBS = {"modelkeep.update", "modelkeep.serve", "modelkeep.monitor", "modelkeep.deploy"}
+JOBS = {
+    "modelkeep.update",
+    "modelkeep.serve",
+    "modelkeep.monitor",
+    "modelkeep.deploy",
+    "modelkeep.access",
+}
 ENGINE = {"modelkeep._engine"}
 FACADE = {"modelkeep.repo"}
 GROUND = {"modelkeep.store", "modelkeep.registry"}

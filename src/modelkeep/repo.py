@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 from modelkeep._engine import Engine, layout
 from modelkeep._engine.drafts import CommitDraft, CommitOptions
 from modelkeep._engine.engine import no_progress
+from modelkeep.access.tokens import Tokens
 from modelkeep.deploy.rollouts import Rollouts
 from modelkeep.monitor.records import Records
 
@@ -52,6 +53,7 @@ class Repo:
         self._e = _engine or Engine.open(path)  # _engine: init and memory made it already
         self._records = Records(self._e)
         self._rollouts = Rollouts(self._e)
+        self.tokens = Tokens(self._e)  # access tokens of a team server: create, verify, …
 
     @property
     def root(self) -> Path:
@@ -218,9 +220,11 @@ class Repo:
     def delete_branch(self, name: str, branch: str) -> Ref:
         return self._e.refs.delete_branch(name, branch)
 
-    def set_alias(self, alias: str, rev: str, message: str = "") -> Ref:
-        """Point ``churn@production`` at the version ``rev`` names."""
-        return self._e.refs.set_alias(alias, rev, message)
+    def set_alias(
+        self, alias: str, rev: str, message: str = "", expected: int | None = None
+    ) -> Ref:
+        """Point ``churn@production`` at ``rev`` (``expected``: only if still at that number)."""
+        return self._e.refs.set_alias(alias, rev, message, expected)
 
     def delete_alias(self, alias: str, message: str = "") -> Ref:
         return self._e.refs.delete_alias(alias, message)
