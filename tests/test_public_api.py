@@ -65,6 +65,7 @@ COMMANDS = [
     "deploy",
     "deployments",
     "monitor",
+    "token",
 ]
 
 

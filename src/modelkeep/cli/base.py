@@ -142,6 +142,8 @@ data_app = typer.Typer(help="Versioned datasets (CSV, Parquet) in the same store
 app.add_typer(data_app, name="data")
 monitor_app = typer.Typer(help="Drift and performance checks against reference profiles.")
 app.add_typer(monitor_app, name="monitor")
+token_app = typer.Typer(help="Access tokens of a team server: create, list, revoke.")
+app.add_typer(token_app, name="token")
 
 state: dict[str, Any] = {"repo": None}
 
@@ -175,6 +177,8 @@ def _exit_code(exc: Exception) -> int:
         (e.StoreError, 6),
         (e.RegistryDamagedError, 6),
         (e.UnreachableError, 7),
+        (e.AuthenticationError, 8),
+        (e.PermissionDeniedError, 9),
     ]
     return next((code for cls, code in table if isinstance(exc, cls)), 1)
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from modelkeep.registry.records import Event, Replica, Schedule, Version
+    from modelkeep.registry.records import Event, Replica, Schedule, Token, Version
     from modelkeep.results import DiffResult
 
 
@@ -460,13 +460,45 @@ def event_table(events: Sequence[Event]) -> str:
             when(e.at),
             who(e.actor),
             e.action,
-            f"{e.model or ''}" + (f"@{e.ref_name}" if e.ref_name else ""),
+            _what(e),
             f"{_v(e.before)} → {_v(e.after)}",
             e.message,
         )
         for e in events
     ]
     return columns(header, rows, squeeze=header.index("why"))
+
+
+def _what(e: Event) -> str:
+    if e.model is None and e.action.startswith("token."):
+        return f"token {e.details.get('token', '')}"
+    return f"{e.model or ''}" + (f"@{e.ref_name}" if e.ref_name else "")
+
+
+def token_reach(t: Token) -> str:
+    """What a token allows, and until when: ``write on churn*, expires 2027-03-01 12:00``."""
+    models = "every model" if t.models == "*" else t.models
+    until = "never expires" if t.expires_at is None else f"expires {when(t.expires_at)}"
+    return f"{t.scope} on {models}, {until}"
+
+
+def token_table(tokens: Sequence[Token]) -> str:
+    header = ("id", "user", "scope", "models", "state", "created", "by", "expires", "last used")
+    rows = [
+        (
+            t.id,
+            t.user,
+            t.scope,
+            t.models,
+            t.state(),
+            when(t.created_at),
+            who(t.created_by),
+            "never" if t.expires_at is None else when(t.expires_at),
+            "never" if t.last_used_at is None else when(t.last_used_at),
+        )
+        for t in tokens
+    ]
+    return columns(header, rows, squeeze=header.index("user"))
 
 
 def _v(n: int | None) -> str:

@@ -1,0 +1,75 @@
+"""The `token` group: access tokens of a team server."""
+
+from typing import Annotated
+
+import typer
+
+from modelkeep.cli import render
+from modelkeep.cli.base import JsonOpt, MessageOpt, open_repo, token_app
+from modelkeep.cli.render import emit_json, err, out
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option("--user", help="Who the token acts for, e.g. alice.")],
+    scope: Annotated[
+        str,
+        typer.Option(
+            "--scope", help="read, write (includes read) or admin (includes write, tokens)."
+        ),
+    ],
+    models: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="Only models whose names match this pattern (* ? [set]), e.g. 'churn*'.",
+        ),
+    ] = "*",
+    expires: Annotated[
+        str | None,
+        typer.Option("--expires", help="Lasts this long (e.g. 90d, 12h); default: until revoked."),
+    ] = None,
+    message: MessageOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a token and print it, once: only its hash is kept, so it cannot be shown again.
+
+    The token alone goes to stdout (`... > token.txt`, then `chmod 600 token.txt`);
+    what it allows, to stderr."""
+    token, plaintext = open_repo().tokens.create(user, scope, models, expires, message)
+    if as_json:
+        emit_json({**token.to_dict(), "token": plaintext})
+    else:
+        out.print(plaintext, markup=False)
+    err.print(
+        f"token {token.id} for {token.user}: {render.token_reach(token)}. This is the only "
+        "time it is shown (only its hash is kept): store it now, e.g. in a file of mode 600.",
+        markup=False,
+    )
+
+
+@token_app.command("list")
+def token_list(
+    all_: Annotated[bool, typer.Option("--all", help="Revoked tokens too.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List tokens, oldest first (never their secrets: those are not stored)."""
+    tokens = open_repo().tokens.list(include_revoked=all_)
+    if as_json:
+        emit_json([t.to_dict() for t in tokens])
+    elif tokens:
+        out.print(render.token_table(tokens))
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(metavar="ID", help="The token's id (token list).")],
+    message: MessageOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a token for good: every request made with it is refused from now on."""
+    token = open_repo().tokens.revoke(token_id, message)
+    if as_json:
+        emit_json(token.to_dict())
+    else:
+        out.print(f"revoked token {token.id} of {token.user} ({render.token_reach(token)})")
