@@ -43,6 +43,7 @@ COMMANDS = [
     "data",
     "commit",
     "log",
+    "server",
     "show",
     "models",
     "checkout",

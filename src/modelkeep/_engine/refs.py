@@ -67,14 +67,17 @@ class Refs(Service):
             model=name, name=branch, kind="branch", actor=lineage.author()
         )
 
-    def set_alias(self, alias: str, rev: str, message: str = "") -> Ref:
-        """Point ``churn@production`` at the version ``rev`` names."""
+    def set_alias(
+        self, alias: str, rev: str, message: str = "", expected: int | None = None
+    ) -> Ref:
+        """Point ``churn@production`` at the version ``rev`` names; with ``expected``,
+        only if it still points at that version number (RefMovedError otherwise)."""
         model, name = parse_alias(alias)
         check_name(name, "alias name")
         owner, number = self.e.versions.locate(f"{model}:{rev}" if rev.isdigit() else rev)
         if owner != model:
             raise UsageError(f"{rev} is a version of {owner}, not of {model}")
-        return self._point(model, number, name, "alias", "alias.set", message)
+        return self._point(model, number, name, "alias", "alias.set", message, expected)
 
     def delete_alias(self, alias: str, message: str = "") -> Ref:
         return self._remove(alias, "alias", message)
@@ -89,7 +92,14 @@ class Refs(Service):
         return self._remove(tag, "tag", message)
 
     def _point(
-        self, model: str, number: int, name: str, kind: str, action: str, message: str
+        self,
+        model: str,
+        number: int,
+        name: str,
+        kind: str,
+        action: str,
+        message: str,
+        expected: int | None = None,
     ) -> Ref:
         """Point ref ``name`` at version ``number`` of ``model`` (creating it), through the
         one choke point (which checks, in its transaction, that the version exists)."""
@@ -101,6 +111,7 @@ class Refs(Service):
             actor=lineage.author(),
             action=action,
             message=message,
+            expected=expected,
         )
         return ref
 

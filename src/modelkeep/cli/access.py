@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from modelkeep.cli import render
-from modelkeep.cli.base import JsonOpt, MessageOpt, open_repo, token_app
+from modelkeep.cli.base import JsonOpt, MessageOpt, app, open_repo, state, token_app
 from modelkeep.cli.render import emit_json, err, out
 
 
@@ -73,3 +73,30 @@ def token_revoke(
         emit_json(token.to_dict())
     else:
         out.print(f"revoked token {token.id} of {token.user} ({render.token_reach(token)})")
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8900,
+    db: Annotated[
+        str | None,
+        typer.Option(help="Serve the repository whose registry is this database URL."),
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option(help="…and whose objects are in this store (s3://… or a path).")
+    ] = None,
+    s3_endpoint: Annotated[
+        str | None, typer.Option(help="An S3-compatible endpoint URL (MinIO, a test server).")
+    ] = None,
+) -> None:
+    """Serve the repository over HTTP to a team: its API under /api/v1, described by
+    /openapi.json. Every request but /api/v1/health needs a token (`modelkeep token
+    create`; there is no default credential); every change is recorded with the token's
+    user, id and the client's address."""
+    from modelkeep.server.run import serve
+
+    if db is None and store is None:
+        serve(state["repo"], host=host, port=port)
+    else:
+        serve(None, host=host, port=port, db=db, store=store, s3_endpoint=s3_endpoint)

@@ -1,0 +1,1 @@
+"""The team server: a repository over HTTP, with scoped tokens and an audit trail."""
