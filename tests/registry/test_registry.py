@@ -181,6 +181,10 @@ def test_move_ref_compare_and_swap(registry: Registry) -> None:
     before, ref = move(registry, "churn", "production", "alias", 3, expected=1)
     assert (before, ref.version) == (1, 3)
     assert registry.ref("churn", "production").version == 3
+    # A caller that saw the alias at a version, after someone deleted it: refused too.
+    with pytest.raises(RefMovedError, match="does not exist, not at 3"):
+        move(registry, "churn", "staging", "alias", 2, expected=3)
+    assert [r.name for r in registry.refs("churn", "alias")] == ["production"]
 
 
 def test_move_ref_without_create_needs_an_existing_ref(registry: Registry) -> None:
