@@ -96,3 +96,20 @@ def test_a_failed_call_keeps_the_labels_for_the_next_poll() -> None:
     failing = False
     peers.sync()
     assert board.sync("b", [], [])["labels"] == [("b-1", 1)]
+
+
+def test_a_follower_serves_on_when_the_coordinator_is_away(tmp_path: Any) -> None:
+    """The board unreachable: the poll goes on (windows, swaps), this worker does not
+    lead, and its labels wait for the next poll."""
+    from modelkeep.serve.follower import Follower
+
+    def away(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise TimeoutError("coordinator away")
+
+    peers = BoardPeers(away, "a")
+    follower = Follower(lambda: None, "churn", "production", peers=peers)  # type: ignore[arg-type, return-value]
+    peers.forward_label("b-1", 1)
+    follower._exchange()
+    follower._exchange()
+    assert not peers.lead()
+    assert peers._outbox == [("b-1", 1)]

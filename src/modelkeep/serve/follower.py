@@ -150,6 +150,7 @@ class Follower:
         self.actions: list[dict[str, Any]] = []  # what policies did (also in the event log)
         self._updating: threading.Thread | None = None
         self._behind = False  # the routing table moved on and is not all loaded yet
+        self._peers_ok = True
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -419,7 +420,16 @@ class Follower:
         shadow = None
         if snap is not None and snap.table.mode == "shadow" and snap.table.deployment:
             shadow = {str(snap.table.deployment): self.shadow.raw()}
-        self.peers.sync(shadow)
+        try:
+            self.peers.sync(shadow)
+        except Exception as exc:  # the coordinator restarting: serve on, lead no more
+            if self._peers_ok:
+                log.warning("cannot reach the other workers (%s); serving on", exc)
+            self._peers_ok = False
+        else:
+            if not self._peers_ok:
+                log.info("the other workers are reachable again")
+            self._peers_ok = True
         for rid, value in self.peers.labels():
             with contextlib.suppress(ValueError):  # mismatched rows: dropped
                 self.windows.feedback(rid, value)
