@@ -397,24 +397,7 @@ def measure(
         k = r % len(targets)
         for t in [*targets[k:], *targets[:k]]:
             out, lat = load_once(t, fixture.body, concurrency, per_round)
-            p50, p99 = (
-                (float(v) / 1000 for v in np.percentile(lat, [50, 99])) if lat else (0.0, 0.0)
-            )
-            seg = bench_serve.Segment(
-                server=t.key,
-                rows=1,
-                round=r + 1,
-                requests=out["requests"],
-                errors=out["errors"],
-                error_kinds=out["error_kinds"],
-                elapsed=out["elapsed"],
-                p50_ms=p50,
-                p99_ms=p99,
-                client_cpu=out["client_cpu"],
-                server_cpu=out["server_cpu"],
-                machine_cpu=out["machine_cpu"],
-                predictions_ok=bench_serve._predictions_ok(out["first_body"], fixture.expected),
-            )
+            seg = bench_serve.Segment.of(t.key, 1, r + 1, out, lat, fixture.expected)
             segments.append(seg)
             latencies[t.key].extend(lat)
             log(

@@ -320,6 +320,37 @@ class Segment:
     machine_cpu: float | None
     predictions_ok: bool | None  # the first answer holds the expected predictions
 
+    @classmethod
+    def of(
+        cls,
+        server: str,
+        rows: int,
+        round: int,
+        out: dict[str, Any],
+        latencies: list[int],
+        expected: list[int],
+    ) -> Segment:
+        """A round's figures from a load generator's output and its latencies (µs)."""
+        if latencies:
+            p50, p99 = (float(v) / 1000 for v in np.percentile(latencies, [50, 99]))
+        else:  # wrk gives percentiles only; an empty list: nothing answered
+            p50, p99 = out.get("p50_us", 0) / 1000, out.get("p99_us", 0) / 1000
+        return cls(
+            server=server,
+            rows=rows,
+            round=round,
+            requests=out["requests"],
+            errors=out["errors"],
+            error_kinds=out["error_kinds"],
+            elapsed=out["elapsed"],
+            p50_ms=p50,
+            p99_ms=p99,
+            client_cpu=out["client_cpu"],
+            server_cpu=out["server_cpu"],
+            machine_cpu=out["machine_cpu"],
+            predictions_ok=_predictions_ok(out["first_body"], expected),
+        )
+
 
 def _predictions_ok(body: str | None, expected: list[int]) -> bool | None:
     if body is None:
@@ -511,25 +542,7 @@ def measure(
             order = (MODELKEEP, MINIMAL) if (r + r_index) % 2 == 0 else (MINIMAL, MODELKEEP)
             for name in order:
                 out, lat = one(started[name], rows, per_round)
-                if lat:
-                    p50, p99 = (float(v) / 1000 for v in np.percentile(lat, [50, 99]))
-                else:  # wrk gives percentiles only; an empty list: nothing answered
-                    p50, p99 = out.get("p50_us", 0) / 1000, out.get("p99_us", 0) / 1000
-                seg = Segment(
-                    server=name,
-                    rows=rows,
-                    round=r + 1,
-                    requests=out["requests"],
-                    errors=out["errors"],
-                    error_kinds=out["error_kinds"],
-                    elapsed=out["elapsed"],
-                    p50_ms=p50,
-                    p99_ms=p99,
-                    client_cpu=out["client_cpu"],
-                    server_cpu=out["server_cpu"],
-                    machine_cpu=out["machine_cpu"],
-                    predictions_ok=_predictions_ok(out["first_body"], fixture.expected[rows]),
-                )
+                seg = Segment.of(name, rows, r + 1, out, lat, fixture.expected[rows])
                 segments.append(seg)
                 latencies.setdefault((name, rows), []).extend(lat)
                 log(
