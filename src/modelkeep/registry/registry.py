@@ -1633,19 +1633,7 @@ class Registry:
                     "expires_at": expires_at,
                 },
             )
-            token = self._token(self._token_row(tx, token_id))
-            self._append_event(
-                tx,
-                actor=actor,
-                action="token.create",
-                model=None,
-                ref_kind=None,
-                ref_name=None,
-                before=None,
-                after=None,
-                message=message,
-                details=_token_details(token),
-            )
+            token = self._token_event(tx, token_id, "token.create", actor, message)
         return token
 
     def token(self, token_id: str) -> Token:
@@ -1674,19 +1662,24 @@ class Registry:
                 "WHERE id = :id AND revoked_at IS NULL",
                 {"id": token_id, "now": _now(), "by": by},
             )
-            token = self._token(self._token_row(tx, token_id))
-            self._append_event(
-                tx,
-                actor=by,
-                action="token.revoke",
-                model=None,
-                ref_kind=None,
-                ref_name=None,
-                before=None,
-                after=None,
-                message=message,
-                details=_token_details(token),
-            )
+            token = self._token_event(tx, token_id, "token.revoke", by, message)
+        return token
+
+    def _token_event(self, tx: Tx, token_id: str, action: str, actor: str, message: str) -> Token:
+        """The token as it now is, its change logged (what it allows, never its secret)."""
+        token = self._token(self._token_row(tx, token_id))
+        self._append_event(
+            tx,
+            actor=actor,
+            action=action,
+            model=None,
+            ref_kind=None,
+            ref_name=None,
+            before=None,
+            after=None,
+            message=message,
+            details=_token_details(token),
+        )
         return token
 
     def touch_token(
