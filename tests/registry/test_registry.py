@@ -22,29 +22,13 @@ from modelkeep.errors import (
     VersionNotFoundError,
 )
 from modelkeep.registry import DatasetRef, Registry
-from modelkeep.registry import registry as registry_module
 from modelkeep.registry.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
     from modelkeep.registry import Version
-
-MEMORY_URL = "sqlite+pysqlite:///:memory:"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def registry(request: pytest.FixtureRequest) -> Iterator[Registry]:
-    """The same registry tests on SQLite (in memory) and on a real PostgreSQL server."""
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres").new_database()
-    else:
-        url = MEMORY_URL
-    reg = Registry(url)
-    reg.create()
-    yield reg
-    reg.dispose()
 
 
 def commit(reg: Registry, model: str, branch: str | None = None, **extra: Any) -> Version:
@@ -540,21 +524,15 @@ def test_check_schema_refuses_a_newer_schema(tmp_path: Path) -> None:
         newer.dispose()
 
 
-def test_an_older_schema_is_migrated_on_open(tmp_path: Path) -> None:
+def test_an_older_schema_is_migrated_on_open(
+    tmp_path: Path, upgrade_to: Callable[[Any, str], None]
+) -> None:
     """A registry written by the first release (migration 0001 only) is upgraded by
     Alembic when opened, and keeps its versions and append-only triggers."""
-    from alembic import command
-    from alembic.config import Config
-
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     old = Registry(url)
-    config = Config()
-    config.set_main_option(
-        "script_location", str(Path(registry_module.__file__).parent / "migrations")
-    )
     with old.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0001")
+        upgrade_to(conn, "0001")
         conn.exec_driver_sql(
             "INSERT INTO models (name, default_branch, created_at) "
             "VALUES ('churn', 'main', '2026-01-01 00:00:00')"
@@ -577,14 +555,6 @@ def test_an_older_schema_is_migrated_on_open(tmp_path: Path) -> None:
         reg.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database on SQLite (a file) and on a real PostgreSQL server."""
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("postgres").new_database())
-    return f"sqlite:///{tmp_path / 'registry.db'}"
-
-
 def _rows_of_schema_7(tx: Any) -> None:
     """Model churn with versions 1 and 2 on main, and churn@production at 2."""
     now = datetime.now(UTC)
@@ -601,9 +571,7 @@ def _rows_of_schema_7(tx: Any) -> None:
             ":doc, :doc)",
             {"n": number, "tree": "ab" * 32, "now": now, "doc": {}},
         )
-    tx.run(
-        "INSERT INTO version_parents (version_id, position, parent_id) VALUES (2, 0, 1)"
-    )
+    tx.run("INSERT INTO version_parents (version_id, position, parent_id) VALUES (2, 0, 1)")
     for kind, name in (("branch", "main"), ("alias", "production")):
         tx.run(
             "INSERT INTO refs (model_id, kind, name, version_id, updated_at) "
@@ -612,21 +580,15 @@ def _rows_of_schema_7(tx: Any) -> None:
         )
 
 
-def test_schema_7_is_migrated_to_8_with_its_data(empty_url: str) -> None:
+def test_schema_7_is_migrated_to_8_with_its_data(
+    empty_url: str, upgrade_to: Callable[[Any, str], None]
+) -> None:
     """A registry of the release before replicas (schema 7) gets the replicas table on
     open, and keeps its versions, refs and deployments."""
-    from alembic import command
-    from alembic.config import Config
-
     old = Registry(empty_url)
     try:
-        config = Config()
-        config.set_main_option(
-            "script_location", str(Path(registry_module.__file__).parent / "migrations")
-        )
         with old.db.write() as tx:
-            config.attributes["connection"] = tx.sa
-            command.upgrade(config, "0007")
+            upgrade_to(tx.sa, "0007")
         # Rows as that release wrote them (this release's code writes the newer schema).
         with old.db.write() as tx:
             _rows_of_schema_7(tx)

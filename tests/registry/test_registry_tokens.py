@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -16,34 +15,13 @@ from sqlalchemy.exc import DatabaseError
 from modelkeep import lineage
 from modelkeep.errors import ConflictError, NotFoundError, UsageError
 from modelkeep.registry import Registry
-from modelkeep.registry import registry as registry_module
 from modelkeep.registry.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable
 
-MEMORY_URL = "sqlite+pysqlite:///:memory:"
 SECRET = "s3cr3t-that-must-never-be-stored-anywhere-000"
 HASH = hashlib.sha256(SECRET.encode()).hexdigest()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def registry(request: pytest.FixtureRequest) -> Iterator[Registry]:
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres").new_database()
-    else:
-        url = MEMORY_URL
-    reg = Registry(url)
-    reg.create()
-    yield reg
-    reg.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("postgres").new_database())
-    return f"sqlite:///{tmp_path / 'registry.db'}"
 
 
 def add(reg: Registry, token_id: str = "a" * 20, **extra: Any) -> Any:
@@ -234,22 +212,16 @@ def test_the_audit_fields_are_append_only_too(registry: Registry, sql: str) -> N
     assert registry.events() == before
 
 
-def test_schema_8_is_migrated_to_9_keeping_events_and_their_triggers(empty_url: str) -> None:
+def test_schema_8_is_migrated_to_9_keeping_events_and_their_triggers(
+    empty_url: str, upgrade_to: Callable[[Any, str], None]
+) -> None:
     """A registry of the release before tokens gets the tokens table and the events'
     audit columns on open; its events are kept, NULL in the new columns, and the event
     log stays append-only on both engines."""
-    from alembic import command
-    from alembic.config import Config
-
     old = Registry(empty_url)
     try:
-        config = Config()
-        config.set_main_option(
-            "script_location", str(Path(registry_module.__file__).parent / "migrations")
-        )
         with old.db.write() as tx:
-            config.attributes["connection"] = tx.sa
-            command.upgrade(config, "0008")
+            upgrade_to(tx.sa, "0008")
         with old.db.write() as tx:
             for i, action in enumerate(["commit", "promote"], start=1):
                 tx.run(
