@@ -40,6 +40,12 @@ EXPECTED_ALL = [
 
 COMMANDS = [
     "init",
+    "remote",
+    "push",
+    "fetch",
+    "pull",
+    "clone",
+    "login",
     "data",
     "commit",
     "log",

@@ -11,6 +11,7 @@ from modelkeep._engine.engine import no_progress
 from modelkeep.access.tokens import Tokens
 from modelkeep.deploy.rollouts import Rollouts
 from modelkeep.monitor.records import Records
+from modelkeep.remote import Remotes
 
 if TYPE_CHECKING:
     import os
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from modelkeep._engine.engine import ProgressStart
+    from modelkeep._engine.exchange import Exchange
     from modelkeep._engine.shared import Location
     from modelkeep.deploy import RoutingTable
     from modelkeep.monitor.policy import Rule
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
         FsckReport,
         GcReport,
         StatusResult,
+        TransferResult,
         UpgradeReport,
     )
     from modelkeep.revision import Revision
@@ -54,6 +57,7 @@ class Repo:
         self._records = Records(self._e)
         self._rollouts = Rollouts(self._e)
         self.tokens = Tokens(self._e)  # access tokens of a team server: create, verify, …
+        self.remotes = Remotes(self._e)  # team servers: add, push, fetch, pull
 
     @property
     def root(self) -> Path:
@@ -71,6 +75,11 @@ class Repo:
     @property
     def registry(self) -> Registry:
         return self._e.ctx.registry
+
+    @property
+    def exchange(self) -> Exchange:
+        """Identities, object negotiation, publishing: what a team server answers."""
+        return self._e.exchange
 
     find = staticmethod(layout.find)
 
@@ -92,6 +101,22 @@ class Repo:
         its registry and objects there (default: MODELKEEP_DB, MODELKEEP_STORE), the
         folder only pointing at them; ``path=None`` writes no folder at all."""
         return cls(_engine=Engine.init(path, params, **where))
+
+    @classmethod
+    def clone(
+        cls,
+        url: str,
+        path: str | os.PathLike[str],
+        model: str | None = None,
+        *,
+        token: str | None = None,
+        progress: ProgressStart = no_progress,
+    ) -> tuple[Repo, TransferResult]:
+        """A new repository in ``path`` with the server at ``url`` as ``origin``, and
+        ``model``'s versions (default: every model the token can read) pulled."""
+        repo = cls.init(path)
+        repo.remotes.add("origin", url)
+        return repo, repo.remotes.pull(model, token=token, progress=progress)
 
     @classmethod
     def memory(cls, params: ChunkParams | None = None) -> Repo:

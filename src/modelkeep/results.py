@@ -157,3 +157,42 @@ class GcReport:
 
     def to_dict(self) -> dict[str, Any]:
         return _dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """One version on both sides of a transfer: its number here and there."""
+
+    model: str
+    local: int
+    remote: int
+    identity: str
+    new: bool  # whether this transfer wrote it on the receiving side
+
+    def __str__(self) -> str:
+        return f"{self.model}:{self.local} (local) = {self.model}:{self.remote}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """What a push, pull, fetch or clone moved."""
+
+    remote: str
+    direction: str  # "push" or "pull"
+    versions: tuple[Mapped, ...]
+    objects_sent: int  # objects that crossed (the rest were there already)
+    bytes_sent: int  # their payload bytes, as stored (compressed where it paid)
+    objects_skipped: int  # objects the other side had
+    aliases: dict[str, int] = field(default_factory=dict)  # aliases moved → version
+
+    @property
+    def new_versions(self) -> int:
+        return sum(1 for m in self.versions if m.new)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = _dict(self)
+        out["new_versions"] = self.new_versions
+        return out

@@ -11,6 +11,7 @@ imports no job and no face.
     ├── refs         branches, aliases, tags, promote, rollback, events   refs.py
     ├── worktree     checkout, status                                worktree.py
     ├── compare      diff                                            compare.py
+    ├── exchange     identities, object negotiation, publishing      exchange.py
     └── maintenance  fsck, gc, upgrade, registry salvage             maintenance.py
     context.py: Context, LocalContext, MemoryContext · layout.py: find, init, config
 """

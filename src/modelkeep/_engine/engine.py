@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from modelkeep._engine.commit import Commits
     from modelkeep._engine.compare import Compare
     from modelkeep._engine.context import Context
+    from modelkeep._engine.exchange import Exchange
     from modelkeep._engine.maintenance import Maintenance
     from modelkeep._engine.refs import Refs
     from modelkeep._engine.shared import Location
@@ -70,6 +71,12 @@ class Engine:
         from modelkeep._engine.compare import Compare
 
         return Compare(self)
+
+    @functools.cached_property
+    def exchange(self) -> Exchange:
+        from modelkeep._engine.exchange import Exchange
+
+        return Exchange(self)
 
     @functools.cached_property
     def maintenance(self) -> Maintenance:

@@ -16,7 +16,7 @@ from modelkeep.cli import render
 from modelkeep.cli.base import app
 
 # Each module registers its commands when imported, and --help lists them in that order.
-for _group in ("versions", "jobs", "refs", "monitor", "data", "access", "maintenance"):
+for _group in ("versions", "jobs", "refs", "monitor", "data", "access", "remote", "maintenance"):
     importlib.import_module(f"modelkeep.cli.{_group}")
 
 __all__ = ["app", "main"]

@@ -144,6 +144,8 @@ monitor_app = typer.Typer(help="Drift and performance checks against reference p
 app.add_typer(monitor_app, name="monitor")
 token_app = typer.Typer(help="Access tokens of a team server: create, list, revoke.")
 app.add_typer(token_app, name="token")
+remote_app = typer.Typer(help="Team servers to push to and pull from: add, list, remove.")
+app.add_typer(remote_app, name="remote")
 
 state: dict[str, Any] = {"repo": None}
 

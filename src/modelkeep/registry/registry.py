@@ -632,11 +632,13 @@ class Registry:
         default_branch: str = "main",
         artifact: dict[str, Any] | None = None,
         entity: str = "model",
+        created_at: datetime | None = None,
     ) -> Version:
         """Append the next version of ``model`` and advance its branch, atomically.
 
         The model is created on its first commit. ``parents`` defaults to the
-        branch head; the number is the model's highest plus one.
+        branch head; the number is the model's highest plus one. ``created_at``: when
+        the version was made, for one received from another repository (default now).
         """
         for _attempt in range(20):
             try:
@@ -660,6 +662,7 @@ class Registry:
                         default_branch=default_branch,
                         artifact=artifact,
                         entity=entity,
+                        created_at=created_at,
                     )
             except IntegrityFailure:
                 # Lost a race for the number (possible on engines without BEGIN
@@ -688,6 +691,7 @@ class Registry:
         default_branch: str,
         artifact: dict[str, Any] | None,
         entity: str,
+        created_at: datetime | None = None,
     ) -> Version:
         now = _now()
         m = tx.first(_MODEL_BY_NAME, {"name": model})
@@ -741,7 +745,7 @@ class Registry:
                 "file_count": file_count,
                 "message": message,
                 "author": author,
-                "created_at": now,
+                "created_at": created_at or now,
                 "kind": kind,
                 "status": status,
                 "params": params,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Annotated, Any
@@ -45,6 +46,7 @@ API = "/api/v1"
 # streams in, before it is held in memory.
 MAX_BODY = 1 << 20
 MAX_PAGE = 1000
+_UPLOAD = re.compile(API + r"/models/[^/]+/objects")
 
 Scope = Callable[[MutableMapping[str, Any]], Awaitable[MutableMapping[str, Any]]]
 
@@ -208,7 +210,7 @@ def create_app(repo: Repo, limiter: FailureLimiter | None = None) -> FastAPI:
     @api.get("/versions/{rev}", tags=["versions"])
     def show(rev: Annotated[str, Path(max_length=300)], who: Who) -> dict[str, Any]:
         """One version: who, when, why, from which data and code, with which metrics."""
-        who.need("read", _model_of(rev))
+        who.need("read", model_of(rev))
         return repo.show(rev).to_dict()
 
     @api.get("/versions/{rev}/files", response_model=Page, tags=["versions"])
@@ -218,7 +220,7 @@ def create_app(repo: Repo, limiter: FailureLimiter | None = None) -> FastAPI:
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> Page:
-        who.need("read", _model_of(rev))
+        who.need("read", model_of(rev))
         return _page([f.to_dict() for f in repo.files(rev)], limit, offset)
 
     @api.get("/models/{name}/refs", tags=["refs"])
@@ -250,7 +252,7 @@ def create_app(repo: Repo, limiter: FailureLimiter | None = None) -> FastAPI:
     def promote(name: Name, alias: Name, body: Promotion, who: Who) -> dict[str, Any]:
         """Move the alias forward to a newer version."""
         who.need("write", name)
-        if _model_of(body.rev) != name:
+        if model_of(body.rev) != name:
             raise UsageError(f"{body.rev} is not a version of {name}")
         with who.acting():
             before, ref = repo.promote(body.rev, alias, body.message)
@@ -315,6 +317,9 @@ def create_app(repo: Repo, limiter: FailureLimiter | None = None) -> FastAPI:
             return repo.tokens.revoke(token_id).to_dict()
 
     app.include_router(api)
+    from modelkeep.server import transfer
+
+    app.include_router(transfer.routes(app.state))
     return app
 
 
@@ -324,7 +329,7 @@ def _page(items: list[dict[str, Any]], limit: int, offset: int) -> Page:
     return Page(items=chunk, next_offset=offset + limit if more else None)
 
 
-def _model_of(rev: str) -> str:
+def model_of(rev: str) -> str:
     """The model a revision names (its syntax checked: 400 if it is not one)."""
     return Revision.parse(rev).model
 
@@ -341,9 +346,14 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit
+        if scope["method"] == "POST" and _UPLOAD.fullmatch(scope["path"]):
+            from modelkeep.server.transfer import MAX_UPLOAD
+
+            limit = MAX_UPLOAD  # batches of objects: bounded too, far above 1 MiB
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(scope, receive, send, self.limit)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(scope, receive, send, limit)
             return
         chunks: list[bytes] = []
         size = 0
@@ -353,8 +363,8 @@ class _BodyLimit:
                 return
             body = message.get("body", b"")
             size += len(body)
-            if size > self.limit:
-                await _too_large(scope, receive, send, self.limit)
+            if size > limit:
+                await _too_large(scope, receive, send, limit)
                 return
             chunks.append(body)
             if not message.get("more_body", False):

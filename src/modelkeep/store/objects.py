@@ -557,6 +557,22 @@ class ObjectStore:
             raise ObjectMissingError(f"object {oid.short} is missing from the store")
         return _verified(oid, *found)
 
+    def stored(self, oid: ObjectId) -> tuple[int, bytes | memoryview]:
+        """The object as stored (codec, payload), unverified: for sending it to
+        another repository, which verifies it on arrival."""
+        found = self._locate(oid)
+        if found is None:
+            raise ObjectMissingError(f"object {oid.short} is missing from the store")
+        return found
+
+    def add_stored(self, oid: ObjectId, codec: int, payload: bytes | memoryview,
+                   writer: ObjectWriter) -> int:
+        """Verify an object received as stored elsewhere and add it through ``writer``;
+        returns its size (CorruptObjectError when it is not what ``oid`` names)."""
+        data = _verified(oid, codec, payload)
+        writer.add(data, oid)
+        return len(data)
+
     def get_packed(self, oids: Iterable[ObjectId]) -> dict[ObjectId, bytes | memoryview]:
         """Those of ``oids`` that lie in packs, verified, each pack read once: one read
         of the span holding them, unless other objects take up most of it (then one

@@ -1,0 +1,321 @@
+"""Versions between repositories: identities, object negotiation and publishing.
+
+A version's number belongs to the repository that holds it; what it *is* across
+repositories is its identity: a hash of its content (tree) and lineage (who, when,
+why, parameters, metrics, datasets, code, environment, artifact) and of its parents'
+identities, as a git commit id covers its parents. Receiving a version whose identity
+is there already is a no-op, so a push repeated after an interruption changes nothing.
+
+Transfer is in three steps, the same in both directions (Git LFS's batch API and Xet
+work this way): the sender lists the objects a version needs and learns which the
+receiver lacks (``missing``); only those move, verified against their ids on arrival
+(``receive``); the version row is written last (``publish``), after every object it
+needs is durable, so no reader ever sees a version whose bytes are not all there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from modelkeep import lineage
+from modelkeep._engine.engine import Service
+from modelkeep.errors import ConflictError, RefExistsError, UsageError
+from modelkeep.registry import DatasetRef
+from modelkeep.revision import check_name
+from modelkeep.store import ObjectId
+from modelkeep.store.frames import header
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from modelkeep.registry import Version
+
+# Fields of a version that are not part of its identity: where it sits in one
+# repository (number, model name, parents as numbers) and what may change after it.
+_LOCAL = ("model", "number", "rev", "parents", "labels")
+# The most objects one negotiation or download answers at once.
+MAX_BATCH = 10_000
+
+
+def identity_of(version: Version, parent_identities: Sequence[str]) -> str:
+    """The version's identity given its parents' (see the module's docstring)."""
+    doc = {k: v for k, v in version.to_dict().items() if k not in _LOCAL}
+    doc["parents"] = list(parent_identities)
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+    return ObjectId.of(blob.encode()).hex
+
+
+class Exchange(Service):
+    """The receiving and the sending half of a transfer, over one repository."""
+
+    # Two receivers of the same version must not both publish it (one process; the
+    # team server is one).
+    _publishing = threading.Lock()
+
+    # -- identities ------------------------------------------------------------------
+
+    def identities(self, model: str) -> dict[int, str]:
+        """Number → identity of every version of ``model`` (empty if none)."""
+        check_name(model)
+        if model not in self.ctx.registry.model_names():
+            return {}
+        found: dict[int, str] = {}
+        for v in sorted(self.ctx.registry.versions(model), key=lambda v: v.number):
+            found[v.number] = identity_of(v, [found[p] for p in v.parents])
+        return found
+
+    def record(self, version: Version, identities: dict[int, str]) -> dict[str, Any]:
+        """What another repository needs to publish ``version``: the version as its
+        ``to_dict``, its identity and its parents' identities, and its model's kind
+        and default branch."""
+        info = next(m for m in self.ctx.registry.models() if m.name == version.model)
+        return {
+            **version.to_dict(),
+            "identity": identities[version.number],
+            "parent_identities": [identities[p] for p in version.parents],
+            "entity": info.kind,
+            "default_branch": info.default_branch,
+        }
+
+    # -- objects ---------------------------------------------------------------------
+
+    def objects_of(self, version: Version) -> dict[ObjectId, int]:
+        """Every object ``version`` needs → its size as far as known here (chunks;
+        0 for the small tree, manifests and profile): its tree, file manifests,
+        chunks, and the objects its artifact names (the reference profile)."""
+        store = self.ctx.store
+        tree = ObjectId(version.tree_id)
+        found = {tree: 0}
+        for entry in store.tree(tree).entries.values():
+            found[entry.file] = 0
+            found.update((c.id, c.size) for c in store.file_manifest(entry.file).chunks)
+        profile = version.artifact.get("profile")
+        if profile:
+            found[ObjectId(profile)] = 0
+        return found
+
+    def missing(self, oids: Iterable[ObjectId]) -> list[ObjectId]:
+        """Those of ``oids`` this repository does not hold."""
+        store = self.ctx.store
+        store.refresh()
+        return [oid for oid in oids if not store.has(oid, refresh=False)]
+
+    def receive(
+        self, frames: Iterable[tuple[ObjectId, int, bytes | memoryview]]
+    ) -> tuple[int, int]:
+        """Store objects received as frames, each verified against its id before any
+        is written (a damaged one refuses the whole batch). Durable on return.
+        Returns (objects, bytes) stored."""
+        from modelkeep.errors import CorruptObjectError
+
+        self.ctx.registry.check_writable()
+        count = size = 0
+        with self.ctx.shared():
+            self.ctx.follow_upgrade()
+            store = self.ctx.store
+            with store.writer() as writer:
+                for oid, codec, payload in frames:
+                    try:
+                        size += store.add_stored(oid, codec, payload, writer)
+                    except CorruptObjectError as exc:
+                        raise UsageError(
+                            f"{exc}: it was damaged on the way; send it again"
+                        ) from None
+                    count += 1
+        return count, size
+
+    def send(self, oids: Sequence[ObjectId]) -> Iterator[bytes | memoryview]:
+        """``oids`` as frames, as stored here (the receiver verifies them)."""
+        store = self.ctx.store
+        for oid in oids:
+            codec, payload = store.stored(oid)
+            yield header(oid, codec, len(payload))
+            yield payload
+
+    # -- versions --------------------------------------------------------------------
+
+    def publish(self, record: dict[str, Any], *, follow_head: bool = False) -> tuple[Version, bool]:
+        """Write the version ``record`` describes (as ``record()`` makes it), after
+        checking that every object it needs is here. Returns the version and whether
+        it is new: a version whose identity is here already is returned as it is.
+
+        Its parents are found by identity and must be here. ``follow_head``: a new
+        commit made elsewhere (the Python API over HTTP): its parent is this
+        repository's branch head, whatever it is now, and it has no identity yet."""
+        candidate = _candidate(record)
+        model, branch = candidate.model, candidate.branch
+        store = self.ctx.store
+        self.ctx.registry.check_writable()
+        with self._publishing, self.ctx.shared():
+            parents: list[int] | None = None
+            if not follow_head:
+                want = str(record.get("identity"))
+                parent_ids = [str(p) for p in record.get("parent_identities") or []]
+                if identity_of(candidate, parent_ids) != want:
+                    raise UsageError(
+                        f"the version of {model} sent does not match the identity sent with "
+                        f"it ({want[:12]}): it was altered on the way; send it again"
+                    )
+                by_identity = {i: n for n, i in self.identities(model).items()}
+                if want in by_identity:
+                    return self.ctx.registry.version(model, by_identity[want]), False
+                parents = [_parent(by_identity, p, model) for p in parent_ids]
+            lacking = self.missing(self._needs(ObjectId(candidate.tree_id), candidate.artifact))
+            if lacking:
+                raise ConflictError(
+                    f"{len(lacking)} objects of this version of {model} are not here "
+                    f"(first: {lacking[0].short}): send them, then publish again"
+                )
+            tree = store.tree(ObjectId(candidate.tree_id))
+            if (tree.size, len(tree.entries)) != (candidate.size, candidate.file_count):
+                raise UsageError(
+                    f"the version of {model} sent says {candidate.file_count} files of "
+                    f"{candidate.size} bytes; its tree holds {len(tree.entries)} of {tree.size}"
+                )
+            if parents is not None:
+                self._fast_forward(model, branch, parents, record)
+            version = self.ctx.registry.add_version(
+                model=model,
+                branch=branch,
+                tree_id=candidate.tree_id,
+                size=candidate.size,
+                file_count=candidate.file_count,
+                message=candidate.message,
+                author=lineage.author() if follow_head else candidate.author,
+                params=candidate.params,
+                metrics=candidate.metrics,
+                lineage=_lineage_doc(record),
+                datasets=candidate.datasets,
+                parents=parents,
+                kind=candidate.kind,
+                status=candidate.status,
+                default_branch=str(record.get("default_branch") or branch),
+                artifact=candidate.artifact or None,
+                entity=str(record.get("entity", "model")),
+                created_at=None if follow_head else candidate.created_at,
+            )
+        return version, True
+
+    def _needs(self, tree: ObjectId, artifact: dict[str, Any] | None) -> list[ObjectId]:
+        """The objects a version needs, as far as those here tell (a missing tree or
+        manifest stands for itself: what it names is asked for once it is here)."""
+        store = self.ctx.store
+        store.refresh()
+        found = {tree}
+        if artifact and artifact.get("profile"):
+            found.add(ObjectId(str(artifact["profile"])))
+        if not store.has(tree, refresh=False):
+            return sorted(found)
+        for entry in store.tree(tree).entries.values():
+            found.add(entry.file)
+            if store.has(entry.file, refresh=False):
+                found.update(c.id for c in store.file_manifest(entry.file).chunks)
+        return sorted(found)
+
+    def _fast_forward(
+        self, model: str, branch: str, parents: list[int], record: dict[str, Any]
+    ) -> None:
+        """A received version may advance its branch only from an ancestor of it; a
+        branch not here yet starts at its first parent."""
+        registry = self.ctx.registry
+        if model not in registry.model_names():
+            return
+        heads = {r.name: r.version for r in registry.refs(model, "branch")}
+        if branch not in heads:
+            if not parents:
+                raise ConflictError(
+                    f"{model} is here already, with other versions: a version without "
+                    f"parents cannot start its branch {branch!r}"
+                )
+            # Another receiver may make it meanwhile: then it is checked next time.
+            with contextlib.suppress(RefExistsError):
+                registry.move_ref(
+                    model=model,
+                    name=branch,
+                    kind="branch",
+                    to=parents[0],
+                    actor=lineage.author(),
+                    action="branch.create",
+                    exclusive=True,
+                    message=f"received with {model}:{record.get('number')}",
+                )
+            return
+        head = heads[branch]
+        graph = registry.parents_map(model)
+        seen: set[int] = set()
+        todo = list(parents)
+        while todo:
+            n = todo.pop()
+            if n not in seen:
+                seen.add(n)
+                todo.extend(graph.get(n, ()))
+        if head not in seen:
+            raise ConflictError(
+                f"{model}@{branch} is at {model}:{head} here, which the version received "
+                f"does not descend from: bring that version over first (pull), then send again"
+            )
+
+
+def _parent(by_identity: dict[str, int], ident: Any, model: str) -> int:
+    number = by_identity.get(str(ident))
+    if number is None:
+        raise ConflictError(
+            f"a parent of this version of {model} ({str(ident)[:12]}) is not here: "
+            f"send the parents first"
+        )
+    return number
+
+
+def _candidate(record: dict[str, Any]) -> Version:
+    """The version a record describes, as a record (number 0: not numbered yet);
+    UsageError when a field is missing or of the wrong kind."""
+    from modelkeep.registry import Version
+    from modelkeep.registry.records import CodeRef
+
+    try:
+        code = record.get("code")
+        version = Version(
+            model=str(record["model"]),
+            number=0,
+            branch=str(record["branch"]),
+            parents=(),
+            message=str(record.get("message", "")),
+            author=str(record["author"]),
+            created_at=datetime.fromisoformat(str(record["created_at"])),
+            params=dict(record.get("params") or {}),
+            metrics=dict(record.get("metrics") or {}),
+            datasets=tuple(
+                DatasetRef(str(d["path"]), str(d["content_id"]), int(d["size"]))
+                for d in record.get("datasets") or []
+            ),
+            code=CodeRef(**code) if code else None,
+            environment=dict(record.get("environment") or {}),
+            tree_id=ObjectId(str(record["tree_id"])).hex,
+            size=int(record["size"]),
+            file_count=int(record["file_count"]),
+            kind=str(record.get("kind", "commit")),
+            status=str(record.get("status", "ok")),
+            artifact=dict(record.get("artifact") or {}),
+            annotations=dict(record.get("annotations") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"a version record needs every field of a version: {exc}") from None
+    check_name(version.model)
+    check_name(version.branch, "branch name")
+    if version.created_at.tzinfo is None:
+        raise UsageError("a version record's created_at needs its UTC offset")
+    return version
+
+
+def _lineage_doc(record: dict[str, Any]) -> dict[str, Any]:
+    """The registry's lineage document of a record (the inverse of how a Version
+    reads it: annotations, code and environment in one document)."""
+    doc: dict[str, Any] = dict(record.get("annotations") or {})
+    if record.get("code"):
+        doc["code"] = dict(record["code"])
+    doc["environment"] = dict(record.get("environment") or {})
+    return doc
