@@ -32,7 +32,7 @@ JOBS = {
     "modelkeep.remote",
 }
 ENGINE = {"modelkeep._engine"}
-FACADE = {"modelkeep.repo"}
+FACADE = {"modelkeep.repo", "modelkeep.over_http"}
 GROUND = {"modelkeep.store", "modelkeep.registry"}
 BESIDE = {
     "modelkeep.formats",

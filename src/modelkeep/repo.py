@@ -84,9 +84,21 @@ class Repo:
     find = staticmethod(layout.find)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None, **where: Unpack[Location]) -> Repo:
-        """Open a repository by folder (as ``Repo(path)``), or with no folder by the URLs
-        of its registry and store: ``Repo.open(db="postgresql://…", store="s3://b/p")``."""
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        token: str | None = None,
+        **where: Unpack[Location],
+    ) -> Repo:
+        """Open a repository by folder (as ``Repo(path)``), with no folder by the URLs
+        of its registry and store (``Repo.open(db="postgresql://…", store="s3://b/p")``),
+        or a team server's by its URL (``Repo.open("http://host:8900", token=…)``; the
+        token default: MODELKEEP_TOKEN, then the credentials file)."""
+        if isinstance(path, str) and path.startswith(("http://", "https://")):
+            from modelkeep.over_http import RemoteRepo
+
+            return RemoteRepo(path, token=token)
         return cls(_engine=Engine.open(path, **where))
 
     @classmethod

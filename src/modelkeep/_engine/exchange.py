@@ -146,6 +146,15 @@ class Exchange(Service):
         Its parents are found by identity and must be here. ``follow_head``: a new
         commit made elsewhere (the Python API over HTTP): its parent is this
         repository's branch head, whatever it is now, and it has no identity yet."""
+        if follow_head and not record.get("branch"):
+            # A commit over HTTP without a branch goes on the model's default branch.
+            known = str(record.get("model")) in self.ctx.registry.model_names()
+            record = {
+                **record,
+                "branch": self.ctx.registry.default_branch(str(record["model"]))
+                if known
+                else record.get("default_branch") or "main",
+            }
         candidate = _candidate(record)
         model, branch = candidate.model, candidate.branch
         store = self.ctx.store

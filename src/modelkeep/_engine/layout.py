@@ -163,6 +163,12 @@ def init(
     db_url, store, s3_endpoint = shared.from_environment(db_url, store, s3_endpoint)
     if db_url is not None or store is not None or path is None:
         return _init_shared(path, params, db_url, store, s3_endpoint)
+    return init_folder(path, params)
+
+
+def init_folder(path: str | os.PathLike[str], params: ChunkParams | None = None) -> Context:
+    """A repository all in ``path`` (SQLite and objects in its folder), whatever
+    MODELKEEP_DB and MODELKEEP_STORE say."""
     root = Path(path).resolve()
     control = root / REPO_DIR
     if (control / "config.json").exists():

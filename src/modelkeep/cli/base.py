@@ -156,15 +156,18 @@ MessageOpt = Annotated[str, typer.Option("-m", "--message", help="Why: kept in t
 @app.callback()
 def _global(
     repo: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--repo",
             envvar="MODELKEEP_REPO",
-            help="Repository folder (default: found by walking up from the current folder).",
+            help="Repository folder (default: found by walking up from the current folder), "
+            "or a team server's URL (http://HOST:PORT; its token from MODELKEEP_TOKEN or "
+            "`modelkeep login`).",
         ),
     ] = None,
 ) -> None:
-    state["repo"] = repo
+    is_url = repo is not None and repo.startswith(("http://", "https://"))
+    state["repo"] = repo if repo is None or is_url else Path(repo)
 
 
 # Exit codes by error class, most specific first; looked up once, at the boundary.
@@ -196,7 +199,8 @@ def fail(exc: Exception) -> NoReturn:
 def open_repo() -> Repo:
     from modelkeep.repo import Repo
 
-    repo = Repo(state["repo"])
+    where = state["repo"]
+    repo = Repo.open(where) if isinstance(where, str) else Repo(where)
     _opened.append(repo)
     return repo
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
+
+_R = TypeVar("_R")
 
 
 def _plain(value: Any) -> Any:
@@ -335,3 +337,39 @@ class Schedule:
         out["next_due"] = self.next_due.isoformat()
         out["outcome"] = self.outcome
         return out
+
+
+def from_dict(cls: type[_R], doc: dict[str, Any]) -> _R:
+    """The record of type ``cls`` whose ``to_dict()`` is ``doc`` (as a team server
+    sends it): timestamps parsed, lists made tuples, nested records made again."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    kwargs = {
+        f.name: _typed(hints[f.name], doc[f.name])
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.init and f.name in doc
+    }
+    return cls(**kwargs)
+
+
+def _typed(hint: Any, value: Any) -> Any:
+    import dataclasses
+    import types
+    import typing
+
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _typed(options[0], value) if len(options) == 1 else value
+    if hint is datetime:
+        return datetime.fromisoformat(value)
+    if origin is tuple:
+        inner = typing.get_args(hint)[0]
+        return tuple(_typed(inner, v) for v in value)
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return from_dict(hint, value)  # type: ignore[arg-type]
+    return value

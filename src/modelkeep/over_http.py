@@ -1,0 +1,222 @@
+"""``Repo.open("http://host:8900", token=…)``: the facade over a team server.
+
+The same methods and the same typed records as a local repository, for what the
+server offers: reading (models, log, show, files, refs, events, deployments),
+moving aliases (compare-and-swap), promote and rollback, and commit and load.
+
+Commit and load go through a cache repository of this machine's own
+(``$XDG_CACHE_HOME/modelkeep/servers/<hash of the URL>``): a commit is chunked there,
+only the chunks the server lacks are sent, and the server then numbers the version on
+top of its branch head as it is at that moment (so many clients committing at once
+get gap-free numbers there). A load fetches only the chunks not cached already and
+loads from the cache as a local load does. Methods the server does not offer yet
+raise UsageError saying so, rather than act on the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Unpack
+
+from modelkeep._engine import Engine, layout
+from modelkeep._engine.drafts import CommitDraft, CommitOptions
+from modelkeep._engine.engine import no_progress
+from modelkeep.errors import RepositoryExistsError, UsageError
+from modelkeep.registry import Event, ModelInfo, Ref, Version
+from modelkeep.registry.records import Deployment, Replica, from_dict
+from modelkeep.remote import credentials, transfer
+from modelkeep.remote.client import Client
+from modelkeep.repo import Repo
+from modelkeep.results import FileInfo
+from modelkeep.revision import Revision, parse_alias
+from modelkeep.store import ObjectId, locks
+
+if TYPE_CHECKING:
+    from modelkeep._engine.engine import ProgressStart
+    from modelkeep.profiles import Profile
+    from modelkeep.revision import Revision as RevisionType
+
+
+def cache_folder(url: str) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    key = hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+    return Path(base) / "modelkeep" / "servers" / key
+
+
+def _cache_engine(url: str) -> Engine:
+    folder = cache_folder(url)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with locks.exclusive(folder.parent / f"{folder.name}.lock"):
+        try:
+            return Engine(layout.init_folder(folder))
+        except RepositoryExistsError:
+            return Engine(layout.open_local(folder))
+
+
+class RemoteRepo(Repo):
+    """A team server's repository, through its HTTP API (see the module's docstring)."""
+
+    def __init__(self, url: str, *, token: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._client = Client(self.url, credentials.token_for(self.url, token))
+        self.user = self._client.get("/whoami")["user"]  # a bad token fails here, once
+        self._e = _cache_engine(self.url)
+
+    @property
+    def root(self) -> Path:
+        return Path.cwd()
+
+    @property
+    def store_location(self) -> str:
+        return self.url
+
+    def close(self) -> None:
+        self._client.close()
+        self._e.close()
+
+    def __repr__(self) -> str:
+        return f"Repo({self.url!r})"
+
+    # -- reading ---------------------------------------------------------------------
+
+    def resolve(self, rev: str | RevisionType) -> Version:
+        return from_dict(Version, self._client.get(f"/versions/{rev}"))
+
+    def show(self, rev: str) -> Version:
+        return self.resolve(rev)
+
+    def models(self) -> list[ModelInfo]:
+        return [from_dict(ModelInfo, m) for m in self._client.pages("/models")]
+
+    def log(
+        self, name: str, branch: str | None = None, *, limit: int | None = None
+    ) -> list[Version]:
+        found = []
+        for doc in self._client.pages(f"/models/{name}/versions", branch=branch):
+            found.append(from_dict(Version, doc))
+            if limit is not None and len(found) >= limit:
+                break
+        return found
+
+    def files(self, rev: str | Version) -> list[FileInfo]:
+        rev = rev.rev if isinstance(rev, Version) else rev
+        return [from_dict(FileInfo, f) for f in self._client.pages(f"/versions/{rev}/files")]
+
+    def refs(self, name: str, kind: str | None = None) -> list[Ref]:
+        return [from_dict(Ref, r) for r in self._client.get(f"/models/{name}/refs", kind=kind)]
+
+    def events(
+        self, model: str | None = None, limit: int | None = None, *, action: str | None = None
+    ) -> list[Event]:
+        found = []
+        for doc in self._client.pages("/events", model=model, action=action):
+            found.append(from_dict(Event, doc))
+            if limit is not None and len(found) >= limit:
+                break
+        return found
+
+    def deployments(self, name: str | None = None) -> list[Deployment]:
+        doc = self._client.get("/deployments", model=name)
+        return [from_dict(Deployment, d) for d in doc["deployments"]]
+
+    def replicas(self, name: str | None = None) -> list[Replica]:
+        doc = self._client.get("/deployments", model=name)
+        return [from_dict(Replica, r) for r in doc["replicas"]]
+
+    # -- refs --------------------------------------------------------------------------
+
+    def set_alias(
+        self, alias: str, rev: str, message: str = "", expected: int | None = None
+    ) -> Ref:
+        model, name = parse_alias(alias)
+        body = {"to": rev, "expected": expected, "message": message}
+        return from_dict(Ref, self._client.put(f"/models/{model}/aliases/{name}", body))
+
+    def delete_alias(self, alias: str, message: str = "") -> Ref:
+        model, name = parse_alias(alias)
+        return from_dict(Ref, self._client.delete(f"/models/{model}/aliases/{name}"))
+
+    def promote(self, rev: str, alias: str, message: str = "") -> tuple[int | None, Ref]:
+        model = Revision.parse(rev).model
+        doc = self._client.post(
+            f"/models/{model}/aliases/{alias}/promote", {"rev": rev, "message": message}
+        )
+        return doc.pop("before"), from_dict(Ref, doc)
+
+    def rollback(
+        self, alias: str, to: str | None = None, message: str = ""
+    ) -> tuple[int | None, Ref]:
+        model, name = parse_alias(alias)
+        doc = self._client.post(
+            f"/models/{model}/aliases/{name}/rollback", {"to": to, "message": message}
+        )
+        return doc.pop("before"), from_dict(Ref, doc)
+
+    # -- commit and load ---------------------------------------------------------------
+
+    def commit(
+        self,
+        name: str,
+        source: Any,
+        message: str = "",
+        *,
+        progress: ProgressStart = no_progress,
+        **options: Unpack[CommitOptions],
+    ) -> Version:
+        """Chunk ``source`` here, send what the server lacks, and have the server number
+        it as the next version of ``name`` on ``branch`` (default: its default branch)."""
+        branch = options.pop("branch", None)
+        if options.get("parents") is not None:
+            raise UsageError("a commit over HTTP goes on its branch's head: give no parents")
+        staged = self._e.commits.commit(CommitDraft(name, source, message, **options), progress)
+        ex = self._e.exchange
+        sizes = ex.objects_of(staged)
+        tick = progress(f"send {name}", sum(sizes.values())) if sizes else None
+        transfer.upload(self._e, self._client, name, sizes, tick)
+        # Its branch as given, else the server's default branch of the model.
+        record = {**ex.record(staged, ex.identities(name)), "branch": branch}
+        answer = self._client.post(f"/models/{name}/versions", record, follow_head=True)
+        return from_dict(Version, answer["version"])
+
+    def _fetch(self, version: Version, progress: ProgressStart = no_progress) -> None:
+        record = self._client.get(f"/versions/{version.rev}/record")
+        sizes = {ObjectId(i): int(s) for i, s in record["objects"].items()}
+        tick = progress(f"fetch {version.rev}", sum(sizes.values())) if sizes else None
+        transfer.download(self._e, self._client, version.model, sizes, tick)
+
+    def load(self, rev: str | Version, *, trusted: Any = None) -> Any:
+        """The model, from chunks cached here (only those missing are fetched)."""
+        version = rev if isinstance(rev, Version) else self.resolve(rev)
+        self._fetch(version)
+        return self._e.versions.load(version, trusted=trusted)
+
+    def profile(self, rev: str | Version) -> Profile | None:
+        version = rev if isinstance(rev, Version) else self.resolve(rev)
+        self._fetch(version)
+        return self._e.versions.profile(version)
+
+
+def _unavailable(name: str) -> Any:
+    def refuse(self: RemoteRepo, *args: Any, **kwargs: Any) -> Any:
+        raise UsageError(
+            f"{name} is not offered over HTTP yet: run it on the server's repository "
+            f"(or pull the model into a local one)"
+        )
+
+    refuse.__name__ = name
+    return refuse
+
+
+RemoteRepo.tokens = property(_unavailable("tokens"))  # type: ignore[assignment]
+RemoteRepo.remotes = property(_unavailable("remotes"))  # type: ignore[assignment]
+
+# Everything else the facade does would act on the cache, not on the server: refused.
+for _name, _value in list(vars(Repo).items()):
+    if _name.startswith("_") or _name in vars(RemoteRepo):
+        continue
+    if callable(_value) and not isinstance(_value, (staticmethod, classmethod)):
+        setattr(RemoteRepo, _name, _unavailable(_name))
+    elif isinstance(_value, property):
+        setattr(RemoteRepo, _name, property(_unavailable(_name)))
