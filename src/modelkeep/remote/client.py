@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from modelkeep import errors
 from modelkeep.errors import (
     AuthenticationError,
     ConflictError,
@@ -17,7 +18,6 @@ from modelkeep.errors import (
     ModelkeepError,
     NotFoundError,
     PermissionDeniedError,
-    RefMovedError,
     UnreachableError,
     UsageError,
 )
@@ -131,8 +131,9 @@ class Client:
         message = message or f"{response.status_code} {response.reason_phrase}"
         status = response.status_code
         cls = _BY_STATUS.get(status)
-        if status == 409 and "moved" in message:
-            cls = RefMovedError
+        kind = getattr(errors, str(doc.get("kind")), None) if isinstance(doc, dict) else None
+        if isinstance(kind, type) and issubclass(kind, ModelkeepError) and cls is not None:
+            cls = kind if issubclass(kind, cls) else cls  # the server's class, if it fits
         if cls is None:
             return ModelkeepError(f"the team server at {self.url} failed: {message}")
         if cls is AuthenticationError and status == 401:

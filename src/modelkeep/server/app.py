@@ -55,6 +55,9 @@ class Problem(BaseModel):
     """Every error: one line saying what was wrong and what to do."""
 
     error: str
+    kind: str | None = Field(
+        default=None, description="the error's class in modelkeep.errors, e.g. RefMovedError"
+    )
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -174,7 +177,8 @@ def create_app(repo: Repo, limiter: FailureLimiter | None = None) -> FastAPI:
             # The engine's message lists the models there are: not to a token that may
             # see only some of them.
             message = "no such model, or none this token can read"
-        return JSONResponse({"error": message}, status, headers=headers)
+        body = {"error": message, "kind": type(exc).__name__}
+        return JSONResponse(body, status, headers=headers)
 
     api = APIRouter(prefix=API)
 
