@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Unpack
 from modelkeep._engine import Engine, layout
 from modelkeep._engine.drafts import CommitDraft, CommitOptions
 from modelkeep._engine.engine import no_progress
-from modelkeep.errors import RepositoryExistsError, UsageError
+from modelkeep.errors import NotFoundError, RepositoryExistsError, UsageError
 from modelkeep.registry import Event, ModelInfo, Ref, Version
-from modelkeep.registry.records import Deployment, Replica, from_dict
+from modelkeep.registry.records import Deployment, Replica, Schedule, from_dict
 from modelkeep.remote import credentials, transfer
 from modelkeep.remote.client import Client
 from modelkeep.repo import Repo
@@ -34,6 +34,9 @@ from modelkeep.revision import Revision, parse_alias
 from modelkeep.store import ObjectId, locks
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
+
     from modelkeep._engine.engine import ProgressStart
     from modelkeep.profiles import Profile
     from modelkeep.revision import Revision as RevisionType
@@ -153,6 +156,71 @@ class RemoteRepo(Repo):
             f"/models/{model}/aliases/{name}/rollback", {"to": to, "message": message}
         )
         return doc.pop("before"), from_dict(Ref, doc)
+
+    def history(self, rev: str) -> list[Event]:
+        return [from_dict(Event, e) for e in self._client.get(f"/history/{rev}")]
+
+    def default_branch(self, name: str) -> str:
+        found = {m.name: m.default_branch for m in self.models()}
+        if name not in found:
+            raise NotFoundError(f"no model {name} on {self.url}, or none this token can read")
+        return found[name]
+
+    def branch(self, name: str, new: str, start: str | None = None) -> Ref:
+        doc = self._client.post(f"/models/{name}/branches/{new}", {"start": start})
+        return from_dict(Ref, doc)
+
+    def delete_branch(self, name: str, branch: str) -> Ref:
+        return from_dict(Ref, self._client.delete(f"/models/{name}/branches/{branch}"))
+
+    def tag(self, rev: str, tag: str, message: str = "") -> Ref:
+        model = Revision.parse(rev).model
+        body = {"rev": rev, "message": message}
+        return from_dict(Ref, self._client.post(f"/models/{model}/tags/{tag}", body))
+
+    def delete_tag(self, tag: str, message: str = "") -> Ref:
+        model, name = parse_alias(tag)
+        return from_dict(Ref, self._client.delete(f"/models/{model}/tags/{name}"))
+
+    def label(
+        self, rev: str, labels: Mapping[str, str] | None = None, *, message: str = "", **more: str
+    ) -> Version:
+        body = {"set": {**(labels or {}), **more}, "message": message}
+        return from_dict(Version, self._client.patch(f"/versions/{rev}/labels", body))
+
+    def unlabel(self, rev: str, *keys: str, message: str = "") -> Version:
+        body = {"remove": list(keys), "message": message}
+        return from_dict(Version, self._client.patch(f"/versions/{rev}/labels", body))
+
+    def reports(
+        self, rev: str, limit: int | None = None, kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._client.get(
+            f"/versions/{rev}/reports", limit=limit or 1000, kind=kind
+        )
+        return found
+
+    def model_reports(
+        self,
+        name: str,
+        limit: int | None = None,
+        since: datetime | None = None,
+        *,
+        profiles: bool = False,
+    ) -> list[dict[str, Any]]:
+        if since is not None or profiles:
+            raise UsageError("model_reports over HTTP takes a limit only (no since, profiles)")
+        found: list[dict[str, Any]] = self._client.get(
+            f"/models/{name}/reports", limit=limit or 1000
+        )
+        return found
+
+    def schedules(
+        self, name: str | None = None, *, include_removed: bool = False
+    ) -> list[Schedule]:
+        if include_removed:
+            raise UsageError("schedules over HTTP lists active ones only")
+        return [from_dict(Schedule, s) for s in self._client.get("/schedules", model=name)]
 
     # -- commit and load ---------------------------------------------------------------
 

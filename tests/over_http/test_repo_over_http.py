@@ -16,15 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
+from tests_over_http_server import ServerProcess, start_server
 
 import modelkeep
-from tests_over_http_server import ServerProcess, start_server
 from modelkeep.errors import PermissionDeniedError, RefMovedError, UsageError
 from modelkeep.store import ObjectId
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
+def team(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
     root = tmp_path_factory.mktemp("team") / "repo"
     repo = modelkeep.Repo.init(root)
     tokens = {
@@ -56,7 +58,8 @@ def test_the_facade_over_http_gives_the_same_records(team, cache) -> None:  # ty
     v2 = remote.commit("iris", _model(0.1), "second")
     assert (v1.rev, v2.rev, v2.parents) == ("iris:1", "iris:2", (1,))
     assert v1.author == "alice"  # the token's user, not this machine's git user
-    assert isinstance(v1, modelkeep.Version) and v1.metrics == {"f1": 0.8}
+    assert isinstance(v1, modelkeep.Version)
+    assert v1.metrics == {"f1": 0.8}
 
     local = modelkeep.Repo(server.root)
     try:
@@ -119,7 +122,9 @@ print(json.dumps(made))
 """
 
 
-def test_four_clients_commit_25_each_and_the_server_numbers_them_1_to_100(team, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_four_clients_commit_25_each_and_the_server_numbers_them_1_to_100(
+    team, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     server, tokens = team
     procs = [
         subprocess.Popen(
@@ -150,7 +155,8 @@ def test_four_clients_commit_25_each_and_the_server_numbers_them_1_to_100(team, 
         assert all(history[n].parents == ((n - 1,) if n > 1 else ()) for n in history)
         assert {v.author for v in history.values()} == {"alice"}
         commits = local.events("churn", action="commit")
-        assert len(commits) == 100 and {e.actor for e in commits} == {"alice"}
+        assert len(commits) == 100
+        assert {e.actor for e in commits} == {"alice"}
         assert local.fsck().ok
     finally:
         local.close()
@@ -172,3 +178,35 @@ def test_the_cli_takes_a_server_url_as_its_repository(team, cache) -> None:  # t
     anonymous = subprocess.run([*run, "log", "iris"], capture_output=True, text=True, env=no_token)
     assert anonymous.returncode == 8
     assert "MODELKEEP_TOKEN" in anonymous.stderr
+
+
+def test_branches_tags_labels_history_and_diff_over_http(team, cache) -> None:  # type: ignore[no-untyped-def]
+    server, tokens = team
+    remote = modelkeep.Repo.open(server.url, token=tokens["write"])
+    local = modelkeep.Repo(server.root)
+    try:
+        remote.commit("kiwi", _model(1.0), "first")
+        remote.commit("kiwi", _model(0.5), "second")
+        assert remote.default_branch("kiwi") == "main"
+        made = remote.branch("kiwi", "exp", "kiwi:1")
+        assert (made.kind, made.version) == ("branch", 1)
+        on_exp = remote.commit("kiwi", _model(0.2), "on exp", branch="exp")
+        assert (on_exp.number, on_exp.parents, on_exp.branch) == (3, (1,), "exp")
+        assert [v.number for v in remote.log("kiwi", "exp")] == [3, 1]
+        assert remote.tag("kiwi:2", "validated").version == 2
+        assert local.resolve("kiwi@validated").number == 2
+        labelled = remote.label("kiwi:2", reviewed_by="carol", message="looked at it")
+        assert labelled.labels == {"reviewed_by": "carol"} == local.resolve("kiwi:2").labels
+        assert remote.unlabel("kiwi:2", "reviewed_by").labels == {}
+        moves = remote.history("kiwi@validated")
+        assert [e.action for e in moves] == [e.action for e in local.history("kiwi@validated")]
+        assert remote.delete_tag("kiwi@validated").name == "validated"
+        assert remote.delete_branch("kiwi", "exp").name == "exp"
+        assert {r.name for r in local.refs("kiwi")} == {"main"}
+        diff = remote._client.get("/diff/kiwi:1/kiwi:2")
+        assert diff == json.loads(json.dumps(local.diff("kiwi:1", "kiwi:2").to_dict(), default=str))
+        assert remote.reports("kiwi:1") == []
+        assert remote.schedules("kiwi") == []
+    finally:
+        local.close()
+        remote.close()

@@ -101,6 +101,9 @@ class Client:
     def put(self, path: str, body: Any) -> Any:
         return self.request("PUT", path, json=body).json()
 
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, json=body).json()
+
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path).json()
 

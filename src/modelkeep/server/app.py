@@ -321,8 +321,9 @@ def create_app(repo: Repo, limiter: FailureLimiter | None = None) -> FastAPI:
             return repo.tokens.revoke(token_id).to_dict()
 
     app.include_router(api)
-    from modelkeep.server import transfer
+    from modelkeep.server import model_routes, transfer
 
+    app.include_router(model_routes.routes(app.state))
     app.include_router(transfer.routes(app.state))
     return app
 
