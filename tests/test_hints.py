@@ -34,9 +34,10 @@ PACKAGE = SRC / "modelkeep"
 # The faces say flags and commands on purpose: the command line itself, and the demo
 # (it prints the commands it stands for).
 FACES = ("cli/", "demo.py")
-# (file, fragment): messages that must name the command line. The serve app tells an
-# HTTP client how the server's operator enables feedback: on the command line.
-ALLOWED = [("serve/app.py", "--feedback-token-file")]
+# (file, fragment): messages that must name the command line. None now: the serve app
+# used to tell an HTTP client to start the server with --feedback-token-file; feedback
+# is on by default since it takes the repository's tokens.
+ALLOWED: list[tuple[str, str]] = []
 
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 COMMAND = re.compile(r"`modelkeep ")

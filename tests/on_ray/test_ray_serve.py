@@ -30,8 +30,6 @@ import modelkeep
 from modelkeep.serve.run import serve_in_thread
 
 COLUMNS = ["a", "b", "c", "d"]
-TOKEN = "ray-test-feedback-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def churn_repo(root: Path) -> modelkeep.Repo:
@@ -250,9 +248,11 @@ def test_a_replica_killed_under_load_is_replaced(tmp_path: Path, deploy: Any) ->
     assert stale[0].state == "serving", "the killed one never said goodbye"
 
 
-def _send(url: str, batches: list[pd.DataFrame], labels: list[list[int]], clients: int) -> None:
-    """POST every batch and its labels; ``clients`` threads, a connection per request so
-    the proxy spreads them."""
+def _send(
+    url: str, batches: list[pd.DataFrame], labels: list[list[int]], clients: int, token: str
+) -> None:
+    """POST every batch and its labels (with ``token``, a repository token of write
+    scope); ``clients`` threads, a connection per request so the proxy spreads them."""
     failures: list[str] = []
 
     def run(k: int) -> None:
@@ -265,7 +265,7 @@ def _send(url: str, batches: list[pd.DataFrame], labels: list[list[int]], client
                 f = http.post(
                     f"{url}/v2/models/churn/feedback",
                     json={"id": r.json()["id"], "value": labels[i]},
-                    headers=AUTH,
+                    headers={"Authorization": f"Bearer {token}"},
                 )
                 if f.status_code != 200:
                     failures.append(f.text)
@@ -309,13 +309,13 @@ def test_windows_of_all_replicas_merge_into_the_window_of_one_server(
     batches = [frame.iloc[i * 5 : i * 5 + 5][COLUMNS] for i in range(60)]
     labels = [frame.iloc[i * 5 : i * 5 + 5]["label"].tolist() for i in range(60)]
     seconds = 6.0
-    app: App = deploy(
-        repo, replicas=2, window_seconds=seconds, window_rows=10**6, feedback_token=TOKEN
-    )
+    # Labels with a token each replica verifies against the registry it follows.
+    _, token = repo.tokens.create("labeller", "write", "churn")
+    app: App = deploy(repo, replicas=2, window_seconds=seconds, window_rows=10**6)
     wait_until(lambda: len(app.serving()) == 2, 30, "2 replicas")
     # All traffic inside one slot of wall-clock time: start just after a slot begins.
     wait_until(lambda: time.time() % seconds < 0.2, seconds + 1, "a slot start", step=0.01)
-    _send(app.url, batches, labels, clients=4)
+    _send(app.url, batches, labels, clients=4, token=token)
     sent_in = time.time() - (time.time() // seconds) * seconds
     assert sent_in < seconds, "the traffic spilled over two slots: the machine is too slow"
 
@@ -337,9 +337,8 @@ def test_windows_of_all_replicas_merge_into_the_window_of_one_server(
         interval=0.1,
         window_rows=10**6,
         window_seconds=3600,
-        feedback_token=TOKEN,
     ) as (base, _):
-        _send(base, batches, labels, clients=1)
+        _send(base, batches, labels, clients=1, token=local.tokens.create("l", "write")[1])
     (local_window,) = [r for r in local.reports("churn:1", limit=100) if r["kind"] == "window"]
     for key in ("rows", "requests", "errors", "labelled", "metrics", "drift"):
         _same(ray_window[key], local_window[key], key)

@@ -131,9 +131,10 @@ def serve(
         Path | None,
         typer.Option(
             "--feedback-token-file",
-            help="File holding the secret that clients send as 'Authorization: Bearer "
-            "<token>' to POST labels to /v2/models/NAME/feedback (policies act on them). "
-            "Without it, feedback is off (403).",
+            help="Deprecated (goes in the next release): a file holding a shared secret "
+            "also taken for POST /v2/models/NAME/feedback. Feedback is on without it: "
+            "clients send a token with write scope on the model (modelkeep token create "
+            "--scope write) as 'Authorization: Bearer <token>'.",
         ),
     ] = None,
     on_ray: Annotated[
@@ -193,6 +194,9 @@ def serve(
     ] = False,
 ) -> None:
     """Serve a revision over HTTP: OIP v2 (/v2/...), POST /predict and GET /metrics.
+
+    Labels come back on POST /v2/models/NAME/feedback, sent with a token of write
+    scope on the model (`modelkeep token create --scope write`).
 
     The server follows the alias: when it moves (promote, rollback, deploy) the new
     version is loaded and warmed beside the old one, then traffic switches at once.

@@ -30,7 +30,9 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelkeep.errors import ModelkeepError, SignatureError, UsageError
+from modelkeep.access.guard import FailureLimiter, TooManyFailures, bearer
+from modelkeep.access.tokens import Tokens
+from modelkeep.errors import AuthenticationError, ModelkeepError, SignatureError, UsageError
 from modelkeep.httpstatus import status_of
 from modelkeep.serve.inputs import oip_type, request_id
 from modelkeep.serve.windows import labels
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
+    from modelkeep.access.guard import TokenCheck
+    from modelkeep.registry.records import Token
     from modelkeep.serve.follower import Follower, Snapshot
     from modelkeep.serve.loaded import Loaded
     from modelkeep.serve.peers import Peers
@@ -82,19 +86,6 @@ def _error(
 # Answers sent before the body was read: the connection is closed after them, so that
 # the rest of the body is never read (uvicorn would otherwise read and discard it all).
 CLOSE = {"Connection": "close"}
-
-
-def bearer_ok(authorization: str | None, secret: bytes) -> bool:
-    """Whether an Authorization header carries ``secret`` as its bearer token, compared
-    in constant time. The one check of who may send labels: scoped tokens of a team
-    server would replace this function."""
-    if authorization is None:
-        return False
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    # Header values are latin-1 text (ASGI bytes, decoded by Starlette): back to bytes.
-    return hmac.compare_digest(token.strip().encode("latin-1"), secret)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -241,10 +232,19 @@ class _Served:
     """What every handler works on: the follower (the loaded versions and their
     windows), the metrics, and the server's limits. Kept in ``app.state.served``."""
 
-    def __init__(self, follower: Follower, max_body: int, secret: bytes | None) -> None:
+    def __init__(
+        self,
+        follower: Follower,
+        max_body: int,
+        secret: bytes | None,
+        tokens: TokenCheck | None,
+        limiter: FailureLimiter,
+    ) -> None:
         self.follower = follower
         self.max_body = max_body
         self.secret = secret
+        self.tokens = tokens
+        self.limiter = limiter
         self.name = follower.model
         self.metrics = _Metrics(follower.peers)
         follower.on_window = self.metrics.window
@@ -258,6 +258,73 @@ class _Served:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise _Reject(400, f"malformed JSON: {exc}") from None
+
+    async def labeller(self, request: Request) -> Response | None:
+        """None when ``request`` may post labels (a token of the repository with write
+        scope on this model, or the deprecated shared secret); else the answer refusing
+        it. A failed authentication counts against the client's address."""
+        address = request.client.host if request.client is not None else "unknown"
+        need = f"a token with write scope on {self.name}"
+        try:
+            self.limiter.check(address)
+        except TooManyFailures as exc:
+            retry = {"Retry-After": str(max(1, round(exc.retry_after))), **CLOSE}
+            return _error(429, str(exc), headers=retry)
+        challenge = {"WWW-Authenticate": 'Bearer realm="modelkeep feedback"', **CLOSE}
+        try:
+            plaintext = bearer(request.headers.get("authorization"))
+        except AuthenticationError:
+            self.limiter.failed(address, "no bearer token")
+            return _error(
+                401,
+                f"feedback needs {need}: send Authorization: Bearer <token>",
+                headers=challenge,
+            )
+        # Header values are latin-1 text (ASGI bytes, decoded by Starlette): back to
+        # bytes, compared in constant time.
+        if self.secret is not None and hmac.compare_digest(
+            plaintext.encode("latin-1"), self.secret
+        ):
+            return None
+        try:
+            token = await self._verified(plaintext)
+        except AuthenticationError as exc:
+            self.limiter.failed(address, str(exc))
+            return _error(
+                401,
+                f"{exc}; feedback needs {need}, sent as Authorization: Bearer <token>",
+                headers=challenge,
+            )
+        except ModelkeepError as exc:
+            # The registry could not answer: the client is not at fault, nor counted.
+            log.warning("cannot verify a feedback token: %s", exc)
+            status = status_of(exc)
+            return _error(
+                status if status >= 500 else 503,
+                f"cannot verify the token now ({exc}); retry later",
+                headers=CLOSE,
+            )
+        if Tokens.allows(token, "write", self.name):
+            return None
+        # The client knows which model this server serves (it predicts with it): a
+        # token that does not reach it is refused as such, not hidden behind a 404.
+        if not Tokens.allows(token, "read", self.name):
+            why = f"token {token.id} does not reach model {self.name} (it is for {token.models})"
+        else:
+            why = f"token {token.id} may only read {self.name}"
+        return _error(403, f"{why}: feedback needs {need}; ask an admin for one", headers=CLOSE)
+
+    async def _verified(self, plaintext: str) -> Token:
+        """The verified token ``plaintext`` is: remembered, else asked of the registry
+        in a thread (a registry read must not stall the event loop)."""
+        if self.tokens is None:
+            raise AuthenticationError("not this server's feedback secret")
+        token = self.tokens.cached(plaintext)
+        if token is None:
+            token = await asyncio.to_thread(self.tokens.verify, plaintext)
+        if token.state() != "active":  # expired since it was remembered
+            raise AuthenticationError(f"token {token.id} is {token.state()}")
+        return token
 
     def remember(self, loaded: Loaded, rid: str | None, x: Any, y: Any, seconds: float) -> Any:
         """Into the monitoring window; returns the id labels can be sent back with."""
@@ -507,23 +574,18 @@ async def feedback(request: Request) -> Response:
     """Labels that arrive later: {"id": <response id>, "value": <true value(s)>}, or
     {"items": [{"id": …, "value": …}, …]}; joined to their predictions per window.
 
-    Policies act on these labels (roll back, retrain): only a client holding the
-    server's feedback token may send them."""
+    Policies act on these labels (roll back, retrain): only a client holding a token of
+    the repository with write scope on the served model may send them (or, deprecated,
+    the server's shared feedback secret)."""
     s = _served(request)
-    if s.secret is None:
+    if s.tokens is None and s.secret is None:
         return _error(
             403,
-            "feedback is not enabled on this server: start it with a feedback token "
-            "(modelkeep serve --feedback-token-file FILE) and send it as "
-            "Authorization: Bearer <token>",
+            "feedback is not enabled on this server: it was made without the repository's tokens",
             headers=CLOSE,
         )
-    if not bearer_ok(request.headers.get("authorization"), s.secret):
-        return _error(
-            401,
-            "feedback needs this server's feedback token: send Authorization: Bearer <token>",
-            headers={"WWW-Authenticate": 'Bearer realm="modelkeep feedback"', **CLOSE},
-        )
+    if (refusal := await s.labeller(request)) is not None:
+        return refusal
     if (other := s.other_model(request.path_params["model"])) is not None:
         return other
     try:
@@ -576,13 +638,21 @@ ROUTES = (
 
 
 def create_app(
-    follower: Follower, max_body: int = DEFAULT_MAX_BODY, feedback_token: str | None = None
+    follower: Follower,
+    max_body: int = DEFAULT_MAX_BODY,
+    feedback_token: str | None = None,
+    *,
+    tokens: TokenCheck | None = None,
+    limiter: FailureLimiter | None = None,
 ) -> Starlette:
     """The ASGI app serving ``follower``'s revision (already started).
 
-    ``feedback_token``: the secret a client must send (``Authorization: Bearer …``) to
-    post labels to …/feedback, where policies act on them (a rollback, an update); None
-    turns the endpoint off (403).
+    ``tokens``: the repository's tokens (``modelkeep.access.guard.TokenCheck``); a
+    client posts labels to …/feedback, where policies act on them (a rollback, an
+    update), with one of write scope on the served model as ``Authorization: Bearer
+    …``. ``prepare`` and Ray replicas always give one. ``feedback_token``: deprecated,
+    a shared secret also taken (it goes in the next release). Neither: feedback is off
+    (403). ``limiter``: failed authentications per client address (10 a minute).
 
     Starlette, not FastAPI (which DESIGN names): the handlers read and write bytes
     themselves, and FastAPI's layers around them measured ~280 µs per request on this
@@ -596,12 +666,16 @@ def create_app(
         yield
         # Shutting down (also each worker of --workers): store the open windows.
         await asyncio.to_thread(follower.stop)
+        if tokens is not None:
+            tokens.close()
 
     app = Starlette(
         routes=[Route(path, handler, methods=[method]) for path, handler, method in ROUTES],
         lifespan=lifespan,
     )
-    app.state.served = _Served(follower, max_body, secret)
+    app.state.served = _Served(
+        follower, max_body, secret, tokens, limiter if limiter is not None else FailureLimiter()
+    )
     return app
 
 

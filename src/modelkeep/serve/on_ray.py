@@ -73,6 +73,7 @@ class Replica:
     """One replica: a follower of the revision and the local server's Starlette app."""
 
     def __init__(self, spec: dict[str, Any], coordinator: DeploymentHandle[Any]) -> None:
+        from modelkeep.access.guard import TokenCheck
         from modelkeep.serve.app import create_app
 
         worker = serve.get_replica_context().replica_id.unique_id
@@ -99,7 +100,12 @@ class Replica:
         # A version that cannot load fails the replica here: Ray reports the
         # deployment unhealthy, and the replicas already serving keep serving.
         self.follower.start()
-        self.asgi = create_app(self.follower, spec["max_body"], spec["feedback_token"])
+        # Feedback tokens are verified against the registry the replica follows: no
+        # secret travels in the deployment, but the deprecated shared one if given.
+        tokens = TokenCheck(lambda: open_engine(spec["location"]))
+        self.asgi = create_app(
+            self.follower, spec["max_body"], spec["feedback_token"], tokens=tokens
+        )
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return self.asgi
@@ -192,11 +198,14 @@ def deploy(
     """Run ``rev`` (``MODEL@ALIAS``) as the Ray Serve application ``name`` (the model's
     name by default) at ``route``; Ray must be connected (``connect``). Returns the
     application's name and URL once every replica serves. The revision is loaded here first,
-    so a bad one fails with one line before anything is deployed."""
+    so a bad one fails with one line before anything is deployed. Replicas take feedback
+    with the repository's tokens; ``feedback_token`` (deprecated, goes in the next
+    release) is a shared secret taken too."""
     from modelkeep._engine import Engine, layout
     from modelkeep.deploy.rollouts import Rollouts
     from modelkeep.serve.app import DEFAULT_MAX_BODY
     from modelkeep.serve.loaded import Loaded
+    from modelkeep.serve.run import DEPRECATION_WARNING
 
     model, alias = parse_alias(rev)
     name = name or model
@@ -204,6 +213,8 @@ def deploy(
         raise UsageError(f"a route must start with '/', got {route!r}")
     if replicas < 1:
         raise UsageError(f"an application needs at least 1 replica, got {replicas}")
+    if feedback_token is not None:
+        log.warning(DEPRECATION_WARNING, model)
     root = layout.find(None if repo_path is None else Path(repo_path))
     engine = Engine.open(root)
     try:
@@ -223,7 +234,8 @@ def deploy(
         "window_rows": window_rows,
         "window_seconds": window_seconds,
         "monitoring": monitoring,
-        # In the deployment's arguments, which only the cluster's members can read.
+        # Deprecated (the replicas verify repository tokens themselves). In the
+        # deployment's arguments, which only the cluster's members can read.
         "feedback_token": feedback_token,
     }
     options: dict[str, Any] = {"ray_actor_options": {"num_cpus": replica_cpus}}

@@ -25,8 +25,16 @@ ENV = "MODELKEEP_SERVE"
 log = logging.getLogger("modelkeep.serve")
 
 
+# Said once when a server starts with a shared feedback secret (deprecated).
+DEPRECATION_WARNING = (
+    "a shared feedback secret is deprecated and goes in the next release: feedback takes "
+    "the repository's tokens (write scope on %s), and the secret is still taken until then"
+)
+
+
 def read_token_file(path: str | Path) -> str:
-    """The feedback token kept in ``path`` (surrounding whitespace stripped).
+    """The shared feedback secret kept in ``path`` (surrounding whitespace stripped);
+    deprecated: clients send a repository token with write scope instead.
 
     A file, not an option or an environment variable: a token on the command line is
     in every ``ps`` listing, and one in the environment is inherited by anything the
@@ -77,9 +85,11 @@ def prepare(
 ) -> tuple[Follower, Starlette]:
     """A started follower (its first version loaded and warmed) and its app;
     ``shared`` is the folder workers of one server share (see ``serve``);
-    ``feedback_token`` the secret that lets a client post labels (None: no feedback);
-    ``server`` how ``modelkeep deployments`` names this server."""
+    ``server`` how ``modelkeep deployments`` names this server. Feedback takes the
+    repository's tokens (write scope on the model); ``feedback_token``, deprecated, is
+    a shared secret taken too."""
     from modelkeep._engine import Engine, layout
+    from modelkeep.access.guard import TokenCheck
     from modelkeep.serve.peers import FolderPeers
 
     model, alias = parse_alias(rev)
@@ -96,7 +106,9 @@ def prepare(
         server=server or f"local:{socket.gethostname()}:{os.getpid()}",
     )
     follower.start()
-    return follower, create_app(follower, max_body, feedback_token)
+    # Its own engine: verified from the event loop's threads, apart from the follower's.
+    tokens = TokenCheck(lambda: Engine.open(root))
+    return follower, create_app(follower, max_body, feedback_token, tokens=tokens)
 
 
 @contextlib.contextmanager
@@ -104,8 +116,8 @@ def serve_in_thread(
     repo_path: str | Path, rev: str, **options: Any
 ) -> Iterator[tuple[str, Follower]]:
     """A real server on a free 127.0.0.1 port, in a thread (demo, tests, notebooks).
-    Yields its base URL and follower; stops both on exit. ``options`` are ``prepare``'s
-    (``feedback_token="…"`` to accept labels)."""
+    Yields its base URL and follower; stops both on exit. ``options`` are ``prepare``'s;
+    labels are taken with a repository token of write scope on the model."""
     import socket
     import threading
     import time
@@ -144,7 +156,7 @@ def serve_in_thread(
 def app_from_env() -> Starlette:
     """uvicorn factory for worker processes: each worker follows the revision itself."""
     config = json.loads(os.environ[ENV])
-    # The token's file, not the token, is in the environment: each worker reads it.
+    # The secret's file, not the secret, is in the environment: each worker reads it.
     token_file = config["feedback_token_file"]
     _, app = prepare(
         config["repo"],
@@ -175,14 +187,16 @@ def serve(
     monitoring: bool = True,
     feedback_token_file: str | Path | None = None,
 ) -> None:
-    """Serve ``rev`` until interrupted. ``feedback_token_file``: a file holding the
-    secret clients send (``Authorization: Bearer …``) to post labels; without it the
-    feedback endpoint is off."""
+    """Serve ``rev`` until interrupted. Clients post labels with a repository token of
+    write scope on the model (``Authorization: Bearer …``). ``feedback_token_file``
+    (deprecated, goes in the next release): a file holding a shared secret taken too."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    # A token file that cannot serve fails first, before loading anything.
+    # A secret's file that cannot serve fails first, before loading anything.
     token = None if feedback_token_file is None else read_token_file(feedback_token_file)
+    if token is not None:
+        log.warning(DEPRECATION_WARNING, parse_alias(rev)[0])
     # Load (and so check) the revision in this process first: a bad revision or a
     # version that cannot load fails here, with a one-line error, before any worker.
     follower, app = prepare(
