@@ -65,14 +65,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from safetensors.numpy import save_file
-
 import modelkeep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _bench import MIB, Check, blake3_file, log, mib, row, workspace
+from _bench import (
+    CHANGED,
+    N_TENSORS,
+    Check,
+    blake3_file,
+    ensure_venv,
+    log,
+    make_versions,
+    mib,
+    row,
+    tree_bytes,
+    workspace,
+)
+from _bench import W1_FILE as FILE_NAME
+from _bench import W1_SEED as SEED
 
 import services  # needs the path above
 
@@ -80,10 +91,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
 MODEL = "llm"
-FILE_NAME = "model.safetensors"
-N_TENSORS = 40
-CHANGED = 4  # tensors new in each version after the first: 10 %
-SEED = 20250113
 MLFLOW_SCRIPT = Path(__file__).resolve().parent / "_engines_mlflow.py"
 MLFLOW_PACKAGES = ("mlflow", "psycopg2-binary", "boto3", "safetensors")
 
@@ -190,20 +197,9 @@ class MlflowVenv:
         self._ready = False
 
     def ensure(self) -> None:
-        if self._ready:
-            return
-        probe = [str(self.python), "-c", "import mlflow, psycopg2, boto3, safetensors"]
-        usable = self.python.exists() and subprocess.run(probe, capture_output=True).returncode == 0
-        if not usable:
-            log(f"making the MLflow venv in {self.folder} ({' '.join(MLFLOW_PACKAGES)})")
-            subprocess.run([sys.executable, "-m", "venv", str(self.folder)], check=True)
-            pip = subprocess.run(
-                [str(self.python), "-m", "pip", "install", "-q", *MLFLOW_PACKAGES],
-                capture_output=True, text=True,
-            )  # fmt: skip
-            if pip.returncode != 0:
-                raise RuntimeError(f"pip install in {self.folder} failed: {_tail(pip.stderr)}")
-        self._ready = True
+        if not self._ready:
+            ensure_venv(self.folder, MLFLOW_PACKAGES, "mlflow, psycopg2, boto3, safetensors")
+            self._ready = True
 
     def env(self) -> dict[str, str]:
         s3 = self.servers.s3
@@ -251,45 +247,6 @@ def _error(exc: BaseException) -> str:
 
 
 # -- W1: the versions of one file --------------------------------------------------------
-
-
-
-def tree_bytes(root: Path) -> tuple[int, int]:
-    total = count = 0
-    for dirpath, _dirs, names in os.walk(root):
-        for name in names:
-            total += (Path(dirpath) / name).stat().st_size
-            count += 1
-    return total, count
-
-
-def make_versions(folder: Path, size_mib: int, versions: int) -> dict[str, Any]:
-    """``versions`` files ``folder/vNN/model.safetensors``: 40 tensors, 4 new in each."""
-    rng = np.random.default_rng(SEED)
-    elements = size_mib * MIB // 4 // N_TENSORS
-    shape = (elements // 1024, 1024)
-    names = [f"layers.{i:02d}.weight" for i in range(N_TENSORS)]
-    tensors = {n: rng.standard_normal(shape, dtype=np.float32) for n in names}
-    paths, changed = [], []
-    for number in range(1, versions + 1):
-        if number > 1:
-            picked = sorted(rng.choice(N_TENSORS, size=CHANGED, replace=False).tolist())
-            for i in picked:
-                tensors[names[i]] = rng.standard_normal(shape, dtype=np.float32)
-            changed.append(CHANGED * tensors[names[0]].nbytes)
-        path = folder / f"v{number:02d}" / FILE_NAME
-        path.parent.mkdir(parents=True)
-        save_file(tensors, str(path))
-        paths.append(path)
-    file_bytes = paths[0].stat().st_size
-    return {
-        "paths": paths,
-        "file_bytes": file_bytes,
-        "tensor_shape": list(shape),
-        "changed_bytes_per_version": changed[0] if changed else 0,
-        "sum_of_files_bytes": sum(p.stat().st_size for p in paths),
-        "one_file_plus_changes_bytes": file_bytes + sum(changed),
-    }
 
 
 @dataclass
