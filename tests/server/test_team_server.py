@@ -4,11 +4,6 @@ bad input, and a property-based run of schemathesis over its OpenAPI document.""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +14,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import modelkeep
+from server_process import start_server
 
 
 @dataclass
@@ -39,12 +35,6 @@ class Server:
         return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=10, **kw)  # type: ignore[arg-type]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("team") / "repo"
@@ -61,35 +51,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "read": repo.tokens.create("bob", "read")[1],
         "churn_only": repo.tokens.create("carol", "write", "churn*")[1],
     }
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelkeep", "--repo", str(root), "server", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the team server did not start"
-            time.sleep(0.1)
-        yield Server(url, repo, **tokens)
+        with start_server(root) as process:
+            yield Server(process.url, repo, **tokens)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            if proc.stderr is not None:
-                proc.stderr.close()
         repo.close()
 
 
