@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
-from tests_over_http_server import ServerProcess, start_server
 
 import modelkeep
 from modelkeep.errors import PermissionDeniedError, RefMovedError, UsageError
 from modelkeep.store import ObjectId
+from server_process import ServerProcess, start_server
 
 
 @pytest.fixture(scope="module")

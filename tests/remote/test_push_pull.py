@@ -248,13 +248,6 @@ def test_a_push_onto_versions_it_lacks_is_refused_in_one_line_and_publishes_noth
         assert server.fsck().ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Remotes.push (src/modelkeep/remote/remotes.py) uploads every object the server "
-    "lacks before publishing; the server then refuses the version (its branch head is not "
-    "an ancestor), leaving the objects behind. The identities route already answers the "
-    "branches' heads: the client could refuse before sending a byte.",
-)
 def test_a_refused_push_sends_no_object(start: Callable[..., Team], tmp_path: Path) -> None:
     team = start(_diverged(tmp_path))
     with team.repo() as server:
@@ -271,13 +264,6 @@ def test_a_refused_push_sends_no_object(start: Callable[..., Team], tmp_path: Pa
         assert snapshot(server).objects == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Exchange.missing (src/modelkeep/_engine/exchange.py) asks store.has(oid, "
-    "refresh=False) after store.refresh(), which only forgets removed packs: a server "
-    "process that has not loaded its pack indexes yet (just started) answers every packed "
-    "object (trees, manifests, small chunks) as missing, and the client sends them again.",
-)
 def test_a_restarted_server_does_not_ask_again_for_objects_it_has(
     team: Team, client: Client, tmp_path: Path
 ) -> None:

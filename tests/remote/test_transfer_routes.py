@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from remote_team import MIB, Client, Team, snapshot, write_random
 
 import modelkeep
@@ -67,13 +66,6 @@ def test_a_damaged_or_truncated_frame_is_400_and_nothing_is_stored(team: Team) -
         assert snapshot(server) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Exchange.receive (src/modelkeep/_engine/exchange.py) verifies each frame just "
-    "before writing it, and ObjectWriter.add writes a large object (>= 256 KiB stored) at "
-    "once: the good objects before a damaged one in a batch are stored although the batch "
-    "is refused (400). Its docstring says every frame is verified before any is written.",
-)
 def test_a_batch_with_a_damaged_frame_stores_none_of_its_objects(
     team: Team, tmp_path: Path
 ) -> None:
@@ -233,14 +225,6 @@ def test_objects_are_given_only_if_all_are_there_and_the_model_readable(
     assert 400 <= bad.status_code < 500
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the objects/get route (src/modelkeep/server/transfer.py) refuses with 404 what "
-    "Exchange.missing says is not here, and Exchange.missing (src/modelkeep/_engine/"
-    "exchange.py) does not load pack indexes (store.has(oid, refresh=False) after "
-    "store.refresh()): a server that did not read them yet (just started, or another "
-    "replica of a shared repository answered the record) denies its packed objects.",
-)
 def test_a_just_started_server_gives_its_packed_objects(
     start: Callable[..., Team], tmp_path: Path
 ) -> None:

@@ -28,6 +28,7 @@ from modelkeep.registry import DatasetRef
 from modelkeep.revision import check_name
 from modelkeep.store import ObjectId
 from modelkeep.store.frames import header
+from modelkeep.store.objects import verified as store_verified
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -99,10 +100,14 @@ class Exchange(Service):
         return found
 
     def missing(self, oids: Iterable[ObjectId]) -> list[ObjectId]:
-        """Those of ``oids`` this repository does not hold."""
+        """Those of ``oids`` this repository does not hold (packs written by other
+        processes since this one last looked are read first)."""
         store = self.ctx.store
         store.refresh()
-        return [oid for oid in oids if not store.has(oid, refresh=False)]
+        lacking = [oid for oid in oids if not store.has(oid, refresh=False)]
+        if lacking and store.has(lacking[0]):  # has() on a miss loads new pack indexes
+            lacking = lacking[1:]
+        return [oid for oid in lacking if not store.has(oid, refresh=False)]
 
     def receive(
         self, frames: Iterable[tuple[ObjectId, int, bytes | memoryview]]
@@ -113,20 +118,19 @@ class Exchange(Service):
         from modelkeep.errors import CorruptObjectError
 
         self.ctx.registry.check_writable()
-        count = size = 0
+        checked = []
+        for oid, codec, payload in frames:
+            try:
+                checked.append((oid, store_verified(oid, codec, payload)))
+            except CorruptObjectError as exc:
+                raise UsageError(f"{exc}: it was damaged on the way; send it again") from None
+        # Only a batch whose every frame verified is written: a refused one leaves nothing.
         with self.ctx.shared():
             self.ctx.follow_upgrade()
-            store = self.ctx.store
-            with store.writer() as writer:
-                for oid, codec, payload in frames:
-                    try:
-                        size += store.add_stored(oid, codec, payload, writer)
-                    except CorruptObjectError as exc:
-                        raise UsageError(
-                            f"{exc}: it was damaged on the way; send it again"
-                        ) from None
-                    count += 1
-        return count, size
+            with self.ctx.store.writer() as writer:
+                for oid, data in checked:
+                    writer.add(data, oid)
+        return len(checked), sum(len(d) for _, d in checked)
 
     def send(self, oids: Sequence[ObjectId]) -> Iterator[bytes | memoryview]:
         """``oids`` as frames, as stored here (the receiver verifies them)."""
@@ -217,7 +221,7 @@ class Exchange(Service):
         found = {tree}
         if artifact and artifact.get("profile"):
             found.add(ObjectId(str(artifact["profile"])))
-        if not store.has(tree, refresh=False):
+        if not store.has(tree):
             return sorted(found)
         for entry in store.tree(tree).entries.values():
             found.add(entry.file)

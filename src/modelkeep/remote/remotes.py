@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING
 
 from modelkeep._engine.engine import no_progress
-from modelkeep.errors import ConflictError, NotFoundError, UsageError
+from modelkeep.errors import ConflictError, Hint, NotFoundError, UsageError
 from modelkeep.remote import credentials, transfer
 from modelkeep.remote.client import Client, is_url
 from modelkeep.results import Mapped, TransferResult
@@ -63,8 +63,11 @@ class Remotes:
         if name not in known:
             raise NotFoundError(
                 f"no remote {name!r}"
-                + (f" (there are {', '.join(sorted(known))})" if known else "")
-                + ": add it with `modelkeep remote add NAME URL`"
+                + (f" (there are {', '.join(sorted(known))})" if known else ""),
+                hint=Hint(
+                    cli="add it with `modelkeep remote add NAME URL`",
+                    api="add it with repo.remotes.add(name, url)",
+                ),
             )
         return known[name]
 
@@ -113,9 +116,18 @@ class Remotes:
                 wanted.add(n)
                 todo.extend(graph.get(n, ()))
         with self.client(remote, token) as client:
-            theirs = client.get(f"/models/{model}/identities")["identities"]
+            answer = client.get(f"/models/{model}/identities")
+            theirs = answer["identities"]
             at_remote = {ident: int(n) for n, ident in theirs.items()}
             to_send = sorted(n for n in wanted if mine[n] not in at_remote)
+            head = answer["branches"].get(version.branch)
+            known_here = {mine[n] for n in wanted}
+            if to_send and head is not None and theirs[str(head)] not in known_here:
+                # Refused before a byte moves: the server would refuse to publish it.
+                raise ConflictError(
+                    f"{model}@{version.branch} on {client.url} is at {model}:{head} there, "
+                    f"which {version.rev} does not descend from: pull, then push again"
+                )
             versions = {n: self.e.ctx.registry.version(model, n) for n in to_send}
             size_of: dict[ObjectId, int] = {}
             for v in versions.values():

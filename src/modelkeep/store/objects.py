@@ -190,8 +190,9 @@ def _decode(codec: int, payload: bytes | memoryview) -> bytes | memoryview:
     raise ValueError(f"unknown codec {codec}")
 
 
-def _verified(oid: ObjectId, codec: int, payload: bytes | memoryview) -> bytes | memoryview:
-    """The decoded payload, if it is the content ``oid`` names."""
+def verified(oid: ObjectId, codec: int, payload: bytes | memoryview) -> bytes | memoryview:
+    """The decoded payload of an object as stored (here or elsewhere), if it is the
+    content ``oid`` names; CorruptObjectError otherwise."""
     try:
         data = _decode(codec, payload)
     except (zstandard.ZstdError, ValueError, MemoryError):
@@ -555,7 +556,7 @@ class ObjectStore:
                     + "; ".join(sorted(self.damaged_packs.values()))
                 )
             raise ObjectMissingError(f"object {oid.short} is missing from the store")
-        return _verified(oid, *found)
+        return verified(oid, *found)
 
     def stored(self, oid: ObjectId) -> tuple[int, bytes | memoryview]:
         """The object as stored (codec, payload), unverified: for sending it to
@@ -564,14 +565,6 @@ class ObjectStore:
         if found is None:
             raise ObjectMissingError(f"object {oid.short} is missing from the store")
         return found
-
-    def add_stored(self, oid: ObjectId, codec: int, payload: bytes | memoryview,
-                   writer: ObjectWriter) -> int:
-        """Verify an object received as stored elsewhere and add it through ``writer``;
-        returns its size (CorruptObjectError when it is not what ``oid`` names)."""
-        data = _verified(oid, codec, payload)
-        writer.add(data, oid)
-        return len(data)
 
     def get_packed(self, oids: Iterable[ObjectId]) -> dict[ObjectId, bytes | memoryview]:
         """Those of ``oids`` that lie in packs, verified, each pack read once: one read
@@ -594,7 +587,7 @@ class ObjectStore:
                 continue  # repacked meanwhile: get() finds them again
             for oid, at in members:
                 payload = span[at.offset - begin : at.offset - begin + at.length]
-                out[oid] = _verified(oid, at.codec, payload)
+                out[oid] = verified(oid, at.codec, payload)
         return out
 
     def mapped(self, chunk: ChunkRef) -> memoryview | None:
