@@ -196,3 +196,14 @@ def modelkeep_command() -> list[str]:
     if beside.is_file() and os.access(beside, os.X_OK):
         return [str(beside)]
     return [sys.executable, "-m", "modelkeep"]
+
+
+def check_lines(checks: list[dict[str, Any]], name_width: int) -> list[str]:
+    """The summary's lines: PASS/MISS, the check, its value and its target."""
+    lines = []
+    for c in checks:
+        value = "n/a" if c["value"] is None else f"{c['value']:.2f}{c['unit']}"
+        target = f"target <= {c['limit']:g}{c['unit']}"
+        name = f"{c['name']:<{name_width}}"
+        lines.append(f"  {c['status']:<4}  {name} {value:>9}  {target:<17} {c['detail']}")
+    return lines

@@ -74,6 +74,7 @@ from _bench import (
     N_TENSORS,
     Check,
     blake3_file,
+    check_lines,
     ensure_venv,
     log,
     make_versions,
@@ -697,10 +698,7 @@ def render(result: dict[str, Any]) -> str:
         "",
         "Summary",
     ]  # fmt: skip
-    for c in result["checks"]:
-        value = "n/a" if c["value"] is None else f"{c['value']:.2f}{c['unit']}"
-        target = f"target <= {c['limit']:g}{c['unit']}"
-        lines.append(f"  {c['status']:<4}  {c['name']:<40} {value:>9}  {target:<17} {c['detail']}")
+    lines += check_lines(result["checks"], 40)
     return "\n".join(lines)
 
 

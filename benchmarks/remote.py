@@ -94,6 +94,7 @@ from _bench import (
     W1_FILE,
     Check,
     blake3_file,
+    check_lines,
     ensure_venv,
     free_port,
     log,
@@ -1048,10 +1049,7 @@ def render(result: dict[str, Any]) -> str:
         "",
         "Summary",
     ]  # fmt: skip
-    for c in result["checks"]:
-        value = "n/a" if c["value"] is None else f"{c['value']:.2f}{c['unit']}"
-        target = f"target <= {c['limit']:g}{c['unit']}"
-        lines.append(f"  {c['status']:<4}  {c['name']:<44} {value:>9}  {target:<17} {c['detail']}")
+    lines += check_lines(result["checks"], 44)
     return "\n".join(lines)
 
 

@@ -41,7 +41,6 @@ import os
 import pstats
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -66,7 +65,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from types import ModuleType
 
-from _bench import log, workspace
+from _bench import free_port, log, modelkeep_command, workspace
 from _load import HEADERS, machine_busy, process_cpu
 
 HERE = Path(__file__).resolve().parent
@@ -187,20 +186,6 @@ def build(workdir: Path) -> Fixture:
         bodies[n].write_bytes(orjson.dumps({"inputs": rows.tolist()}))
         expected[n] = model.predict(rows).tolist()
     return Fixture(workdir / "repo", main_file, bodies, expected, len(train_x))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def modelkeep_command() -> list[str]:
-    """The console script beside this interpreter, else `python -m modelkeep`."""
-    beside = Path(sys.executable).parent / "modelkeep"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return [str(beside)]
-    return [sys.executable, "-m", "modelkeep"]
 
 
 @dataclass
