@@ -1,13 +1,27 @@
-"""A text drawing of a model's version graph (git-style lanes), shared by faces."""
+"""A model's version graph: the versions a version descends from, and a text drawing
+of the graph (git-style lanes) shared by faces."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from modelkeep.registry.records import Ref, Version
+
+
+def ancestors(parents: Mapping[int, Sequence[int]], starts: Iterable[int]) -> set[int]:
+    """``starts`` and every version they descend from, given each version's parents
+    (``Registry.parents_map``)."""
+    seen: set[int] = set()
+    todo = list(starts)
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo.extend(parents.get(n, ()))
+    return seen
 
 
 def labels_by_version(refs: Iterable[Ref]) -> dict[int, list[str]]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from modelkeep import lineage
 from modelkeep._engine.engine import Service
 from modelkeep.errors import ConflictError, RefExistsError, UsageError
+from modelkeep.graph import ancestors
 from modelkeep.registry import DatasetRef
 from modelkeep.revision import check_name
 from modelkeep.store import ObjectId
@@ -258,15 +259,7 @@ class Exchange(Service):
                 )
             return
         head = heads[branch]
-        graph = registry.parents_map(model)
-        seen: set[int] = set()
-        todo = list(parents)
-        while todo:
-            n = todo.pop()
-            if n not in seen:
-                seen.add(n)
-                todo.extend(graph.get(n, ()))
-        if head not in seen:
+        if head not in ancestors(registry.parents_map(model), parents):
             raise ConflictError(
                 f"{model}@{branch} is at {model}:{head} here, which the version received "
                 f"does not descend from: bring that version over first (pull), then send again"

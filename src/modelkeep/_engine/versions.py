@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from modelkeep import quantities
 from modelkeep._engine.engine import Service
 from modelkeep.errors import Hint, StoreError, VersionNotFoundError
+from modelkeep.graph import ancestors
 from modelkeep.registry import ModelInfo, Version
 from modelkeep.revision import Revision, check_name
 from modelkeep.store import ObjectId
@@ -97,14 +98,7 @@ class Versions(Service):
             return self.ctx.registry.versions(name, limit=limit)
         everything = self.ctx.registry.versions(name)
         head = self.ctx.registry.ref(name, branch, ("branch",)).version
-        parents = self.ctx.registry.parents_map(name)
-        seen: set[int] = set()
-        todo = [head]
-        while todo:
-            n = todo.pop()
-            if n not in seen:
-                seen.add(n)
-                todo.extend(parents.get(n, ()))
+        seen = ancestors(self.ctx.registry.parents_map(name), [head])
         return [v for v in everything if v.number in seen][:limit]
 
     def search(

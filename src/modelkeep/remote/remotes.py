@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from modelkeep._engine.engine import no_progress
 from modelkeep.errors import ConflictError, Hint, NotFoundError, UsageError
+from modelkeep.graph import ancestors
 from modelkeep.remote import credentials, transfer
 from modelkeep.remote.client import Client, is_url
 from modelkeep.results import Mapped, TransferResult
@@ -107,14 +108,7 @@ class Remotes:
         model = version.model
         ex = self.e.exchange
         mine = ex.identities(model)
-        graph = self.e.ctx.registry.parents_map(model)
-        wanted: set[int] = set()
-        todo = [version.number]
-        while todo:
-            n = todo.pop()
-            if n not in wanted:
-                wanted.add(n)
-                todo.extend(graph.get(n, ()))
+        wanted = ancestors(self.e.ctx.registry.parents_map(model), [version.number])
         with self.client(remote, token) as client:
             answer = client.get(f"/models/{model}/identities")
             theirs = answer["identities"]
