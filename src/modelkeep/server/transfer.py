@@ -136,11 +136,11 @@ def routes(app_state: Any) -> APIRouter:
             raise UsageError(f"the version sent is one of {body.get('model')!r}, not {name}")
         with who.acting():
             version, created = exchange().publish(body, follow_head=follow_head)
-        ex = exchange()
-        return {
-            "version": version.to_dict(),
-            "identity": ex.identities(name)[version.number],
-            "created": created,
-        }
+        # A pushed version's identity is the one sent (publish checked it); a commit's
+        # is known only now that it has a number and parents.
+        identity = (
+            body["identity"] if not follow_head else exchange().identities(name)[version.number]
+        )
+        return {"version": version.to_dict(), "identity": identity, "created": created}
 
     return api
