@@ -12,6 +12,7 @@ from modelkeep.access.tokens import Tokens
 from modelkeep.deploy.rollouts import Rollouts
 from modelkeep.monitor.records import Records
 from modelkeep.remote import Remotes
+from modelkeep.remote.client import is_url
 
 if TYPE_CHECKING:
     import os
@@ -95,7 +96,7 @@ class Repo:
         of its registry and store (``Repo.open(db="postgresql://…", store="s3://b/p")``),
         or a team server's by its URL (``Repo.open("http://host:8900", token=…)``; the
         token default: MODELKEEP_TOKEN, then the credentials file)."""
-        if isinstance(path, str) and path.startswith(("http://", "https://")):
+        if is_url(path):
             from modelkeep.over_http import RemoteRepo
 
             return RemoteRepo(path, token=token)

@@ -8,7 +8,7 @@ local repository catches: 404 → NotFoundError, 409 → ConflictError, and so o
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from modelkeep import errors
 from modelkeep.errors import (
@@ -45,7 +45,7 @@ _NO_TOKEN = Hint(
 )
 
 
-def is_url(where: object) -> bool:
+def is_url(where: object) -> TypeGuard[str]:
     """Whether ``where`` names a team server rather than a folder."""
     return isinstance(where, str) and where.startswith(("http://", "https://"))
 
