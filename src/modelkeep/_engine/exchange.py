@@ -119,19 +119,21 @@ class Exchange(Service):
         from modelkeep.errors import CorruptObjectError
 
         self.ctx.registry.check_writable()
-        checked = []
-        for oid, codec, payload in frames:
+        checked = list(frames)
+        for oid, codec, payload in checked:
             try:
-                checked.append((oid, store_verified(oid, codec, payload)))
+                store_verified(oid, codec, payload)
             except CorruptObjectError as exc:
                 raise UsageError(f"{exc}: it was damaged on the way; send it again") from None
         # Only a batch whose every frame verified is written: a refused one leaves nothing.
+        # Written as it came (encoded by the sender's store): compressing again would
+        # cost more than the whole transfer and gain nothing.
         with self.ctx.shared():
             self.ctx.follow_upgrade()
             with self.ctx.store.writer() as writer:
-                for oid, data in checked:
-                    writer.add(data, oid)
-        return len(checked), sum(len(d) for _, d in checked)
+                for oid, codec, payload in checked:
+                    writer.add_stored(oid, codec, payload)
+        return len(checked), sum(len(p) for _, _, p in checked)
 
     def send(self, oids: Sequence[ObjectId]) -> Iterator[bytes | memoryview]:
         """``oids`` as frames, as stored here (the receiver verifies them)."""

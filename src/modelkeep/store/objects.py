@@ -242,12 +242,25 @@ class ObjectWriter:
 
         ``data`` must stay unchanged and alive until ``flush()`` or ``close()``."""
         oid = oid or ObjectId.of(data)
-        with self._lock:
-            if oid in self._pending or oid in self._writing:
-                return oid
-        if self._store.has(oid, refresh=False):
+        if self._known(oid):
             return oid
         codec, payload = self._store.compressor.encode(data)
+        return self._add_encoded(oid, codec, payload)
+
+    def add_stored(self, oid: ObjectId, codec: int, payload: bytes | memoryview) -> ObjectId:
+        """Store an object as another store encoded it (``verified`` first: this
+        trusts ``oid``), unless it exists: a received object is not encoded again."""
+        if self._known(oid):
+            return oid
+        return self._add_encoded(oid, codec, payload)
+
+    def _known(self, oid: ObjectId) -> bool:
+        with self._lock:
+            if oid in self._pending or oid in self._writing:
+                return True
+        return self._store.has(oid, refresh=False)
+
+    def _add_encoded(self, oid: ObjectId, codec: int, payload: bytes | memoryview) -> ObjectId:
         if len(payload) < PACK_LIMIT:
             full = None
             with self._lock:
