@@ -10,7 +10,8 @@
     │   ├── SignatureError                   data that does not fit a model's signature
     │   ├── DataFormatError                  a data file that cannot be parsed
     │   ├── GateRuleError                    a gate rule that does not parse
-    │   └── NotIncrementalError              a model that cannot continue training
+    │   ├── NotIncrementalError              a model that cannot continue training
+    │   └── TooLargeError                    an input larger than the receiver takes (413)
     ├── TrainerError                         a user trainer raised (its traceback kept)
     ├── NotFoundError (LookupError)          something named does not exist
     │   ├── RepositoryNotFoundError
@@ -115,6 +116,10 @@ class GateRuleError(UsageError):
 
 class NotIncrementalError(UsageError):
     """The model cannot be updated incrementally (no partial_fit / learn_one / step)."""
+
+
+class TooLargeError(UsageError):
+    """An input (a request, a batch of data) is larger than the receiver takes."""
 
 
 class TrainerError(ModelkeepError):

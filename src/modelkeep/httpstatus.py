@@ -13,6 +13,7 @@ TABLE: tuple[tuple[type[e.ModelkeepError], int], ...] = (
     (e.RegistryBusyError, 503),  # retry: another process holds the registry
     (e.UnreachableError, 503),  # the repository's database or object store is away
     (e.RefMovedError, 409),
+    (e.TooLargeError, 413),  # a job's data past the server's bound: send less
     (e.UsageError, 400),
     (e.NotFoundError, 404),
     (e.ConflictError, 409),
