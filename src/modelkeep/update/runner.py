@@ -83,6 +83,18 @@ class Evaluation:
             "reason": self.reason,
         }
 
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Evaluation:
+        """The evaluation ``to_dict`` gave (as a team server answers it)."""
+        return cls(
+            doc["data"],
+            int(doc["rows"]),
+            dict(doc["parent_metrics"]),
+            dict(doc["candidate_metrics"]),
+            bool(doc["passed"]),
+            doc["reason"],
+        )
+
 
 @dataclass(frozen=True)
 class UpdateResult:
@@ -129,6 +141,33 @@ class UpdateResult:
             "holdout_dataset": self.holdout_dataset,
             "notes": list(self.notes),
         }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], parent: Version) -> UpdateResult:
+        """The result ``to_dict`` gave (as a team server answers it); ``to_dict`` names
+        the parent by its revision only, so the caller gives the parent's record."""
+        from modelkeep.registry.records import Version as VersionRecord
+        from modelkeep.registry.records import from_dict
+
+        if doc["parent"] != parent.rev:
+            raise UsageError(f"the update's parent is {doc['parent']}, not {parent.rev}")
+        validation = doc.get("validation")
+        return cls(
+            from_dict(VersionRecord, doc["candidate"]),
+            parent,
+            doc["strategy"],
+            doc["gate"],
+            bool(doc["passed"]),
+            doc["reason"],
+            dict(doc["parent_metrics"]),
+            dict(doc["candidate_metrics"]),
+            doc.get("promoted"),
+            validation=None if validation is None else Evaluation.from_dict(validation),
+            contradiction=tuple(doc.get("contradiction", ())),
+            accepted_contradiction=bool(doc.get("accepted_contradiction", False)),
+            holdout_dataset=doc.get("holdout_dataset"),
+            notes=tuple(doc.get("notes", ())),
+        )
 
 
 @dataclass
