@@ -32,7 +32,7 @@ JOBS = {
     "modelkeep.remote",
 }
 ENGINE = {"modelkeep._engine"}
-FACADE = {"modelkeep.repo", "modelkeep.over_http"}
+FACADE = {"modelkeep.repo", "modelkeep.over_http", "modelkeep.over_http_jobs"}
 GROUND = {"modelkeep.store", "modelkeep.registry"}
 BESIDE = {
     "modelkeep.formats",

@@ -24,6 +24,7 @@ from modelkeep._engine import Engine, layout
 from modelkeep._engine.drafts import CommitDraft, CommitOptions
 from modelkeep._engine.engine import no_progress
 from modelkeep.errors import NotFoundError, RepositoryExistsError, UsageError
+from modelkeep.over_http_jobs import JobsOverHttp
 from modelkeep.registry import Event, ModelInfo, Ref, Version
 from modelkeep.registry.records import Deployment, Replica, Schedule, from_dict
 from modelkeep.remote import credentials, transfer
@@ -58,7 +59,7 @@ def _cache_engine(url: str) -> Engine:
             return Engine(layout.open_local(folder))
 
 
-class RemoteRepo(Repo):
+class RemoteRepo(JobsOverHttp, Repo):
     """A team server's repository, through its HTTP API (see the module's docstring)."""
 
     def __init__(self, url: str, *, token: str | None = None) -> None:
@@ -281,8 +282,10 @@ RemoteRepo.tokens = property(_unavailable("tokens"))  # type: ignore[assignment]
 RemoteRepo.remotes = property(_unavailable("remotes"))  # type: ignore[assignment]
 
 # Everything else the facade does would act on the cache, not on the server: refused.
+_OWN = RemoteRepo.__mro__[: RemoteRepo.__mro__.index(Repo)]
 for _name, _value in list(vars(Repo).items()):
-    if _name.startswith("_") or _name in vars(RemoteRepo):
+    # What RemoteRepo defines, itself or in a mixin before Repo (JobsOverHttp), stays.
+    if _name.startswith("_") or any(_name in vars(k) for k in _OWN):
         continue
     if callable(_value) and not isinstance(_value, (staticmethod, classmethod)):
         setattr(RemoteRepo, _name, _unavailable(_name))
