@@ -23,23 +23,34 @@ bytes of the tensors it changed. In one run:
   HTTP/1.1`` and by uvicorn + Starlette's ``StaticFiles``, each downloaded with an
   ``httpx`` stream to disk (best of 3); the faster server is the floor.
 - DVC: a git repository with ``dvc init`` and a local folder remote (``dvc remote add
-  -d``); per version ``dvc add`` and ``git commit``, then ``dvc push`` timed (bytes
-  moved: the remote folder's growth); ``dvc pull`` of one version in a fresh ``git
-  clone`` (empty cache) timed.
+  -d``); per version ``dvc add`` and ``git commit``, then DVC's Python API
+  ``Repo(".").push()`` timed in a long-lived process (bytes moved: the remote folder's
+  growth); a ``dvc push`` CLI with nothing left to send, for what the CLI adds; ``dvc
+  pull`` of one version in a fresh ``git clone`` (empty cache) timed.
 - MLflow: ``mlflow server --backend-store-uri sqlite:///… --artifacts-destination
   file:///… --serve-artifacts`` (its default 4 workers); per version a run and
   ``mlflow.log_artifact`` timed (bytes moved: the artifact folder's growth);
   ``mlflow.artifacts.download_artifacts`` of one version timed; the version registered
   with alias ``production`` for the resolve load.
 - modelkeep: a server repository (``modelkeep init``, ``token create --scope admin``,
-  ``modelkeep server``); a client repository commits each version, then ``modelkeep
-  push churn:N --json`` timed (bytes moved: its ``bytes_sent``, beside the server
-  store's growth and the loopback bytes of the push). ``modelkeep clone URL DEST --model
-  M`` takes a model, not a revision, so "a clone of one version" clones a model holding
+  ``modelkeep server``); a client repository commits each version (CLI), then
+  ``repo.remotes.push("churn:N")`` is timed in a long-lived process (bytes moved: its
+  ``bytes_sent``, beside the server store's growth and the loopback bytes of the push);
+  a CLI ``modelkeep push`` with nothing left to send, for what the CLI adds. A clone
+  (``Repo.clone(URL, DEST, model)`` in that process; once more by the CLI, shown)
+  takes a model, not a revision, so "a clone of one version" clones a model holding
   that version alone (``churn-one``, committed from the same file and pushed); the
   clone of every version of ``churn`` is shown too. Each clone is checked out
   afterwards (untimed) and compared byte for byte. ``churn@production`` is set on the
   server.
+
+Every tool's push and download is timed as a call of its Python API in a process that
+has imported it already (MLflow's ``log_artifact`` and ``download_artifacts``, DVC's
+``Repo.push``, modelkeep's ``remotes.push`` and ``Repo.clone``; the static floor is an
+in-process ``httpx`` download): what each tool's transfer costs, without interpreter
+start and imports, which are printed apart (a CLI call with nothing to do). A clone
+makes a new repository; the imports its first one would pay (Alembic) are made before
+it, untimed. DVC's pull is still a CLI process (shown, not checked).
 - resolve: ``--clients`` asyncio clients, each on its own keep-alive connection, send
   ``GET /api/v1/versions/churn@production`` with the token back to back for
   ``--resolve-seconds`` after one untimed request each (closed loop: a client sends its
@@ -51,7 +62,7 @@ bytes of the tensors it changed. In one run:
 Targets (modelkeep; versions 2..N are the 10 %-changed ones, their median time):
 
     bytes a push moves / the version's changed bytes (worst version)   <= 1.05
-    push time / DVC's dvc push                                         <= 0.2
+    push time / DVC's Repo.push                                        <= 0.2
     push time / MLflow's log_artifact                                  <= 0.1
     clone of one version / the static download of its bytes            <= 1.5
     resolve churn@production under 32 clients, p99                     <= 20 ms
@@ -253,6 +264,49 @@ def serving(
         yield server
     finally:
         server.stop()
+
+
+class Worker:
+    """A long-lived Python process that imports its tool once and then runs one timed
+    API call per line it is sent, answering ``RESULT {json}`` on a line: the tools'
+    calls are timed warm, as MLflow's ``log_artifact`` is, with no interpreter start,
+    no imports and no first-use setup in the figure."""
+
+    def __init__(self, name: str, python: str | Path, script: str, logs: Path,
+                 env: dict[str, str], cwd: Path | None = None,
+                 argv: Sequence[str | Path] = ()) -> None:  # fmt: skip
+        self.name = name
+        self._err = open(logs / f"{name}-worker.log", "w")  # noqa: SIM115 (closed in close)
+        self.proc = subprocess.Popen(
+            [str(python), "-c", script, *map(str, argv)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err, text=True, env=env, cwd=cwd,
+        )  # fmt: skip
+
+    def ask(self, line: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        for answer in self.proc.stdout:
+            if answer.startswith("RESULT "):
+                out: dict[str, Any] = json.loads(answer.removeprefix("RESULT "))
+                if "error" in out:
+                    raise RuntimeError(f"{self.name}: {line}: {out['error']}")
+                return out
+        self._err.flush()
+        raise RuntimeError(
+            f"the {self.name} worker exited: {_tail(Path(self._err.name).read_text())}"
+        )
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._err.close()
 
 
 def loopback_bytes() -> int | None:
@@ -528,8 +582,31 @@ def resolve_load(
 # -- DVC -----------------------------------------------------------------------------------
 
 
+# Run by the DVC venv's python in the DVC repository: per line, the repository opened
+# afresh (a commit moved HEAD; untimed) and ``Repo.push()`` timed.
+DVC_WORKER = """
+import json, sys, time
+from dvc.repo import Repo
+for line in sys.stdin:
+    try:
+        repo = Repo(".")
+        start = time.perf_counter()
+        pushed = repo.push()
+        seconds = time.perf_counter() - start
+        repo.close()
+        print("RESULT " + json.dumps({"seconds": seconds, "pushed": pushed}), flush=True)
+    except Exception as exc:
+        print("RESULT " + json.dumps({"error": repr(exc)}), flush=True)
+"""
+
+
 def run_dvc(
-    args: argparse.Namespace, work: Path, paths: Sequence[Path], restore: int, expected: str
+    args: argparse.Namespace,
+    work: Path,
+    logs: Path,
+    paths: Sequence[Path],
+    restore: int,
+    expected: str,
 ) -> dict[str, Any]:
     python = ensure_venv(args.dvc_venv, DVC_PACKAGES, "dvc")
     dvc = python.parent / "dvc"
@@ -549,19 +626,27 @@ def run_dvc(
     ]
     for step in steps:
         run(step, cwd=repo)
-    for number, path in enumerate(paths, 1):
-        shutil.copyfile(path, repo / W1_FILE)  # the work tree holds the file, as DVC needs
-        seconds, _ = run([dvc, "add", "-q", W1_FILE], cwd=repo)
-        out["add_seconds"].append(seconds)
-        run(["git", "add", f"{W1_FILE}.dvc", ".gitignore"], cwd=repo)
-        run(["git", "commit", "-q", "-m", f"v{number}"], cwd=repo)
-        run(["git", "tag", f"v{number}"], cwd=repo)
-        before = tree_bytes(remote)[0]
-        seconds, _ = run([dvc, "push", "-q"], cwd=repo)
-        out["push_seconds"].append(seconds)
-        out["push_bytes"].append(tree_bytes(remote)[0] - before)
-        log(f"  DVC v{number}: add {out['add_seconds'][-1]:.3f} s, push {seconds:.3f} s, "
-            f"{mib(out['push_bytes'][-1])}")  # fmt: skip
+    worker = Worker("dvc", python, DVC_WORKER, logs, tool_env(), cwd=repo)
+    try:
+        for number, path in enumerate(paths, 1):
+            shutil.copyfile(path, repo / W1_FILE)  # the work tree holds it, as DVC needs
+            seconds, _ = run([dvc, "add", "-q", W1_FILE], cwd=repo)
+            out["add_seconds"].append(seconds)
+            run(["git", "add", f"{W1_FILE}.dvc", ".gitignore"], cwd=repo)
+            run(["git", "commit", "-q", "-m", f"v{number}"], cwd=repo)
+            run(["git", "tag", f"v{number}"], cwd=repo)
+            before = tree_bytes(remote)[0]
+            seconds = worker.ask("push")["seconds"]
+            out["push_seconds"].append(seconds)
+            out["push_bytes"].append(tree_bytes(remote)[0] - before)
+            log(f"  DVC v{number}: add {out['add_seconds'][-1]:.3f} s, Repo.push "
+                f"{seconds:.3f} s, {mib(out['push_bytes'][-1])}")  # fmt: skip
+    finally:
+        worker.close()
+    # What the CLI adds to a push: `dvc push` with nothing left to send.
+    out["cli_noop_push_seconds"] = statistics.median(
+        run([dvc, "push", "-q"], cwd=repo)[0] for _ in range(3)
+    )
     run(["git", "clone", "-q", repo, clone])
     run(["git", "checkout", "-q", f"v{restore}"], cwd=clone)
     out["pull_seconds"], _ = run([dvc, "pull", "-q"], cwd=clone)
@@ -680,6 +765,31 @@ def _json(text: str) -> dict[str, Any]:
     return value
 
 
+# Run by this python: the client repository is argv[1]; per line, one timed call.
+MODELKEEP_WORKER = """
+import json, sys, time
+import modelkeep
+repo = modelkeep.Repo.open(sys.argv[1])
+for line in sys.stdin:
+    verb, *words = line.split()
+    try:
+        if verb == "warm":  # imports only: what a clone's first init would import
+            import alembic.command, alembic.config  # noqa
+            print("RESULT {}", flush=True)
+            continue
+        start = time.perf_counter()
+        if verb == "push":
+            done = repo.remotes.push(words[0])
+        else:  # clone URL DEST MODEL
+            cloned, done = modelkeep.Repo.clone(words[0], words[1], words[2])
+            cloned.close()
+        seconds = time.perf_counter() - start
+        print("RESULT " + json.dumps({"seconds": seconds, **done.to_dict()}), flush=True)
+    except Exception as exc:
+        print("RESULT " + json.dumps({"error": repr(exc)}), flush=True)
+"""
+
+
 def run_modelkeep(
     args: argparse.Namespace,
     work: Path,
@@ -707,12 +817,19 @@ def run_modelkeep(
     store = server_repo / ".modelkeep" / "store"
     argv: list[str | Path] = [*mk, "--repo", server_repo, "server", "--host", "127.0.0.1",
                               "--port", str(port)]  # fmt: skip
-    with serving("modelkeep server", argv, port, "/api/v1/health", logs, cwd=root) as _srv:
+    with (
+        serving("modelkeep server", argv, port, "/api/v1/health", logs, cwd=root) as _srv,
+        contextlib.ExitStack() as stack,
+    ):
         run([*mk, "init", client_repo])
         can_push = has_command(mk, "push")
         can_clone = has_command(mk, "clone")
+        worker: Worker | None = None
         if can_push:
             run([*mk, "--repo", client_repo, "remote", "add", "origin", url])
+            worker = Worker("modelkeep", sys.executable, MODELKEEP_WORKER, logs, with_token,
+                            argv=[client_repo])  # fmt: skip
+            stack.callback(worker.close)
         else:
             out["notes"].append("no `modelkeep push` in this modelkeep: push not measured")
         on_server = restore
@@ -724,12 +841,10 @@ def run_modelkeep(
                 log(f"  modelkeep v{number}: commit {seconds:.3f} s")
                 continue
             before, lo = tree_bytes(store)[0], loopback_bytes()
-            seconds, proc = run(
-                [*mk, "--repo", client_repo, "push", f"{MODEL}:{number}", "--json"],
-                env=with_token,
-            )
+            assert worker is not None
+            pushed = worker.ask(f"push {MODEL}:{number}")
+            seconds = pushed["seconds"]
             lo_after = loopback_bytes()
-            pushed = _json(proc.stdout)
             out["push_seconds"].append(seconds)
             out["push_bytes"].append(int(pushed["bytes_sent"]))
             out["push_objects"].append(int(pushed["objects_sent"]))
@@ -750,12 +865,32 @@ def run_modelkeep(
             pushed = _json(run([*mk, "--repo", client_repo, "push", f"{ONE}:1", "--json"],
                                env=with_token)[1].stdout)  # fmt: skip
             one = _remote_number(pushed, ONE)
-            out["clone"] = _clone(mk, url, root / "clone-one", ONE, one, expected, with_token)
+            assert worker is not None
+            worker.ask("warm")
+
+            def by_api(dest: Path, model: str) -> tuple[float, dict[str, Any]]:
+                assert worker is not None
+                got = worker.ask(f"clone {url} {dest} {model}")
+                return got["seconds"], got
+
+            def by_cli(dest: Path, model: str) -> tuple[float, dict[str, Any]]:
+                seconds, proc = run([*mk, "clone", url, dest, "--model", model, "--json"],
+                                    env=with_token)  # fmt: skip
+                return seconds, _json(proc.stdout)
+
+            out["clone"] = _clone(mk, by_api, root / "clone-one", ONE, one, expected)
             out["clone_seconds"] = out["clone"]["seconds"]
-            out["clone_all"] = _clone(mk, url, root / "clone-all", MODEL, on_server, expected,
-                                      with_token)  # fmt: skip
-            # What any command costs before it does anything: a process, imports, --help.
+            out["clone_cli"] = _clone(mk, by_cli, root / "clone-one-cli", ONE, one, expected)
+            out["clone_all"] = _clone(mk, by_api, root / "clone-all", MODEL, on_server,
+                                      expected)  # fmt: skip
+            # What any command costs before it does anything: a process, imports, --help;
+            # and what the CLI adds to a push: one with nothing left to send.
             out["cli_start_seconds"] = statistics.median(run([*mk, "--help"])[0] for _ in range(3))
+            out["cli_noop_push_seconds"] = statistics.median(
+                run([*mk, "--repo", client_repo, "push", f"{MODEL}:{len(paths)}"],
+                    env=with_token)[0]
+                for _ in range(3)
+            )  # fmt: skip
         elif can_push:
             out["notes"].append("no `modelkeep clone` in this modelkeep: clone not measured")
         else:
@@ -802,14 +937,17 @@ def _local_number(moved: dict[str, Any], model: str, remote: int) -> int:
 
 
 def _clone(
-    mk: Sequence[str], url: str, dest: Path, model: str, remote: int, expected: str,
-    env: dict[str, str],
-) -> dict[str, Any]:  # fmt: skip
-    """``modelkeep clone URL DEST --model MODEL`` into a fresh folder, timed; then
-    ``model``'s version ``remote`` (the server's number) checked out, untimed, and
-    compared byte for byte with the file committed."""
-    seconds, proc = run([*mk, "clone", url, dest, "--model", model, "--json"], env=env)
-    got = _json(proc.stdout)
+    mk: Sequence[str],
+    how: Callable[[Path, str], tuple[float, dict[str, Any]]],
+    dest: Path,
+    model: str,
+    remote: int,
+    expected: str,
+) -> dict[str, Any]:
+    """A clone of ``model`` into the fresh folder ``dest`` by ``how`` (the API in the
+    worker, or the CLI), timed; then ``model``'s version ``remote`` (the server's
+    number) checked out, untimed, and compared byte for byte with the file committed."""
+    seconds, got = how(dest, model)
     local = _local_number(got, model, remote)
     checked = dest.parent / f"{dest.name}-checkout"
     run([*mk, "--repo", dest, "checkout", f"{model}:{local}", checked])
@@ -889,7 +1027,7 @@ def checks_of(result: dict[str, Any]) -> list[Check]:
         if worst_i is not None else why_mk,
     ))  # fmt: skip
     dvc_push = _median(dvc.get("push_seconds", [])[1:])
-    checks.append(ratio_check("push time / DVC's dvc push", push, dvc_push, PUSH_VS_DVC,
+    checks.append(ratio_check("push time / DVC's Repo.push", push, dvc_push, PUSH_VS_DVC,
                               why_mk if push is None else dvc.get("error", "not measured"),
                               lambda s: f"{s:.3f} s"))  # fmt: skip
     ml_push = _median(ml.get("push_seconds", [])[1:])
@@ -959,9 +1097,16 @@ def render(result: dict[str, Any]) -> str:
             f"{mib(sent[0]):>12} {'n/a' if worst is None else mib(worst):>14}"
         )
 
-    push_row("modelkeep push (HTTP to modelkeep server)", mk, "push")
-    push_row("DVC: dvc push (to a local folder remote)", dvc, "push")
+    push_row("modelkeep: remotes.push (to modelkeep server)", mk, "push")
+    push_row("DVC: Repo.push (to a local folder remote)", dvc, "push")
     push_row("MLflow: log_artifact (mlflow server, proxied)", ml, "push")
+    lines.append("  (each an API call in a warm process: no interpreter start or imports)")
+    overhead = [f"{name} {_s(sec['cli_noop_push_seconds'])}" for name, sec in
+                (("modelkeep push", mk), ("dvc push", dvc))
+                if sec and sec.get("cli_noop_push_seconds") is not None]  # fmt: skip
+    if overhead:
+        lines.append(f"  a CLI push with nothing to send (process, imports, negotiation): "
+                     f"{', '.join(overhead)}")  # fmt: skip
     lines.append(f"  changed bytes per version: {mib(w1['changed_bytes_per_version'])}")
     if mk and mk.get("push_bytes"):
         growth = max(mk["server_store_growth"][1:], default=None)
@@ -992,11 +1137,12 @@ def render(result: dict[str, Any]) -> str:
     if static.get("error"):
         lines.append(f"  static floor FAILED: {static['error']}")
     if mk and not mk.get("error"):
-        for key, label in (("clone", f"a model of v{restore} alone"),
-                           ("clone_all", f"all {n} versions")):  # fmt: skip
+        for key, label in (("clone", f"a model of v{restore} alone (API)"),
+                           ("clone_cli", f"a model of v{restore} alone (CLI process)"),
+                           ("clone_all", f"all {n} versions (API)")):  # fmt: skip
             got = mk.get(key)
             if got:
-                line(f"modelkeep clone, {label} (CLI process)", _s(got["seconds"]),
+                line(f"modelkeep clone, {label}", _s(got["seconds"]),
                      f"{mib(got['bytes'])} received")  # fmt: skip
             else:
                 line(f"modelkeep clone, {label}", "n/a", "; ".join(mk.get("notes", [])))
@@ -1127,7 +1273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         section("static", lambda: run_static(work, logs, paths[restore - 1], expected))
         if not args.skip_dvc:
-            section("dvc", lambda: run_dvc(args, work, paths, restore, expected), "dvc")
+            section("dvc", lambda: run_dvc(args, work, logs, paths, restore, expected),
+                    "dvc")  # fmt: skip
         if not args.skip_mlflow:
             section("mlflow", lambda: run_mlflow(args, work, logs, paths, restore, expected),
                     "mlflow")  # fmt: skip
