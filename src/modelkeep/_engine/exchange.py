@@ -3,8 +3,10 @@
 A version's number belongs to the repository that holds it; what it *is* across
 repositories is its identity: a hash of its content (tree) and lineage (who, when,
 why, parameters, metrics, datasets, code, environment, artifact) and of its parents'
-identities, as a git commit id covers its parents. Receiving a version whose identity
-is there already is a no-op, so a push repeated after an interruption changes nothing.
+identities, as a git commit id covers its parents (``registry.identity``). The registry
+stores each version's identity, so which versions are here is one indexed query, not
+a hash of every version per transfer. Receiving a version whose identity is there
+already is a no-op, so a push repeated after an interruption changes nothing.
 
 Transfer is in three steps, the same in both directions (Git LFS's batch API and Xet
 work this way): the sender lists the objects a version needs and learns which the
@@ -16,7 +18,6 @@ needs is durable, so no reader ever sees a version whose bytes are not all there
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -26,29 +27,19 @@ from modelkeep._engine.engine import Service
 from modelkeep.errors import ConflictError, RefExistsError, UsageError
 from modelkeep.graph import ancestors
 from modelkeep.registry import DatasetRef
+from modelkeep.registry.identity import identity_of
 from modelkeep.revision import check_name
 from modelkeep.store import ObjectId
 from modelkeep.store.frames import header
 from modelkeep.store.objects import verified as store_verified
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
     from modelkeep.registry import Version
 
-# Fields of a version that are not part of its identity: where it sits in one
-# repository (number, model name, parents as numbers) and what may change after it.
-_LOCAL = ("model", "number", "rev", "parents", "labels")
 # The most objects one negotiation or download answers at once.
 MAX_BATCH = 10_000
-
-
-def identity_of(version: Version, parent_identities: Sequence[str]) -> str:
-    """The version's identity given its parents' (see the module's docstring)."""
-    doc = {k: v for k, v in version.to_dict().items() if k not in _LOCAL}
-    doc["parents"] = list(parent_identities)
-    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
-    return ObjectId.of(blob.encode()).hex
 
 
 class Exchange(Service):
@@ -61,20 +52,27 @@ class Exchange(Service):
     # -- identities ------------------------------------------------------------------
 
     def identities(self, model: str) -> dict[int, str]:
-        """Number → identity of every version of ``model`` (empty if none)."""
+        """Number → identity of every version of ``model`` (empty if none), as the
+        registry stores them (one query; those it lacks are filled in first)."""
         check_name(model)
-        if model not in self.ctx.registry.model_names():
-            return {}
-        found: dict[int, str] = {}
-        for v in sorted(self.ctx.registry.versions(model), key=lambda v: v.number):
-            found[v.number] = identity_of(v, [found[p] for p in v.parents])
-        return found
+        return self.ctx.registry.identities(model)
 
-    def record(self, version: Version, identities: dict[int, str]) -> dict[str, Any]:
+    def identity(self, version: Version) -> str:
+        """``version``'s identity (one query, once stored)."""
+        return self.ctx.registry.identities(version.model, [version.number])[version.number]
+
+    def record(
+        self, version: Version, identities: Mapping[int, str] | None = None
+    ) -> dict[str, Any]:
         """What another repository needs to publish ``version``: the version as its
         ``to_dict``, its identity and its parents' identities, and its model's kind
-        and default branch."""
-        info = next(m for m in self.ctx.registry.models() if m.name == version.model)
+        and default branch. ``identities``: number → identity of the model's versions
+        where the caller has them (else those of the version and its parents are read)."""
+        if identities is None:
+            identities = self.ctx.registry.identities(
+                version.model, [version.number, *version.parents]
+            )
+        info = self.ctx.registry.model(version.model)
         return {
             **version.to_dict(),
             "identity": identities[version.number],
@@ -176,7 +174,9 @@ class Exchange(Service):
                         f"the version of {model} sent does not match the identity sent with "
                         f"it ({want[:12]}): it was altered on the way; send it again"
                     )
-                by_identity = {i: n for n, i in self.identities(model).items()}
+                # One indexed query for the version and its parents, however many
+                # versions the model has.
+                by_identity = self.ctx.registry.numbers_by_identity(model, [want, *parent_ids])
                 if want in by_identity:
                     return self.ctx.registry.version(model, by_identity[want]), False
                 parents = [_parent(by_identity, p, model) for p in parent_ids]

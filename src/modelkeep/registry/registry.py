@@ -42,6 +42,7 @@ from modelkeep.registry.db import (
     decode_json,
     decode_time,
 )
+from modelkeep.registry.identity import identity_of
 from modelkeep.registry.records import (
     CodeRef,
     DatasetRef,
@@ -57,7 +58,7 @@ from modelkeep.registry.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Collection, Iterator, Sequence
     from contextlib import AbstractContextManager
 
     from sqlalchemy import Engine
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
 
 # Bumped by every migration (which also writes it to the meta table), so an open can
 # tell "needs upgrading" or "too new" without loading Alembic (or SQLAlchemy).
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 REF_KINDS = ("branch", "alias", "tag")
 # Event actions that concern a ref without moving it.
@@ -93,6 +94,37 @@ _PARENTS_OF = """
     ORDER BY version_parents.version_id, version_parents.position
 """
 _DATASETS_OF = "SELECT * FROM datasets WHERE version_id IN (:ids) ORDER BY id"
+# Number → stored identity (NULL: not filled in yet) of a model's versions, in order.
+_IDENTITIES = """
+    SELECT versions.number, version_identities.identity
+    FROM versions LEFT OUTER JOIN version_identities
+         ON version_identities.version_id = versions.id
+    WHERE versions.model_id = :model_id
+    ORDER BY versions.number
+"""
+_IDENTITIES_OF = """
+    SELECT versions.number, version_identities.identity
+    FROM versions LEFT OUTER JOIN version_identities
+         ON version_identities.version_id = versions.id
+    WHERE versions.model_id = :model_id AND versions.number IN (:numbers)
+"""
+# Which versions hold these identities: the (model, identity) index answers it. The
+# lowest number, should two versions ever hash alike.
+_NUMBERS_OF = """
+    SELECT version_identities.identity, min(versions.number)
+    FROM version_identities JOIN versions ON versions.id = version_identities.version_id
+    WHERE version_identities.model_id = :model_id
+      AND version_identities.identity IN (:identities)
+    GROUP BY version_identities.identity
+"""
+# How many of a model's versions have no identity stored yet (two counts of an index).
+_UNIDENTIFIED = """
+    SELECT (SELECT count(*) FROM versions WHERE model_id = :model_id)
+         - (SELECT count(*) FROM version_identities WHERE model_id = :model_id)
+"""
+# Versions read, hashed and stored per transaction when filling in identities (also
+# keeps an IN list under SQLite's bound-parameter limit).
+_IDENTITY_BATCH = 500
 _LABELS_OF = """
     SELECT version_id, key, value FROM labels WHERE version_id IN (:ids)
     ORDER BY version_id, key
@@ -352,6 +384,15 @@ class Registry:
                 ModelInfo(name, branch, decode_time(created), count, latest, kind)
                 for name, branch, created, count, latest, kind in tx.rows(q)
             ]
+
+    def model(self, name: str) -> ModelInfo:
+        """One model and a summary of its versions (ModelNotFoundError if none)."""
+        with self._read() as tx:
+            m = self._model_row(tx, name)
+            count, latest = tx.one(
+                "SELECT count(*), max(number) FROM versions WHERE model_id = :id", {"id": m.id}
+            )
+        return ModelInfo(m.name, m.default_branch, decode_time(m.created_at), count, latest, m.kind)
 
     def _model_row(self, tx: Tx, name: str) -> Any:
         row = tx.first(_MODEL_BY_NAME, {"name": name})
@@ -786,7 +827,126 @@ class Registry:
             message=message,
             details={"tree": tree_id, "size": size, "files": file_count},
         )
-        return self._version(tx, model, tx.one(_VERSION_BY_ID, {"id": version_id}))
+        version = self._version(tx, model, tx.one(_VERSION_BY_ID, {"id": version_id}))
+        # Hashed from the row as read back, as any later reader hashes it.
+        self._identify_new(tx, model_id, version_id, version, parent_ids)
+        return version
+
+    # -- identities ---------------------------------------------------------------
+
+    def identities(self, model: str, numbers: Collection[int] | None = None) -> dict[int, str]:
+        """Number → identity (``registry.identity``) of every version of ``model``, or of
+        those of ``numbers`` that exist; empty if there is no such model. Read as stored;
+        any not stored yet are filled in first (``_fill_identities``)."""
+        with self._read() as tx:
+            m = tx.first(_MODEL_BY_NAME, {"name": model})
+            if m is None:
+                return {}
+            if numbers is None:
+                rows = tx.rows(_IDENTITIES, {"model_id": m.id})
+            else:
+                wanted = sorted(set(numbers))
+                rows = []
+                for start in range(0, len(wanted), _IDENTITY_BATCH):
+                    chunk = Many(wanted[start : start + _IDENTITY_BATCH])
+                    rows += tx.rows(_IDENTITIES_OF, {"model_id": m.id, "numbers": chunk})
+        found: dict[int, str | None] = dict(rows)
+        if all(found.values()):
+            return {n: str(i) for n, i in found.items()}
+        known = self._fill_identities(model, m.id)
+        return known if numbers is None else {n: known[n] for n in sorted(found)}
+
+    def numbers_by_identity(self, model: str, identities: Collection[str]) -> dict[str, int]:
+        """Identity → number of the versions of ``model`` that hold one of
+        ``identities`` (those not here are left out): one query over the (model,
+        identity) index, once every version's identity is stored."""
+        wanted = sorted(set(identities))
+        found: dict[str, int] = {}
+        with self._read() as tx:
+            m = tx.first(_MODEL_BY_NAME, {"name": model})
+            if m is None:
+                return {}
+            if not tx.scalar(_UNIDENTIFIED, {"model_id": m.id}):
+                for start in range(0, len(wanted), _IDENTITY_BATCH):
+                    chunk = Many(wanted[start : start + _IDENTITY_BATCH])
+                    found.update(tx.rows(_NUMBERS_OF, {"model_id": m.id, "identities": chunk}))
+                return found
+        # One asked for may be among those not stored yet: fill them in, and answer
+        # from what that computed.
+        asked = set(wanted)
+        for number, identity in sorted(self._fill_identities(model, m.id).items(), reverse=True):
+            if identity in asked:
+                found[identity] = number  # the lowest number last, as the query has it
+        return found
+
+    def _fill_identities(self, model: str, model_id: int) -> dict[int, str]:
+        """Number → identity of every version of the model: those not stored yet (made
+        before identities were stored, or on a parent that had none then) computed in
+        number order, parents first, and stored unless this process may only read.
+
+        A write during a read, made safe: an identity is a function of its version's
+        row and its parents' identities alone, so two processes filling in the same
+        versions at once compute the same values, and the later insert of one stored
+        meanwhile is a no-op. A batch per transaction: a crash leaves some stored and
+        the rest to fill in next time, each one right."""
+        with self._read() as tx:
+            stored: dict[int, str | None] = dict(tx.rows(_IDENTITIES, {"model_id": model_id}))
+        known = {n: i for n, i in stored.items() if i is not None}
+        missing = [n for n, i in stored.items() if i is None]  # ascending, as read
+        for start in range(0, len(missing), _IDENTITY_BATCH):
+            chunk = Many(missing[start : start + _IDENTITY_BATCH])
+            with self._read() as tx:
+                rows = tx.rows(
+                    "SELECT * FROM versions WHERE model_id = :model_id "
+                    "AND number IN (:numbers) ORDER BY number",
+                    {"model_id": model_id, "numbers": chunk},
+                )
+                versions = self._versions(tx, model, rows)
+            computed: list[tuple[int, str]] = []
+            for row, version in zip(rows, versions, strict=True):
+                # A parent's number is below its child's: read or computed already.
+                identity = identity_of(version, [known[p] for p in version.parents])
+                known[version.number] = identity
+                computed.append((row.id, identity))
+            if not self.read_only:
+                with self._write() as tx:
+                    self._store_identities(tx, model_id, computed)
+        return known
+
+    @staticmethod
+    def _store_identities(tx: Tx, model_id: int, pairs: Sequence[tuple[int, str]]) -> None:
+        """Store (version id, identity) pairs of one model in one statement; a version
+        whose identity is stored already keeps it (the same value: see
+        ``_fill_identities``)."""
+        if not pairs:
+            return
+        params: dict[str, Any] = {"model_id": model_id}
+        rows = []
+        for i, (version_id, identity) in enumerate(pairs):
+            params[f"v{i}"], params[f"i{i}"] = version_id, identity
+            rows.append(f"(:v{i}, :model_id, :i{i})")
+        values = ", ".join(rows)
+        sql = f"INSERT INTO version_identities (version_id, model_id, identity) VALUES {values}"  # noqa: S608 - placeholders only
+        tx.run(f"{sql} ON CONFLICT (version_id) DO NOTHING", params)
+
+    def _identify_new(
+        self, tx: Tx, model_id: int, version_id: int, version: Version, parent_ids: Sequence[int]
+    ) -> None:
+        """Store a new version's identity in the transaction that adds it, when its
+        parents' are stored (else it is filled in with theirs, when first needed)."""
+        parents: dict[int, str] = {}
+        if parent_ids:
+            parents = dict(
+                tx.rows(
+                    "SELECT version_id, identity FROM version_identities "
+                    "WHERE version_id IN (:ids)",
+                    {"ids": Many(parent_ids)},
+                )
+            )
+            if any(p not in parents for p in parent_ids):
+                return
+        identity = identity_of(version, [parents[p] for p in parent_ids])
+        self._store_identities(tx, model_id, [(version_id, identity)])
 
     def tree_ids(self) -> list[tuple[str, int, str]]:
         """(model, number, tree id) of every version."""

@@ -77,6 +77,22 @@ version_parents = Table(
     Column("parent_id", ForeignKey("versions.id"), nullable=False),
 )
 
+# Each version's identity across repositories (registry/identity.py), stored so that
+# "is this identity here?" is one indexed query instead of hashing every version of a
+# model. A table of its own, not a column of `versions`: versions are immutable (their
+# triggers refuse any UPDATE), and an identity is filled in after its version for those
+# made before this table, or whose parents had none yet. Insert-only: a row, once
+# written, holds the one value every process computes for that version.
+version_identities = Table(
+    "version_identities",
+    metadata,
+    Column("version_id", ForeignKey("versions.id"), primary_key=True),
+    # The version's model, repeated here so that the index below answers by model.
+    Column("model_id", ForeignKey("models.id"), nullable=False),
+    Column("identity", String(64), nullable=False),
+    Index("ix_version_identities_model_identity", "model_id", "identity"),
+)
+
 datasets = Table(
     "datasets",
     metadata,

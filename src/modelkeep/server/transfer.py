@@ -67,7 +67,8 @@ def routes(app_state: Any) -> APIRouter:
     @api.get("/models/{name}/identities")
     def identities(name: Name, who: Who) -> dict[str, Any]:
         """Every version's identity by number, and the branches' heads: what a push
-        or pull compares to learn which versions the other side lacks."""
+        or pull compares to learn which versions the other side lacks. Read as the
+        registry stores them (one query)."""
         who.need("read", name)
         repo = app_state.repo
         found = exchange().identities(name)
@@ -81,7 +82,8 @@ def routes(app_state: Any) -> APIRouter:
         who.need("read", model_of(rev))
         ex = exchange()
         version = app_state.repo.resolve(rev)
-        doc: dict[str, Any] = ex.record(version, ex.identities(version.model))
+        # The identities of this version and its parents only, not the model's.
+        doc: dict[str, Any] = ex.record(version)
         doc["objects"] = {o.hex: size for o, size in ex.objects_of(version).items()}
         return doc
 
@@ -137,10 +139,8 @@ def routes(app_state: Any) -> APIRouter:
         with who.acting():
             version, created = exchange().publish(body, follow_head=follow_head)
         # A pushed version's identity is the one sent (publish checked it); a commit's
-        # is known only now that it has a number and parents.
-        identity = (
-            body["identity"] if not follow_head else exchange().identities(name)[version.number]
-        )
+        # is known only now that it has a number and parents (stored as it was added).
+        identity = body["identity"] if not follow_head else exchange().identity(version)
         return {"version": version.to_dict(), "identity": identity, "created": created}
 
     return api
