@@ -321,9 +321,10 @@ def create_app(repo: Repo, limiter: FailureLimiter | None = None) -> FastAPI:
             return repo.tokens.revoke(token_id).to_dict()
 
     app.include_router(api)
-    from modelkeep.server import job_routes, model_routes, transfer
+    from modelkeep.server import job_routes, model_routes, ops_routes, transfer
 
     app.include_router(model_routes.routes(app.state))
+    app.include_router(ops_routes.routes(app.state))
     app.include_router(transfer.routes(app.state))
     app.include_router(job_routes.routes(app.state))
     return app

@@ -107,10 +107,12 @@ def routes(app_state: Any) -> APIRouter:
 
     @api.get("/schedules", tags=["monitoring"])
     def schedules(
-        who: Who, model: Annotated[str | None, Query(max_length=128)] = None
+        who: Who,
+        model: Annotated[str | None, Query(max_length=128)] = None,
+        removed: Annotated[bool, Query(description="also those unscheduled")] = False,
     ) -> list[dict[str, Any]]:
         """Scheduled checks (of one model, or of all: then a token for every model)."""
         who.need("read", model)
-        return [s.to_dict() for s in repo().schedules(model)]
+        return [s.to_dict() for s in repo().schedules(model, include_removed=removed)]
 
     return api
