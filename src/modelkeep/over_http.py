@@ -1,22 +1,27 @@
 """``Repo.open("http://host:8900", token=…)``: the facade over a team server.
 
 The same methods and the same typed records as a local repository, for what the
-server offers: reading (models, log, show, files, refs, events, deployments),
-moving aliases (compare-and-swap), promote and rollback, and commit and load.
+server offers: reading (models, log, show, files, refs, events, deployments, diff),
+moving aliases (compare-and-swap), promote and rollback, commit, data_add, load and
+checkout, policies and schedules, and gc and fsck (admin tokens).
 
 Commit and load go through a cache repository of this machine's own
 (``$XDG_CACHE_HOME/modelkeep/servers/<hash of the URL>``): a commit is chunked there,
 only the chunks the server lacks are sent, and the server then numbers the version on
 top of its branch head as it is at that moment (so many clients committing at once
 get gap-free numbers there). A load fetches only the chunks not cached already and
-loads from the cache as a local load does. Methods the server does not offer yet
-raise UsageError saying so, rather than act on the cache.
+loads from the cache as a local load does; a checkout the same, then writes the files
+as a local checkout does. ``data_add`` is a commit of a dataset: the file is hashed,
+profiled and chunked here, and its chunks are sent (the server cannot read a file of
+this machine). Methods the server does not offer yet raise UsageError saying so,
+rather than act on the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -30,7 +35,14 @@ from modelkeep.registry.records import Deployment, Replica, Schedule, from_dict
 from modelkeep.remote import credentials, transfer
 from modelkeep.remote.client import Client
 from modelkeep.repo import Repo
-from modelkeep.results import FileInfo
+from modelkeep.results import (
+    CheckoutResult,
+    DiffResult,
+    FileChange,
+    FileInfo,
+    FsckReport,
+    GcReport,
+)
 from modelkeep.revision import Revision, parse_alias
 from modelkeep.store import ObjectId, locks
 
@@ -39,6 +51,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from modelkeep._engine.engine import ProgressStart
+    from modelkeep.monitor.policy import Rule
     from modelkeep.profiles import Profile
     from modelkeep.revision import Revision as RevisionType
 
@@ -219,9 +232,79 @@ class RemoteRepo(JobsOverHttp, Repo):
     def schedules(
         self, name: str | None = None, *, include_removed: bool = False
     ) -> list[Schedule]:
-        if include_removed:
-            raise UsageError("schedules over HTTP lists active ones only")
-        return [from_dict(Schedule, s) for s in self._client.get("/schedules", model=name)]
+        found = self._client.get("/schedules", model=name, removed=include_removed or None)
+        return [from_dict(Schedule, s) for s in found]
+
+    def schedule(
+        self,
+        rev: str,
+        every: str | float | timedelta,
+        data: str | os.PathLike[str],
+        target: str | None = None,
+        message: str = "",
+    ) -> Schedule:
+        """Check ``rev`` every ``every`` on ``data``: a path template on the server's
+        machine (absolute), read there by the repository's schedule daemon."""
+        template = os.fspath(data)
+        if not template.startswith("/"):
+            # Made absolute here it would name a folder of this machine, not the server's.
+            raise UsageError(
+                f"data template {template!r}: over HTTP the checks read files on the "
+                "server's machine; give an absolute path there, e.g. /data/{date}.parquet"
+            )
+        seconds = every.total_seconds() if isinstance(every, timedelta) else every
+        body = {"rev": rev, "every": seconds, "data": template, "target": target,
+                "message": message}  # fmt: skip
+        model = Revision.parse(rev).model
+        return from_dict(Schedule, self._client.post(f"/models/{model}/schedules", body))
+
+    def unschedule(self, schedule_id: int, message: str = "") -> Schedule:
+        answer = self._client.request(
+            "DELETE", f"/schedules/{int(schedule_id)}", params={"message": message}
+        )
+        return from_dict(Schedule, answer.json())
+
+    # -- policies ----------------------------------------------------------------------
+
+    def set_policy(
+        self, name: str, text: str, message: str = "", *, fmt: str | None = None
+    ) -> list[Rule]:
+        body = {"text": text, "format": fmt, "message": message}
+        return _rules(self._client.put(f"/models/{name}/policy", body)["rules"])
+
+    def policy(self, name: str) -> list[Rule] | None:
+        found = self._client.get(f"/models/{name}/policy")["rules"]
+        return None if found is None else _rules(found)
+
+    # -- comparing and maintenance -----------------------------------------------------
+
+    def diff(
+        self,
+        rev_a: str,
+        rev_b: str,
+        *,
+        data: str | os.PathLike[str] | None = None,
+        target: str | None = None,
+        trusted: Any = None,
+    ) -> DiffResult:
+        """Files, params, metrics, signature, tensors and scikit-learn specifics, as the
+        server compares them (no bytes cross)."""
+        if data is not None or target is not None or trusted is not None:
+            # Predictions on rows of a file here need both models here, and the
+            # engine's diff reads versions of its own registry: not the cache's.
+            raise UsageError(
+                "diff over HTTP compares the stored versions only (no data, target or "
+                "trusted): pull the model into a local repository to compare predictions"
+            )
+        return _diff_result(self._client.get(f"/diff/{rev_a}/{rev_b}"))
+
+    def gc(self) -> GcReport:
+        """Delete objects no version of the server's repository references (admin)."""
+        return from_dict(GcReport, self._client.post("/gc", {}))
+
+    def fsck(self, progress: ProgressStart = no_progress, *, repair: bool = False) -> FsckReport:
+        """Verify the server's repository (admin); no progress is reported over HTTP."""
+        return from_dict(FsckReport, self._client.post("/fsck", {"repair": repair}))
 
     # -- commit and load ---------------------------------------------------------------
 
@@ -240,6 +323,29 @@ class RemoteRepo(JobsOverHttp, Repo):
         if options.get("parents") is not None:
             raise UsageError("a commit over HTTP goes on its branch's head: give no parents")
         staged = self._e.commits.commit(CommitDraft(name, source, message, **options), progress)
+        return self._send(staged, branch, progress)
+
+    def data_add(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        message: str = "",
+        *,
+        author: str | None = None,
+        progress: ProgressStart = no_progress,
+    ) -> Version:
+        """Store a dataset file of this machine as the next version of dataset ``name``
+        on the server: hashed, profiled and chunked here, only the chunks the server
+        lacks sent (its author is the token's user)."""
+        if author is not None:
+            raise UsageError("over HTTP a version's author is the token's user: give no author")
+        staged = self._e.commits.data_add(name, path, message, progress=progress)
+        return self._send(staged, None, progress)
+
+    def _send(self, staged: Version, branch: str | None, progress: ProgressStart) -> Version:
+        """Send the objects of ``staged`` (a version of the cache) the server lacks, then
+        have the server number it on top of ``branch``'s head as it is now."""
+        name = staged.model
         ex = self._e.exchange
         sizes = ex.objects_of(staged)
         tick = progress(f"send {name}", sum(sizes.values())) if sizes else None
@@ -265,6 +371,53 @@ class RemoteRepo(JobsOverHttp, Repo):
         version = rev if isinstance(rev, Version) else self.resolve(rev)
         self._fetch(version)
         return self._e.versions.profile(version)
+
+    def checkout(
+        self,
+        rev: str | Version,
+        dest: str | os.PathLike[str] | None = None,
+        *,
+        force: bool = False,
+        progress: ProgressStart = no_progress,
+    ) -> CheckoutResult:
+        """Write a version's files into ``dest`` (default ./MODEL), conflicts first, from
+        chunks cached here (only those missing are fetched)."""
+        version = rev if isinstance(rev, Version) else self.resolve(rev)
+        self._fetch(version, progress)
+        return self._e.worktree.checkout(version, dest, force=force, progress=progress)
+
+
+def _rules(docs: list[dict[str, Any]]) -> list[Rule]:
+    from modelkeep.monitor.policy import Rule  # here: most clients never read a policy
+
+    return [from_dict(Rule, d) for d in docs]
+
+
+def _diff_result(doc: dict[str, Any]) -> DiffResult:
+    """The DiffResult whose ``to_dict()`` is ``doc`` (pairs and tensors made again)."""
+    from modelkeep.formats.tensordiff import TensorDiff
+
+    def changes(key: str) -> list[FileChange]:
+        return [FileChange(**c) for c in doc[key]]
+
+    def tensors(t: dict[str, Any]) -> TensorDiff:
+        fields = {k: v for k, v in t.items() if k != "summary"}
+        fields["reshaped"] = [tuple(r) for r in fields.get("reshaped", [])]
+        return TensorDiff(**fields)
+
+    return DiffResult(
+        doc["a"],
+        doc["b"],
+        changes("added"),
+        changes("removed"),
+        changes("changed"),
+        params={k: (p["before"], p["after"]) for k, p in doc["params"].items()},
+        metrics={k: (m["before"], m["after"]) for k, m in doc["metrics"].items()},
+        signature=[(s["change"], s["breaking"]) for s in doc["signature"]],
+        tensors=[tensors(t) for t in doc["tensors"]],
+        model=doc["model"],
+        predictions=doc["predictions"],
+    )
 
 
 def _unavailable(name: str) -> Any:

@@ -88,7 +88,7 @@ def test_the_facade_over_http_gives_the_same_records(team, cache) -> None:  # ty
         assert [e.actor for e in moves] == ["alice", "alice"]
         assert all(e.token_id is not None for e in moves)
         with pytest.raises(UsageError, match="not offered over HTTP"):
-            remote.gc()
+            remote.upgrade()
     finally:
         local.close()
         remote.close()
