@@ -21,7 +21,7 @@ from modelkeep.access.tokens import Tokens
 from modelkeep.errors import AuthenticationError, ModelkeepError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable
 
     from modelkeep._engine import Engine
     from modelkeep.registry.records import Token
@@ -98,6 +98,10 @@ def bearer(authorization: str | None) -> str:
     return value.strip()
 
 
+def _no_engine() -> Engine:
+    raise AssertionError("a TokenCheck over given tokens opens no engine")
+
+
 def _key(plaintext: str) -> str:
     # What a client sent is not kept as a key: its SHA-256 is (and a lookup's timing
     # then tells a guesser nothing about a real token).
@@ -111,7 +115,11 @@ class TokenCheck:
 
     The memory is the price of not reading the registry per request: a token revoked
     elsewhere keeps working here for up to ``seconds`` after this endpoint last asked
-    (``forget`` ends that at once). Expiry is exact: ``Tokens.allows`` reads the clock.
+    (``forget`` ends that at once). With ``changes`` (a ``ChangeMark`` of the registry,
+    which moves on any commit by anyone), a token is remembered only while the registry
+    is unchanged since it was verified, so a revocation from any process is seen at the
+    next request. Expiry is exact: ``Tokens.allows`` reads the clock (a caller checks
+    ``Token.state()`` of what it gets).
     Failures are never remembered: each one asks the registry (the ``FailureLimiter``
     bounds them per address)."""
 
@@ -121,24 +129,40 @@ class TokenCheck:
         seconds: float = CACHE_SECONDS,
         size: int = MAX_CACHED,
         clock: Callable[[], float] = time.monotonic,
+        changes: Callable[[], Hashable | None] | None = None,
     ) -> None:
         self._open = open_engine
         self.seconds = seconds
         self.size = size
         self._clock = clock
+        self._changes = changes
         self._engine: Engine | None = None
+        self._tokens: Tokens | None = None
+        self._owns_engine = True
         # One verification at a time: requests arriving together with a new token ask
         # the registry once, and Tokens.verify may write last_used_at.
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, Token]] = {}
+        # key → (remembered until, the registry's mark when verified, the token)
+        self._cache: dict[str, tuple[float, Hashable | None, Token]] = {}
+
+    @classmethod
+    def over(
+        cls,
+        tokens: Tokens,
+        seconds: float = CACHE_SECONDS,
+        changes: Callable[[], Hashable | None] | None = None,
+    ) -> TokenCheck:
+        """A check over an open repository's ``tokens`` (its engine is the caller's:
+        never closed here), as the team server has one."""
+        check = cls(_no_engine, seconds, changes=changes)
+        check._tokens, check._owns_engine = tokens, False
+        return check
 
     def cached(self, plaintext: str) -> Token | None:
-        """The token ``plaintext`` was verified as less than ``seconds`` ago, or None.
-        Never blocks: an async handler calls it on its event loop."""
-        hit = self._cache.get(_key(plaintext))
-        if hit is None or self._clock() >= hit[0]:
-            return None
-        return hit[1]
+        """The token ``plaintext`` was verified as, if that still holds, or None.
+        Never waits (a change mark is read in microseconds, or not at all): an async
+        handler calls it on its event loop."""
+        return self._fresh(self._cache.get(_key(plaintext)))
 
     def verify(self, plaintext: str) -> Token:
         """The token ``plaintext`` is (AuthenticationError if none), remembered or asked
@@ -146,20 +170,22 @@ class TokenCheck:
         ModelkeepError means the registry could not answer (tried again next time)."""
         key = _key(plaintext)
         with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None and self._clock() < hit[0]:
-                return hit[1]
+            token = self._fresh(self._cache.get(key))
+            if token is not None:
+                return token
+            # Read before asking: a change committed meanwhile makes the entry stale
+            # at once, never the other way round.
+            mark = self._mark()
             try:
-                if self._engine is None:
-                    self._engine = self._open()
-                token = Tokens(self._engine).verify(plaintext)
+                token = self._verifier().verify(plaintext)
             except AuthenticationError:
                 raise
             except ModelkeepError:
-                self._drop_engine()  # unreachable, or a connection gone bad: reopen
+                if self._owns_engine:
+                    self._drop_engine()  # unreachable, or a connection gone bad: reopen
                 raise
             self._cache.pop(key, None)  # re-inserted last: the oldest go first
-            self._cache[key] = (self._clock() + self.seconds, token)
+            self._cache[key] = (self._clock() + self.seconds, mark, token)
             while len(self._cache) > self.size:
                 self._cache.pop(next(iter(self._cache)))
             return token
@@ -172,10 +198,29 @@ class TokenCheck:
     def close(self) -> None:
         with self._lock:
             self._cache.clear()
-            self._drop_engine()
+            if self._owns_engine:
+                self._drop_engine()
+
+    def _mark(self) -> Hashable | None:
+        return None if self._changes is None else self._changes()
+
+    def _fresh(self, hit: tuple[float, Hashable | None, Token] | None) -> Token | None:
+        if hit is None or self._clock() >= hit[0]:
+            return None
+        _, mark, token = hit
+        if self._changes is not None and (mark is None or self._changes() != mark):
+            return None
+        return token
+
+    def _verifier(self) -> Tokens:
+        if self._tokens is None:
+            if self._engine is None:
+                self._engine = self._open()
+            self._tokens = Tokens(self._engine)
+        return self._tokens
 
     def _drop_engine(self) -> None:
-        engine, self._engine = self._engine, None
+        engine, self._engine, self._tokens = self._engine, None, None
         if engine is not None:
             try:
                 engine.close()
