@@ -8,6 +8,15 @@ event log records who, through which token, from which address.
 
 A model a token may not read answers 404, as a model that does not exist: its name is
 not told. Lists are paginated (``limit``, ``offset`` → ``next_offset``).
+
+Nothing here answers from a memory that may be stale. On a SQLite registry, a verified
+token and the answer of ``GET /versions/{rev}`` are kept only while the registry's
+change mark (``registry.query.ChangeMark``: SQLite's data_version, moved by any commit
+from any process) is the one they were read under, so an alias moved or a token revoked
+anywhere is seen at the next request. A registry without such a mark (PostgreSQL) is
+asked for every answer, and a verified token is remembered for ``TOKEN_SECONDS``: a
+token revoked through another server process keeps working there that long at most
+(through this one, not at all).
 """
 
 from __future__ import annotations
@@ -15,15 +24,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import threading
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from modelkeep import lineage
+from modelkeep.access.guard import CACHE_SECONDS, TokenCheck
 from modelkeep.access.tokens import Tokens
 from modelkeep.errors import (
     AuthenticationError,
@@ -32,6 +43,7 @@ from modelkeep.errors import (
     UsageError,
 )
 from modelkeep.httpstatus import status_of
+from modelkeep.registry.query import ChangeMark
 from modelkeep.revision import Revision
 from modelkeep.server.auth import FailureLimiter, TooManyFailures, bearer
 
@@ -47,6 +59,11 @@ API = "/api/v1"
 MAX_BODY = 1 << 20
 MAX_PAGE = 1000
 _UPLOAD = re.compile(API + r"/models/[^/]+/objects")
+# Without a change mark (PostgreSQL), how long a verified token is taken without asking
+# the registry: the longest a token revoked through another process works here.
+TOKEN_SECONDS = 5.0
+# Resolved versions kept (while the registry is unchanged); all dropped on a change.
+MAX_ANSWERS = 1024
 
 Scope = Callable[[MutableMapping[str, Any]], Awaitable[MutableMapping[str, Any]]]
 
@@ -126,15 +143,19 @@ class Caller:
             yield
 
 
-def _caller(request: Request) -> Caller:
-    """The request's verified token (AuthenticationError → 401, counted per address)."""
+async def _caller(request: Request) -> Caller:
+    """The request's verified token (AuthenticationError → 401, counted per address):
+    remembered, on the event loop, else asked of the registry in a thread."""
     state = request.app.state
     address = request.client.host if request.client is not None else "unknown"
     state.limiter.check(address)
     try:
         plaintext = bearer(request.headers.get("authorization"))
-        with state.verifying:  # verification may write last_used_at: one at a time
-            token = state.repo.tokens.verify(plaintext)
+        token = state.tokens.cached(plaintext)
+        if token is None:
+            token = await run_in_threadpool(state.tokens.verify, plaintext)
+        if token.state() != "active":  # expired since it was remembered
+            raise AuthenticationError(f"token {token.id} is {token.state()}")
     except AuthenticationError as exc:
         state.limiter.failed(address, str(exc))
         raise
@@ -149,19 +170,127 @@ Offset = Annotated[int, Query(ge=0, le=10**9)]
 Name = Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 
-def create_app(repo: Repo, limiter: FailureLimiter | None = None) -> FastAPI:
+class _Answers:
+    """What ``GET /versions/{rev}`` answers, as JSON, kept per revision while the
+    registry's change mark is the one it was read under (with no mark: never kept).
+    Used on the event loop only; the registry is read in a thread."""
+
+    def __init__(self, repo: Repo, mark: Callable[[], Hashable | None] | None) -> None:
+        self._repo = repo
+        self._mark = mark
+        self._seen: Hashable | None = None
+        self._bodies: dict[str, tuple[str, bytes]] = {}  # rev → (its model, the JSON)
+
+    def current(self) -> Hashable | None:
+        """The registry's mark now (None: unknown), what was kept under another dropped."""
+        mark = None if self._mark is None else self._mark()
+        if mark is None or mark != self._seen:
+            self._bodies.clear()
+            self._seen = mark
+        return mark
+
+    def kept(self, rev: str) -> tuple[str, bytes] | None:
+        """The model ``rev`` names and its answer, if known to be current."""
+        return self._bodies.get(rev) if self.current() is not None else None
+
+    async def show(self, rev: str, model: str) -> bytes:
+        mark = self.current()
+        hit = self._bodies.get(rev) if mark is not None else None
+        if hit is not None:
+            return hit[1]
+        # The mark was read before the registry: a change committed meanwhile leaves
+        # this answer under the old mark, which the next request sees has moved.
+        body = await run_in_threadpool(self._read, rev)
+        if mark is not None and mark == self._seen:
+            self._bodies[rev] = (model, body)
+            if len(self._bodies) > MAX_ANSWERS:
+                self._bodies.pop(next(iter(self._bodies)))
+        return body
+
+    def _read(self, rev: str) -> bytes:
+        return orjson.dumps(self._repo.show(rev).to_dict())
+
+
+_VERSIONS = API + "/versions/"
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class _KnownAnswers:
+    """Send a ``GET /versions/{rev}`` whose answer is kept as current, for a token known
+    valid that may read its model, before routing and dependencies (measured: they were
+    most of what a resolve cost). The bytes, status and headers are the route's; anything
+    else — a miss, any refusal, any error — goes on to the route, which says why."""
+
+    def __init__(self, app: Any, state: Any, answers: _Answers) -> None:
+        self.app = app
+        self.state = state
+        self.answers = answers
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = self._known(scope) if scope["type"] == "http" else None
+        if body is None:
+            await self.app(scope, receive, send)
+            return
+        headers = [(b"content-length", str(len(body)).encode()), *_JSON_HEADERS]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _known(self, scope: dict[str, Any]) -> bytes | None:
+        path: str = scope["path"]
+        if scope["method"] != "GET" or not path.startswith(_VERSIONS):
+            return None
+        rev = path[len(_VERSIONS) :]
+        kept = self.answers.kept(rev) if rev and "/" not in rev else None
+        if kept is None:
+            return None
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if authorization is None:
+            return None
+        client = scope.get("client")
+        try:
+            self.state.limiter.check(client[0] if client else "unknown")
+            token = self.state.tokens.cached(bearer(authorization.decode("latin-1")))
+        except ModelkeepError:  # refused: the route says why, and counts a failure
+            return None
+        model, body = kept
+        return body if token is not None and Tokens.allows(token, "read", model) else None
+
+
+def create_app(
+    repo: Repo, limiter: FailureLimiter | None = None, *, close_repo: bool = False
+) -> FastAPI:
     """The team server's app over ``repo`` (opened by the caller, shared by every
-    request: its registry keeps a connection per thread)."""
+    request: its registry keeps a connection per thread; closed when the app shuts
+    down with ``close_repo``)."""
+    mark = ChangeMark.of(repo.registry.file)
+    check = TokenCheck.over(
+        repo.tokens, CACHE_SECONDS if mark is not None else TOKEN_SECONDS, changes=mark
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            check.close()
+            if mark is not None:
+                mark.close()
+            if close_repo:
+                repo.close()
+
     app = FastAPI(
         title="modelkeep team server",
         version="1",
         description=__doc__,
         responses=_ERRORS,
+        lifespan=lifespan,
     )
     app.state.repo = repo
     app.state.limiter = limiter or FailureLimiter()
-    app.state.verifying = threading.Lock()
+    app.state.tokens = check
+    answers = _Answers(repo, mark)
     app.add_middleware(_BodyLimit, limit=MAX_BODY)
+    app.add_middleware(_KnownAnswers, state=app.state, answers=answers)  # outside: first
 
     @app.exception_handler(ModelkeepError)
     async def _modelkeep_error(request: Request, exc: ModelkeepError) -> JSONResponse:
@@ -211,11 +340,15 @@ def create_app(repo: Repo, limiter: FailureLimiter | None = None) -> FastAPI:
         found = repo.log(name, branch, limit=offset + limit + 1)
         return _page([v.to_dict() for v in found], limit, offset)
 
-    @api.get("/versions/{rev}", tags=["versions"])
-    def show(rev: Annotated[str, Path(max_length=300)], who: Who) -> dict[str, Any]:
+    # The hot route (clients resolve churn@production before every load): on the event
+    # loop, its JSON made once per registry change, sent as it is (and, once known,
+    # by _KnownAnswers before any routing).
+    @api.get("/versions/{rev}", tags=["versions"], response_model=dict[str, Any])
+    async def show(rev: Annotated[str, Path(max_length=300)], who: Who) -> Response:
         """One version: who, when, why, from which data and code, with which metrics."""
-        who.need("read", model_of(rev))
-        return repo.show(rev).to_dict()
+        model = model_of(rev)
+        who.need("read", model)
+        return Response(await answers.show(rev, model), media_type="application/json")
 
     @api.get("/versions/{rev}/files", response_model=Page, tags=["versions"])
     def files(
@@ -318,7 +451,9 @@ def create_app(repo: Repo, limiter: FailureLimiter | None = None) -> FastAPI:
     def revoke_token(token_id: Annotated[str, Path(max_length=64)], who: Who) -> dict[str, Any]:
         who.need("admin", None)
         with who.acting():
-            return repo.tokens.revoke(token_id).to_dict()
+            revoked = repo.tokens.revoke(token_id)
+        check.forget()  # refused here from now on, with a change mark or without
+        return revoked.to_dict()
 
     app.include_router(api)
     from modelkeep.server import job_routes, model_routes, ops_routes, transfer
@@ -353,12 +488,18 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = dict(scope.get("headers") or [])
+        if b"content-length" not in headers and b"transfer-encoding" not in headers:
+            # No body (HTTP/1.1 framing: a request without either header has none):
+            # nothing to count, and nothing to copy on every GET.
+            await self.app(scope, receive, send)
+            return
         limit = self.limit
         if scope["method"] == "POST" and _UPLOAD.fullmatch(scope["path"]):
             from modelkeep.server.transfer import MAX_UPLOAD
 
             limit = MAX_UPLOAD  # batches of objects: bounded too, far above 1 MiB
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(scope, receive, send, limit)
             return
