@@ -89,14 +89,24 @@ def server(
     s3_endpoint: Annotated[
         str | None, typer.Option(help="An S3-compatible endpoint URL (MinIO, a test server).")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, max=64, help="Server processes (each opens the repository; default: one)."
+        ),
+    ] = 1,
 ) -> None:
     """Serve the repository over HTTP to a team: its API under /api/v1, described by
     /openapi.json. Every request but /api/v1/health needs a token (`modelkeep token
     create`; there is no default credential); every change is recorded with the token's
-    user, id and the client's address."""
+    user, id and the client's address. A token revoked is refused at once on a local
+    repository; on PostgreSQL, by other server processes within 5 seconds."""
     from modelkeep.server.run import serve
 
     if db is None and store is None:
-        serve(state["repo"], host=host, port=port)
+        serve(state["repo"], host=host, port=port, workers=workers)
     else:
-        serve(None, host=host, port=port, db=db, store=store, s3_endpoint=s3_endpoint)
+        serve(
+            None, host=host, port=port, workers=workers, db=db, store=store,
+            s3_endpoint=s3_endpoint,
+        )  # fmt: skip

@@ -1,0 +1,197 @@
+"""The team server answers a resolve from memory only while that memory is current: an
+alias moved, or a token revoked, by any process (this test's, another server's on the
+same repository) is seen at the very next request; and an answer sent before routing
+(``_KnownAnswers``) is refused to whoever the route would refuse."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+import modelkeep
+from modelkeep.server.app import TOKEN_SECONDS, create_app
+from server_process import ServerProcess, _wait_until_up, free_port, start_server
+
+PRODUCTION = "/api/v1/versions/churn@production"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fresh") / "repo"
+    with modelkeep.Repo.init(root) as repo:
+        x = np.random.default_rng(0).normal(size=(40, 3))
+        y = (x[:, 0] > 0).astype(int)
+        for name in ("churn", "fraud"):
+            for c in (1.0, 0.1, 0.01):
+                repo.commit(name, LogisticRegression(C=c).fit(x, y), f"{name} C={c}")
+            repo.set_alias(f"{name}@production", f"{name}:1")
+    return root
+
+
+@pytest.fixture
+def repo(root: Path) -> Iterator[modelkeep.Repo]:
+    with modelkeep.Repo(root) as repo:
+        yield repo
+
+
+@pytest.fixture(scope="module")
+def server(root: Path) -> Iterator[ServerProcess]:
+    with start_server(root) as process:
+        yield process
+
+
+def resolved(client: httpx.Client, token: str, path: str = PRODUCTION) -> int:
+    r = client.get(path, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    return int(r.json()["number"])
+
+
+def test_an_alias_moved_by_another_process_is_answered_at_the_next_request(
+    server: ServerProcess, repo: modelkeep.Repo
+) -> None:
+    _, token = repo.tokens.create("bob", "read")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for target in (2, 3, 1, 2, 1):
+            for _ in range(3):  # the answer is known: kept, and sent before routing
+                resolved(client, token)
+            repo.set_alias("churn@production", f"churn:{target}")
+            assert resolved(client, token) == target
+
+
+def test_an_alias_moved_through_another_server_is_answered_by_this_one(
+    server: ServerProcess, root: Path, repo: modelkeep.Repo
+) -> None:
+    _, token = repo.tokens.create("alice", "write")
+    with (
+        start_server(root) as other,
+        httpx.Client(base_url=server.url, timeout=10) as here,
+        httpx.Client(base_url=other.url, timeout=10) as there,
+    ):
+        for target in (3, 1):
+            before = resolved(here, token)
+            moved = there.put(
+                "/api/v1/models/churn/aliases/production",
+                json={"to": str(target), "expected": before},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert moved.status_code == 200, moved.text
+            assert resolved(here, token) == target
+
+
+def test_a_token_revoked_elsewhere_is_refused_at_the_next_request(
+    server: ServerProcess, repo: modelkeep.Repo
+) -> None:
+    made, token = repo.tokens.create("dan", "read")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(3):
+            resolved(client, token)
+        assert client.get("/api/v1/models", headers={"Authorization": f"Bearer {token}"}).is_success
+        repo.tokens.revoke(made.id, "left")
+        for path in (PRODUCTION, "/api/v1/models", "/api/v1/whoami"):
+            r = client.get(path, headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 401, (path, r.text)
+            assert r.json()["error"] == f"token {made.id} was revoked"
+
+
+def test_a_known_answer_is_refused_to_whoever_the_route_refuses(
+    server: ServerProcess, repo: modelkeep.Repo
+) -> None:
+    _, reader = repo.tokens.create("bob", "read")
+    _, elsewhere = repo.tokens.create("eve", "read", "fraud*")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        resolved(client, reader)  # the answer is known now
+        for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer x"}):
+            r = client.get(PRODUCTION, headers=headers)
+            assert r.status_code == 401, (headers, r.text)
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        hidden = client.get(PRODUCTION, headers={"Authorization": f"Bearer {elsewhere}"})
+        missing = client.get(
+            "/api/v1/versions/nothing@production", headers={"Authorization": f"Bearer {elsewhere}"}
+        )
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json() == missing.json()
+        # Not this route: the same path with a suffix, or another method.
+        auth = {"Authorization": f"Bearer {reader}"}
+        assert client.get(PRODUCTION + "/files", headers=auth).is_success
+        assert client.post(PRODUCTION, headers=auth).status_code == 405
+
+
+def test_a_known_answer_is_the_routes_answer(server: ServerProcess, repo: modelkeep.Repo) -> None:
+    _, token = repo.tokens.create("bob", "read")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        first = client.get(PRODUCTION, headers={"Authorization": f"Bearer {token}"})
+        again = client.get(PRODUCTION, headers={"Authorization": f"Bearer {token}"})
+    assert first.status_code == again.status_code == 200
+    assert first.content == again.content
+    assert first.headers["content-type"] == again.headers["content-type"] == "application/json"
+    assert first.json() == repo.show("churn@production").to_dict()
+
+
+@contextlib.contextmanager
+def server_with_workers(root: Path, workers: int) -> Iterator[ServerProcess]:
+    port = free_port()
+    fd, log = tempfile.mkstemp(prefix="modelkeep-server-", suffix=".log")
+    argv = [sys.executable, "-m", "modelkeep", "--repo", str(root), "server"]
+    proc = subprocess.Popen(
+        [*argv, "--port", str(port), "--workers", str(workers)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=fd,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,  # its workers are in its group: stopped with it
+    )
+    os.close(fd)
+    server = ServerProcess(f"http://127.0.0.1:{port}", root, port, proc, Path(log))
+    try:
+        _wait_until_up(server)
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            proc.wait(timeout=20)
+            server.log.unlink(missing_ok=True)
+
+
+def test_workers_each_answer_the_current_target(root: Path, repo: modelkeep.Repo) -> None:
+    _, token = repo.tokens.create("carol", "write")
+    with server_with_workers(root, 2) as server:
+        for target in (2, 1):
+            repo.set_alias("churn@production", f"churn:{target}")
+            # A new connection each time: the requests land on both workers.
+            for _ in range(8):
+                with httpx.Client(base_url=server.url, timeout=10) as client:
+                    assert resolved(client, token) == target
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            moved = client.put(
+                "/api/v1/models/churn/aliases/production",
+                json={"to": "3"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert moved.status_code == 200, moved.text
+        for _ in range(8):
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                assert resolved(client, token) == 3
+
+
+def test_without_a_change_mark_a_token_is_remembered_briefly() -> None:
+    """A registry with no change mark (PostgreSQL; here one in memory): a token revoked
+    through another process works here for at most TOKEN_SECONDS."""
+    repo = modelkeep.Repo.memory()
+    app = create_app(repo)
+    assert app.state.tokens.seconds == TOKEN_SECONDS <= 5
+    repo.close()
