@@ -167,25 +167,32 @@ def server_with_workers(root: Path, workers: int) -> Iterator[ServerProcess]:
             server.log.unlink(missing_ok=True)
 
 
-def test_workers_each_answer_the_current_target(root: Path, repo: modelkeep.Repo) -> None:
-    _, token = repo.tokens.create("carol", "write")
-    with server_with_workers(root, 2) as server:
-        for target in (2, 1):
-            repo.set_alias("churn@production", f"churn:{target}")
-            # A new connection each time: the requests land on both workers.
+def test_workers_each_answer_the_current_target(tmp_path: Path) -> None:
+    """Its own repository, so that under MODELKEEP_TEST_ENGINE=pg the workers share a
+    PostgreSQL registry (no change mark: every answer read)."""
+    with modelkeep.Repo.init(tmp_path / "repo") as repo:
+        x = np.random.default_rng(0).normal(size=(40, 3))
+        for c in (1.0, 0.1, 0.01):
+            repo.commit("churn", LogisticRegression(C=c).fit(x, x[:, 0] > 0), f"C={c}")
+        repo.set_alias("churn@production", "churn:1")
+        _, token = repo.tokens.create("carol", "write")
+        with server_with_workers(repo.root, 2) as server:
+            for target in (2, 1):
+                repo.set_alias("churn@production", f"churn:{target}")
+                # A new connection each time: the requests land on both workers.
+                for _ in range(8):
+                    with httpx.Client(base_url=server.url, timeout=10) as client:
+                        assert resolved(client, token) == target
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                moved = client.put(
+                    "/api/v1/models/churn/aliases/production",
+                    json={"to": "3"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert moved.status_code == 200, moved.text
             for _ in range(8):
                 with httpx.Client(base_url=server.url, timeout=10) as client:
-                    assert resolved(client, token) == target
-        with httpx.Client(base_url=server.url, timeout=10) as client:
-            moved = client.put(
-                "/api/v1/models/churn/aliases/production",
-                json={"to": "3"},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            assert moved.status_code == 200, moved.text
-        for _ in range(8):
-            with httpx.Client(base_url=server.url, timeout=10) as client:
-                assert resolved(client, token) == 3
+                    assert resolved(client, token) == 3
 
 
 def test_without_a_change_mark_a_token_is_remembered_briefly() -> None:
