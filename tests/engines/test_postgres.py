@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import modelkeep
+import modelkeep.registry
 from modelkeep.errors import (
     RepositoryExistsError,
     RepositoryFormatError,
@@ -24,12 +26,15 @@ from modelkeep.errors import (
 from modelkeep.registry import Registry
 from modelkeep.registry.registry import SCHEMA_VERSION
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
 pytestmark = pytest.mark.local_engine  # each test picks its engines itself
 
-MIGRATIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
+# Every revision the package ships, read from its folder so that a new one is tested too.
+MIGRATIONS = sorted(
+    path.name[:4]
+    for path in (Path(modelkeep.registry.__file__).parent / "migrations" / "versions").glob(
+        "[0-9][0-9][0-9][0-9]_*.py"
+    )
+)
 
 
 @pytest.fixture
@@ -83,10 +88,6 @@ def test_migrations_upgrade_from_every_earlier_schema(db: str, start: str) -> No
 
 
 def reg_migrations() -> Path:
-    from pathlib import Path
-
-    import modelkeep.registry
-
     return Path(modelkeep.registry.__file__).parent / "migrations"
 
 
