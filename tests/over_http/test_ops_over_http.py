@@ -1,7 +1,8 @@
 """Datasets, policies, schedules, diff, checkout, gc and fsck through
 ``Repo.open("http://…")`` against a real `modelkeep server` process on 127.0.0.1: the
 same typed results as the server's own repository gives, the right scope for each
-change (a read token 403, a model outside the token 404, admin for gc and fsck) and
+change (a read token 403, a model outside the token 404, admin for gc, fsck, schedules
+and webhooks) and
 nothing changed when refused. The CLI's ``--repo http://…`` takes the same routes."""
 
 from __future__ import annotations
@@ -192,6 +193,22 @@ def test_a_policy_is_set_and_read_with_the_same_rules(team, cache, local) -> Non
     assert local.policy("churn") == rules
     assert len(local.events("churn", action="policy.set")) == 1
 
+    # A webhook makes the server post to a URL of the policy's choosing: admin only.
+    hooked = POLICY + 'webhook = "http://127.0.0.1:9/hook"\n'
+    writer = _open(team, "write")
+    try:
+        with pytest.raises(PermissionDeniedError, match=r"webhook.*admin"):
+            writer.set_policy("churn", hooked)
+    finally:
+        writer.close()
+    assert local.policy("churn") == rules
+    admin = _open(team, "churn_admin")
+    try:
+        assert admin.set_policy("churn", hooked)[0].webhook == "http://127.0.0.1:9/hook"
+        assert admin.set_policy("churn", POLICY, "back") == rules  # as later tests expect
+    finally:
+        admin.close()
+
     shown = _cli(team, "read", "monitor", "policy", "churn", "--json")
     assert shown.returncode == 0, shown.stderr
     assert [r["name"] for r in json.loads(shown.stdout)] == ["quality drop"]
@@ -202,7 +219,7 @@ def test_a_policy_is_set_and_read_with_the_same_rules(team, cache, local) -> Non
 
 def test_schedules_are_made_and_ended_on_the_server(team, cache, local, tmp_path) -> None:  # type: ignore[no-untyped-def]
     template = str(tmp_path / "batch-{date}.csv")
-    remote = _open(team, "write")
+    remote = _open(team, "churn_admin")
     try:
         made = remote.schedule("churn@production", "1h", template, target="label")
         assert made == local.schedules("churn")[0]
@@ -210,7 +227,7 @@ def test_schedules_are_made_and_ended_on_the_server(team, cache, local, tmp_path
             "churn@production",
             3600,
             template,
-            "alice",
+            "dan",
         )
         assert remote.schedules("churn") == local.schedules("churn")
         # Relative to which folder? The server's: refused here, before anything is sent.
@@ -224,18 +241,24 @@ def test_schedules_are_made_and_ended_on_the_server(team, cache, local, tmp_path
     finally:
         remote.close()
 
-    for who, error in (("read", PermissionDeniedError), ("other", NotFoundError)):
+    # The server reads the files a schedule names: a write token (CI, training jobs)
+    # may not make it do so.
+    for who, error, match in (
+        ("read", PermissionDeniedError, "admin"),
+        ("write", PermissionDeniedError, r"read the files.*admin"),
+        ("other", NotFoundError, None),
+    ):
         refused = _open(team, who)
         try:
-            with pytest.raises(error):
+            with pytest.raises(error, match=match):
                 refused.schedule("churn@production", "1d", template)
-            with pytest.raises(error):
+            with pytest.raises(error, match=match):
                 refused.unschedule(made.id)
         finally:
             refused.close()
     assert local.schedules("churn") == [made]
 
-    remote = _open(team, "write")
+    remote = _open(team, "churn_admin")
     try:
         with pytest.raises(NotFoundError, match="no schedule #999"):
             remote.unschedule(999)
@@ -244,7 +267,7 @@ def test_schedules_are_made_and_ended_on_the_server(team, cache, local, tmp_path
         assert ended == local.schedules("churn", include_removed=True)[0]
         assert remote.schedules("churn") == []
         assert remote.schedules("churn", include_removed=True) == [ended]
-        assert local.events("churn", action="monitor.unschedule")[0].actor == "alice"
+        assert local.events("churn", action="monitor.unschedule")[0].actor == "dan"
     finally:
         remote.close()
 

@@ -2,8 +2,12 @@
 checks, and maintenance (gc, fsck): each checks the token, calls one method of the
 repository and returns its result's ``to_dict()``, as the routes of ``app.py`` do.
 
-Scopes: a policy or a schedule needs write on its model; gc and fsck act on the whole
-repository and need admin on every model (``*``).
+Scopes: a policy needs write on its model; what makes the server's machine reach
+outside the repository needs admin on the model — a policy with a webhook (the server
+posts to that URL) and a schedule (the server reads the files its template names) —
+since a write token is handed to training jobs and CI, and should not turn the server
+into a reader of its own files or a sender of requests to its network. gc and fsck act
+on the whole repository and need admin on every model (``*``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from modelkeep.errors import ModelNotFoundError, NotFoundError, UsageError
-from modelkeep.server.app import API, Name, Who, model_of
+from modelkeep.errors import (
+    ModelNotFoundError,
+    NotFoundError,
+    PermissionDeniedError,
+    UsageError,
+)
+from modelkeep.monitor.policy import parse as parse_policy
+from modelkeep.server.app import API, Caller, Name, Who, model_of
 
 
 class PolicyRequest(BaseModel):
@@ -47,6 +57,17 @@ class FsckRequest(BaseModel):
     repair: bool = Field(default=False, description="move damaged objects to quarantine")
 
 
+READS_FILES = "a schedule makes the server read the files its template names"
+
+
+def need_admin(who: Caller, name: str, why: str) -> None:
+    """``who.need("admin", name)``, the refusal saying why admin is needed."""
+    try:
+        who.need("admin", name)
+    except PermissionDeniedError as exc:
+        raise PermissionDeniedError(f"{why}: {exc}") from None
+
+
 def routes(app_state: Any) -> APIRouter:
     api = APIRouter(prefix=API)
 
@@ -57,6 +78,8 @@ def routes(app_state: Any) -> APIRouter:
     def set_policy(name: Name, body: PolicyRequest, who: Who) -> dict[str, Any]:
         """Attach a monitoring policy to the model (validated before it is stored)."""
         who.need("write", name)
+        if any(r.webhook for r in parse_policy(body.text, fmt=body.format)):
+            need_admin(who, name, "a policy with a webhook makes the server post to its URL")
         with who.acting():
             rules = repo().set_policy(name, body.text, body.message, fmt=body.format)
         return {"rules": [dataclasses.asdict(r) for r in rules]}
@@ -72,9 +95,9 @@ def routes(app_state: Any) -> APIRouter:
     def schedule(name: Name, body: ScheduleRequest, who: Who) -> dict[str, Any]:
         """Check a revision every period on the data the template names (run by the
         repository's schedule daemon, on the server's machine)."""
-        who.need("write", name)
         if model_of(body.rev) != name:
             raise UsageError(f"{body.rev} is not a revision of {name}")
+        need_admin(who, name, READS_FILES)
         with who.acting():
             found = repo().schedule(body.rev, body.every, body.data, body.target, body.message)
         return dict(found.to_dict())
@@ -92,7 +115,7 @@ def routes(app_state: Any) -> APIRouter:
         try:
             if schedule_id not in known:
                 raise ModelNotFoundError(f"no schedule #{schedule_id}")
-            who.need("write", known[schedule_id])
+            need_admin(who, known[schedule_id], READS_FILES)
         except ModelNotFoundError:
             raise NotFoundError(
                 f"no schedule #{schedule_id} this token can see: list them with GET /schedules"
