@@ -33,9 +33,14 @@ def fsck(
     A damaged registry stops every command; --repair then salvages every row that can
     still be read into a new registry (the damaged file is kept beside it) before
     verifying."""
+    from modelkeep.remote.client import is_url
     from modelkeep.repo import Repo
 
-    if repair:
+    if repair and is_url(state["repo"]):
+        # A server's registry is salvaged on its machine; over HTTP, damaged objects are
+        # moved aside by the server's own fsck (admin).
+        report = open_repo().fsck(repair=True, progress=progress())
+    elif repair:
         report = Repo.repair(state["repo"], progress=progress())
     else:
         report = open_repo().fsck(progress=progress())
