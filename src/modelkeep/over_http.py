@@ -23,6 +23,7 @@ import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
+from stat import S_ISLNK
 from typing import TYPE_CHECKING, Any, Unpack
 
 from modelkeep._engine import Engine, layout
@@ -42,12 +43,13 @@ from modelkeep.results import (
     FileInfo,
     FsckReport,
     GcReport,
+    StatusResult,
 )
 from modelkeep.revision import Revision, parse_alias
 from modelkeep.store import ObjectId, locks
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from datetime import datetime
 
     from modelkeep._engine.engine import ProgressStart
@@ -355,11 +357,48 @@ class RemoteRepo(JobsOverHttp, Repo):
         answer = self._client.post(f"/models/{name}/versions", record, follow_head=True)
         return from_dict(Version, answer["version"])
 
-    def _fetch(self, version: Version, progress: ProgressStart = no_progress) -> None:
+    def _fetch(
+        self,
+        version: Version,
+        progress: ProgressStart = no_progress,
+        only: Callable[[], list[ObjectId]] | None = None,
+    ) -> None:
+        """Bring the version's objects not cached here (``only``: just those it names,
+        asked after each round, until it names nothing new)."""
         record = self._client.get(f"/versions/{version.rev}/record")
         sizes = {ObjectId(i): int(s) for i, s in record["objects"].items()}
-        tick = progress(f"fetch {version.rev}", sum(sizes.values())) if sizes else None
-        transfer.download(self._e, self._client, version.model, sizes, tick)
+        if only is None:
+            tick = progress(f"fetch {version.rev}", sum(sizes.values())) if sizes else None
+            transfer.download(self._e, self._client, version.model, sizes, tick)
+            return
+        asked: set[ObjectId] = set()
+        while wanted := [o for o in only() if o not in asked]:
+            asked.update(wanted)
+            transfer.download(
+                self._e, self._client, version.model, {o: sizes[o] for o in wanted}, None
+            )
+
+    def status(
+        self, rev: str | Version, path: str | os.PathLike[str] | None = None
+    ) -> StatusResult:
+        """Compare folder ``path`` (default ./MODEL) with the version: only its tree and
+        its symlinks' targets are fetched if not cached, never its files' chunks (each
+        file here is hashed and compared with the manifest id the tree holds)."""
+        version = rev if isinstance(rev, Version) else self.resolve(rev)
+        store = self._e.ctx.store
+
+        def needed() -> list[ObjectId]:
+            tree_id = ObjectId(version.tree_id)
+            if not store.has(tree_id):
+                return [tree_id]
+            links = [e.file for e in store.tree(tree_id).entries.values() if S_ISLNK(e.mode)]
+            missing = [m for m in links if not store.has(m)]
+            if missing:
+                return missing
+            return [c.id for m in links for c in store.file_manifest(m).chunks]
+
+        self._fetch(version, only=needed)
+        return self._e.worktree.status(version, path)
 
     def load(self, rev: str | Version, *, trusted: Any = None) -> Any:
         """The model, from chunks cached here (only those missing are fetched)."""

@@ -307,7 +307,9 @@ class Repo:
         """Write a version's files into ``dest`` (default ./MODEL), conflicts first."""
         return self._e.worktree.checkout(rev, dest, force=force, progress=progress)
 
-    def status(self, rev: str, path: str | os.PathLike[str] | None = None) -> StatusResult:
+    def status(
+        self, rev: str | Version, path: str | os.PathLike[str] | None = None
+    ) -> StatusResult:
         """Compare folder ``path`` (default ./MODEL) with the version ``rev`` names."""
         return self._e.worktree.status(rev, path)
 

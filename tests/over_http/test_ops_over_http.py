@@ -1,4 +1,4 @@
-"""Datasets, policies, schedules, diff, checkout, gc and fsck through
+"""Datasets, policies, schedules, diff, checkout, status, gc and fsck through
 ``Repo.open("http://…")`` against a real `modelkeep server` process on 127.0.0.1: the
 same typed results as the server's own repository gives, the right scope for each
 change (a read token 403, a model outside the token 404, admin for gc, fsck, schedules
@@ -353,6 +353,39 @@ def test_checkout_fetches_only_missing_chunks_then_writes_as_locally(  # type: i
     done = _cli(team, "read", "checkout", "churn:1", str(tmp_path / "cli"), "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["rev"] == "churn:1"
+
+
+def test_status_fetches_the_tree_and_links_never_the_files(  # type: ignore[no-untyped-def]
+    team, cache, local, tmp_path
+) -> None:
+    folder = tmp_path / "kit"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(os.urandom(300_000))
+    (folder / "notes.txt").write_text("first")
+    (folder / "latest").symlink_to("weights.bin")
+    local.commit("kit", folder, "a folder with a link")
+    (folder / "notes.txt").write_text("second")
+    (folder / "extra.txt").write_text("new")
+    remote = _open(team, "read")
+    try:
+        got = remote.status("kit:1", folder)
+        assert got == local.status("kit:1", folder)
+        assert (got.modified, got.missing, got.untracked) == (["notes.txt"], [], ["extra.txt"])
+        assert got.unchanged == 2  # the weights and the link, read from the cache
+        # Each file here was hashed and compared with its manifest id: the chunks of
+        # the weights never came.
+        sizes = remote._client.get("/versions/kit:1/record")["objects"]
+        lacking = remote._e.exchange.missing(ObjectId(i) for i in sizes)
+        assert sum(sizes[o.hex] for o in lacking) >= 300_000
+        (folder / "latest").unlink()
+        (folder / "latest").symlink_to("notes.txt")
+        assert remote.status("kit:1", folder).modified == ["latest", "notes.txt"]
+    finally:
+        remote.close()
+
+    shown = _cli(team, "read", "status", "kit:1", str(folder), "--json")
+    assert shown.returncode == 1, shown.stderr  # the folder differs: 1, as locally
+    assert json.loads(shown.stdout)["untracked"] == ["extra.txt"]
 
 
 # -- gc and fsck ----------------------------------------------------------------------

@@ -194,9 +194,11 @@ class WorkTree(Service):
         os.close(fd)
         os.replace(tmp, target)
 
-    def status(self, rev: str, path: str | os.PathLike[str] | None = None) -> StatusResult:
+    def status(
+        self, rev: str | Version, path: str | os.PathLike[str] | None = None
+    ) -> StatusResult:
         """Compare folder ``path`` (default ./MODEL) with the version ``rev`` names."""
-        version = self.e.versions.resolve(rev)
+        version = self.e.versions.version(rev)
         tree = self.e.versions.tree(version)
         folder = Path(path) if path is not None else Path.cwd() / version.model
         if not folder.is_dir():
