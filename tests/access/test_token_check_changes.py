@@ -14,7 +14,7 @@ import pytest
 import modelkeep
 from modelkeep.access.guard import TokenCheck
 from modelkeep.errors import AuthenticationError
-from modelkeep.registry.query import ChangeMark
+from modelkeep.registry.changes import ChangeMark
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

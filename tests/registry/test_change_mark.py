@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import modelkeep
-from modelkeep.registry.query import ChangeMark
+from modelkeep.registry.changes import ChangeMark
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -23,11 +23,7 @@ so nothing typed here is ever pasted into a statement. An ordering is ``FIELD`` 
 
 from __future__ import annotations
 
-import os
 import re
-import sqlite3
-import threading
-import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,61 +324,3 @@ def order_sql(order: Order) -> list[Any]:
     # Versions without the field come last either way.
     ranked = expr.desc().nulls_last() if order.descending else expr.asc().nulls_last()
     return [ranked, t.versions.c.number.desc()]
-
-
-# -- whether the registry changed ------------------------------------------------------
-
-
-class ChangeMark:
-    """A mark of a SQLite registry file's content, cheap enough to read per request
-    (about 2 µs): it differs after any commit made by any other connection, in this
-    process or another (SQLite's ``PRAGMA data_version``, read on a connection of its
-    own that never writes), or when the file is replaced (its inode). An answer derived
-    from the registry under one mark is still right while the mark is the same.
-
-    It lives here, beside the registry's other readers, until ``registry.db`` grows
-    one (it needs no table of its own: no schema change)."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        # The connection is used from whichever thread asks (an event loop's, a
-        # test's): one at a time.
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._inode = -1
-
-    @classmethod
-    def of(cls, file: str | None) -> ChangeMark | None:
-        """The mark of the registry in ``file`` (``Registry.file``); None where there
-        is none to read: PostgreSQL, an in-memory registry."""
-        return None if file is None else cls(file)
-
-    def __call__(self) -> tuple[int, int] | None:
-        """The mark now; None when it cannot be read (then nothing is known unchanged)."""
-        with self._lock:
-            try:
-                inode = os.stat(self.file).st_ino
-                if self._conn is None or inode != self._inode:
-                    self._close()
-                    # mode=rw, not ro: a read-only connection cannot open a WAL file
-                    # whose -shm is not there yet; this one never writes all the same.
-                    # timeout 0: a busy file answers None at once instead of stalling
-                    # the caller (an event loop); None only costs a cache miss.
-                    uri = f"file:{urllib.parse.quote(self.file)}?mode=rw"
-                    self._conn = sqlite3.connect(
-                        uri, uri=True, timeout=0, check_same_thread=False, isolation_level=None
-                    )
-                    self._inode = inode
-                return inode, int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-            except (OSError, sqlite3.Error):
-                self._close()
-                return None
-
-    def close(self) -> None:
-        with self._lock:
-            self._close()
-
-    def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()

@@ -11,7 +11,7 @@ not told. Lists are paginated (``limit``, ``offset`` → ``next_offset``).
 
 Nothing here answers from a memory that may be stale. On a SQLite registry, a verified
 token and the answer of ``GET /versions/{rev}`` are kept only while the registry's
-change mark (``registry.query.ChangeMark``: SQLite's data_version, moved by any commit
+change mark (``registry.changes.ChangeMark``: SQLite's data_version, moved by any commit
 from any process) is the one they were read under, so an alias moved or a token revoked
 anywhere is seen at the next request. A registry without such a mark (PostgreSQL) is
 asked for every answer, and a verified token is remembered for ``TOKEN_SECONDS``: a
@@ -43,7 +43,7 @@ from modelkeep.errors import (
     UsageError,
 )
 from modelkeep.httpstatus import status_of
-from modelkeep.registry.query import ChangeMark
+from modelkeep.registry.changes import ChangeMark
 from modelkeep.revision import Revision
 from modelkeep.server.auth import FailureLimiter, TooManyFailures, bearer
 
