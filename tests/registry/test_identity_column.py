@@ -141,6 +141,46 @@ def test_a_registry_that_may_only_be_read_computes_without_storing(registry: Reg
         registry.read_only = False
 
 
+def test_a_wrong_stored_identity_is_found_and_repaired(registry: Registry) -> None:
+    history(registry)
+    expected = recomputed(registry)
+    assert registry.identity_problems() == []
+    with registry.db.write() as tx:  # as a hand edit, or a bug of some release, would
+        tx.run(
+            "UPDATE version_identities SET identity = :bad WHERE version_id = "
+            "(SELECT id FROM versions WHERE number = 3)",
+            {"bad": "0" * 64},
+        )
+    (found,) = registry.identity_problems()
+    assert found.startswith("registry: churn:3: its stored identity 000000000000")
+    assert "fsck --repair" in found
+    assert stored(registry)[3] == "0" * 64  # finding changes nothing
+    assert registry.identity_problems(repair=True) == [found]
+    assert stored(registry) == expected
+    assert registry.identity_problems() == []
+
+
+def test_fsck_reports_a_wrong_stored_identity_and_repair_stores_the_right_one(
+    tmp_path: Path,
+) -> None:
+    import modelkeep
+
+    with modelkeep.Repo.init(tmp_path / "repo") as repo:
+        for n in range(2):
+            (tmp_path / "w.bin").write_bytes(bytes([n]) * 1000)
+            repo.commit("churn", tmp_path / "w.bin", f"v{n + 1}")
+        right = stored(repo.registry)
+        with repo.registry.db.write() as tx:
+            tx.run("UPDATE version_identities SET identity = :bad", {"bad": "1" * 64})
+        report = repo.fsck()
+        assert not report.ok
+        assert [p.split(":")[1].strip() for p in report.problems] == ["churn", "churn"]
+        assert report.to_dict()["ok"] is False
+        assert repo.fsck(repair=True).problems == report.problems  # found, then repaired
+        assert stored(repo.registry) == right
+        assert repo.fsck().ok
+
+
 def test_a_fill_cut_short_leaves_what_it_stored_right_and_the_next_one_finishes(
     registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:

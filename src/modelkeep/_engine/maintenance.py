@@ -43,6 +43,9 @@ class Maintenance(Service):
             salvaged = self.ctx.salvage_registry()
         with self.ctx.exclusive() if repair else self.ctx.shared():
             report, bad = self._fsck(progress)
+            wrong = self.ctx.registry.identity_problems(repair=repair)
+            if wrong:
+                report = dataclasses.replace(report, problems=[*report.problems, *wrong])
             if salvaged is not None:
                 report = with_salvage(report, damage, salvaged)
             if bad and self.ctx.store.trust is not None:

@@ -913,6 +913,46 @@ class Registry:
                     self._store_identities(tx, model_id, computed)
         return known
 
+    def identity_problems(self, *, repair: bool = False) -> list[str]:
+        """Stored identities that differ from those computed afresh from each version's
+        row and its parents' (fsck): push, pull and clone match versions by identity,
+        so a wrong one would make two versions one, or one version two. ``repair``
+        stores the computed ones in their place."""
+        problems: list[str] = []
+        for model in self.model_names():
+            with self._read() as tx:
+                m = tx.first(_MODEL_BY_NAME, {"name": model})
+                if m is None:
+                    continue  # deleted meanwhile
+                stored: dict[int, str | None] = dict(tx.rows(_IDENTITIES, {"model_id": m.id}))
+                rows = tx.rows(
+                    "SELECT * FROM versions WHERE model_id = :model_id ORDER BY number",
+                    {"model_id": m.id},
+                )
+                versions = self._versions(tx, model, rows)
+            fresh: dict[int, str] = {}
+            wrong: list[tuple[int, str]] = []
+            for row, version in zip(rows, versions, strict=True):
+                identity = identity_of(version, [fresh[n] for n in version.parents])
+                fresh[version.number] = identity
+                held = stored.get(version.number)
+                if held is not None and held != identity:
+                    wrong.append((row.id, identity))
+                    problems.append(
+                        f"registry: {version.rev}: its stored identity {held[:12]} is not "
+                        f"that of its content and lineage ({identity[:12]}): `modelkeep "
+                        "fsck --repair` stores the right one"
+                    )
+            if repair and wrong:
+                self.check_writable()
+                with self._write() as tx:
+                    tx.run(
+                        "DELETE FROM version_identities WHERE version_id IN (:ids)",
+                        {"ids": Many([version_id for version_id, _ in wrong])},
+                    )
+                    self._store_identities(tx, m.id, wrong)
+        return problems
+
     @staticmethod
     def _store_identities(tx: Tx, model_id: int, pairs: Sequence[tuple[int, str]]) -> None:
         """Store (version id, identity) pairs of one model in one statement; a version
