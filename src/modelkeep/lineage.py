@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING
 from modelkeep.errors import UsageError
 from modelkeep.registry.acting import ACTING, Acting
 from modelkeep.registry.records import CodeRef
+
+_SENT: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("sent", default={})  # noqa: B039 - never mutated
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -76,6 +79,24 @@ def acting_as(
         yield now
     finally:
         ACTING.reset(reset)
+
+
+@contextlib.contextmanager
+def files_sent(shown: dict[str, str]) -> Iterator[None]:
+    """Inside, a data file at a path of ``shown`` (a team server's temporary copy of a
+    file a client sent) is recorded in lineage as its value (where the client had it),
+    not as the temporary path, which is gone once the job ends."""
+    reset = _SENT.set({**_SENT.get(), **shown})
+    try:
+        yield
+    finally:
+        _SENT.reset(reset)
+
+
+def data_path(path: Path) -> str:
+    """What lineage records as the place of data file ``path`` (see ``files_sent``)."""
+    where = str(path.resolve())
+    return _SENT.get().get(where, where)
 
 
 def author() -> str:

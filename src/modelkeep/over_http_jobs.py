@@ -141,7 +141,9 @@ class JobsOverHttp:
                 f"{what} {path} is {size} bytes, more than a team server takes for one job "
                 f"({MAX_DATA}): send a smaller batch, or run the job in a local clone"
             )
-        return {"file": self._job_file(path, model).hex, "name": path.name}
+        sent = {"file": self._job_file(path, model).hex, "name": path.name}
+        # Where it was here, for the lineage of what the job makes (a DataFrame has none).
+        return sent if hasattr(spec, "to_parquet") else {**sent, "path": str(path.resolve())}
 
     def _job_file(self, path: Path, model: str) -> ObjectId:
         """Store ``path`` in the cache repository, send the server what it lacks of

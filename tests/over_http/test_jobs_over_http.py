@@ -176,9 +176,11 @@ def test_update_over_http_makes_the_version_a_local_update_makes(
     assert made.author == "alice"  # the token's user, on the server
     assert made.metrics == local.metrics
     assert made.params == local.params
-    # The same data by content (the server read it from a file of its own).
+    # The same data by content; its place is where the client had it, from which
+    # address and user (the server's temporary copy of it is gone).
     assert [d.content_id for d in made.datasets] == [d.content_id for d in local.datasets]
-    assert [Path(d.path).name for d in made.datasets] == ["new.csv"]
+    assert [d.path for d in made.datasets] == [f"alice@127.0.0.1:{team.files.new.resolve()}"]
+    assert [d.path for d in local.datasets] == [str(team.files.new.resolve())]
     update_doc, local_doc = made.annotations["update"], local.annotations["update"]
     assert set(update_doc) == set(local_doc)
     assert update_doc["metrics"] == local_doc["metrics"]

@@ -165,7 +165,9 @@ class Commits(Service):
                     f"dataset {dpath}: no such file (a stored dataset is named NAME:VERSION)"
                 )
             refs.append(
-                DatasetRef(str(dpath.resolve()), hash_file(str(dpath)).hex, dpath.stat().st_size)
+                DatasetRef(
+                    lineage.data_path(dpath), hash_file(str(dpath)).hex, dpath.stat().st_size
+                )
             )
             paths.append(dpath)
         return refs, paths

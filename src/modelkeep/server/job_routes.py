@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
+from modelkeep import lineage
 from modelkeep.errors import CorruptObjectError, NotFoundError, TooLargeError, UsageError
 from modelkeep.server.app import API, Caller, Who, model_of
 from modelkeep.store import ObjectId
@@ -56,6 +57,12 @@ class Table(BaseModel):
     )
     dataset: str | None = Field(
         default=None, max_length=300, description="a dataset revision here, e.g. sales:3"
+    )
+    path: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="where the file was on the client: what the new version's lineage "
+        "records as its place (as USER@ADDRESS:PATH), the server's copy being temporary",
     )
 
 
@@ -159,6 +166,7 @@ def _tables(repo: Any, who: Caller, tables: dict[str, Table | None]) -> Iterator
             _check(repo, who, what, table)
     with tempfile.TemporaryDirectory(prefix="modelkeep-job-") as tmp:
         given: dict[str, str] = {}
+        shown: dict[str, str] = {}
         for what, table in tables.items():
             if table is None:
                 continue
@@ -173,7 +181,10 @@ def _tables(repo: Any, who: Caller, tables: dict[str, Table | None]) -> Iterator
             path = folder / FilePath(table.name).name
             _write(repo, ObjectId(table.file), path)
             given[what] = str(path)
-        yield given
+            sender = f"{who.token.user}@{who.address}" if who.address else who.token.user
+            shown[str(path.resolve())] = f"{sender}:{table.path or table.name}"
+        with lineage.files_sent(shown):
+            yield given
 
 
 def _check(repo: Any, who: Caller, what: str, table: Table) -> None:
