@@ -326,6 +326,9 @@ def test_windows_of_all_replicas_merge_into_the_window_of_one_server(
     (ray_window,) = merged()
     assert ray_window["workers"] == 2, "one replica took all the traffic"
     assert not [r for r in repo.reports("churn:1", limit=100) if r["kind"] == "window-part"]
+    # The leader stores the window, then judges it: the alert follows the report.
+    wait_until(lambda: repo.events("churn", action="monitor.alert"), 20, "the alert", step=0.2)
+    time.sleep(2.0)  # a second alert (one per replica) would have come by now
     alerts = repo.events("churn", action="monitor.alert")
     assert len(alerts) == 1, [e.message for e in alerts]
 
