@@ -146,6 +146,20 @@ class TokenCheck:
         self._cache: dict[str, tuple[float, Hashable | None, Token]] = {}
 
     @classmethod
+    def watching(cls, open_engine: Callable[[], Engine]) -> TokenCheck:
+        """A check over the repository ``open_engine`` opens, with the registry's
+        ``ChangeMark`` where it has one (SQLite): a token revoked by any process is
+        refused at the next request. Elsewhere (PostgreSQL) the time bound."""
+        from modelkeep.registry.changes import ChangeMark
+
+        probe = open_engine()
+        try:
+            file = probe.ctx.registry.file
+        finally:
+            probe.close()
+        return cls(open_engine, changes=ChangeMark.of(file))
+
+    @classmethod
     def over(
         cls,
         tokens: Tokens,

@@ -102,7 +102,7 @@ class Replica:
         self.follower.start()
         # Feedback tokens are verified against the registry the replica follows: no
         # secret travels in the deployment, but the deprecated shared one if given.
-        tokens = TokenCheck(lambda: open_engine(spec["location"]))
+        tokens = TokenCheck.watching(lambda: open_engine(spec["location"]))
         self.asgi = create_app(
             self.follower, spec["max_body"], spec["feedback_token"], tokens=tokens
         )

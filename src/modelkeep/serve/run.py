@@ -107,7 +107,7 @@ def prepare(
     )
     follower.start()
     # Its own engine: verified from the event loop's threads, apart from the follower's.
-    tokens = TokenCheck(lambda: Engine.open(root))
+    tokens = TokenCheck.watching(lambda: Engine.open(root))
     return follower, create_app(follower, max_body, feedback_token, tokens=tokens)
 
 
