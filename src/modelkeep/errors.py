@@ -166,6 +166,15 @@ class RefMovedError(ConflictError):
     """A ref moved under us: another process changed it first."""
 
 
+class VersionExistsError(ConflictError):
+    """A version received from another repository is here already (``number``): another
+    process published it first."""
+
+    def __init__(self, message: str, number: int) -> None:
+        super().__init__(message)
+        self.number = number
+
+
 class WorkingTreeConflictError(ConflictError):
     """Checkout would overwrite files that differ from the version."""
 

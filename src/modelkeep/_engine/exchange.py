@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelkeep import lineage
 from modelkeep._engine.engine import Service
-from modelkeep.errors import ConflictError, RefExistsError, UsageError
+from modelkeep.errors import ConflictError, RefExistsError, UsageError, VersionExistsError
 from modelkeep.graph import ancestors
 from modelkeep.registry import DatasetRef
 from modelkeep.registry.identity import identity_of
@@ -194,27 +194,40 @@ class Exchange(Service):
                 )
             if parents is not None:
                 self._fast_forward(model, branch, parents, record)
-            version = self.ctx.registry.add_version(
-                model=model,
-                branch=branch,
-                tree_id=candidate.tree_id,
-                size=candidate.size,
-                file_count=candidate.file_count,
-                message=candidate.message,
-                author=lineage.author() if follow_head else candidate.author,
-                params=candidate.params,
-                metrics=candidate.metrics,
-                lineage=_lineage_doc(record),
-                datasets=candidate.datasets,
-                parents=parents,
-                kind=candidate.kind,
-                status=candidate.status,
-                default_branch=str(record.get("default_branch") or branch),
-                artifact=candidate.artifact or None,
-                entity=str(record.get("entity", "model")),
-                created_at=None if follow_head else candidate.created_at,
-            )
+            try:
+                version = self._add(record, candidate, parents, follow_head)
+            except VersionExistsError as exc:  # another process published it meanwhile
+                return self.ctx.registry.version(model, exc.number), False
         return version, True
+
+    def _add(
+        self,
+        record: dict[str, Any],
+        candidate: Version,
+        parents: list[int] | None,
+        follow_head: bool,
+    ) -> Version:
+        return self.ctx.registry.add_version(
+            model=candidate.model,
+            branch=candidate.branch,
+            tree_id=candidate.tree_id,
+            size=candidate.size,
+            file_count=candidate.file_count,
+            message=candidate.message,
+            author=lineage.author() if follow_head else candidate.author,
+            params=candidate.params,
+            metrics=candidate.metrics,
+            lineage=_lineage_doc(record),
+            datasets=candidate.datasets,
+            parents=parents,
+            kind=candidate.kind,
+            status=candidate.status,
+            default_branch=str(record.get("default_branch") or candidate.branch),
+            artifact=candidate.artifact or None,
+            entity=str(record.get("entity", "model")),
+            created_at=None if follow_head else candidate.created_at,
+            identity=None if follow_head else str(record.get("identity")),
+        )
 
     def _needs(self, tree: ObjectId, artifact: dict[str, Any] | None) -> list[ObjectId]:
         """The objects a version needs, as far as those here tell (a missing tree or

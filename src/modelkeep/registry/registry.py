@@ -30,6 +30,7 @@ from modelkeep.errors import (
     RegistryBusyError,
     RegistryDamagedError,
     RepositoryFormatError,
+    VersionExistsError,
     VersionNotFoundError,
 )
 from modelkeep.registry.acting import acting
@@ -674,12 +675,16 @@ class Registry:
         artifact: dict[str, Any] | None = None,
         entity: str = "model",
         created_at: datetime | None = None,
+        identity: str | None = None,
     ) -> Version:
         """Append the next version of ``model`` and advance its branch, atomically.
 
         The model is created on its first commit. ``parents`` defaults to the
         branch head; the number is the model's highest plus one. ``created_at``: when
         the version was made, for one received from another repository (default now).
+        ``identity``: that version's identity — VersionExistsError, and nothing
+        written, if the model holds it already, checked in the same transaction, so
+        that two processes receiving one version at once make one version of it.
         """
         for _attempt in range(20):
             try:
@@ -704,11 +709,18 @@ class Registry:
                         artifact=artifact,
                         entity=entity,
                         created_at=created_at,
+                        identity=identity,
                     )
             except IntegrityFailure:
                 # Lost a race for the number (possible on engines without BEGIN
                 # IMMEDIATE): the transaction rolled back, so try again.
                 continue
+            except RefMovedError:
+                # Lost the branch to another process (PostgreSQL): if it published
+                # this same version, that is the answer; else the move stands refused.
+                if identity is not None:
+                    self._refuse_known(model, identity)
+                raise
         raise RegistryBusyError("could not allocate a version number after 20 attempts; retry")
 
     def _add_version(
@@ -733,9 +745,12 @@ class Registry:
         artifact: dict[str, Any] | None,
         entity: str,
         created_at: datetime | None = None,
+        identity: str | None = None,
     ) -> Version:
         now = _now()
         m = tx.first(_MODEL_BY_NAME, {"name": model})
+        if m is not None and identity is not None:
+            self._refuse_known(model, identity, tx, m.id)
         if m is None:
             if branch not in (None, default_branch):
                 raise RefNotFoundError(
@@ -833,6 +848,22 @@ class Registry:
         return version
 
     # -- identities ---------------------------------------------------------------
+
+    def _refuse_known(
+        self, model: str, identity: str, tx: Tx | None = None, model_id: int | None = None
+    ) -> None:
+        """VersionExistsError if a version of ``model`` holds ``identity``."""
+        if tx is None:
+            with self._read() as reading:
+                m = reading.first(_MODEL_BY_NAME, {"name": model})
+                if m is not None:
+                    self._refuse_known(model, identity, reading, m.id)
+            return
+        found = tx.rows(_NUMBERS_OF, {"model_id": model_id, "identities": Many([identity])})
+        if found:
+            number = int(found[0][1])
+            raise VersionExistsError(f"{model}:{number} is this version already", number)
+
 
     def identities(self, model: str, numbers: Collection[int] | None = None) -> dict[int, str]:
         """Number → identity (``registry.identity``) of every version of ``model``, or of
