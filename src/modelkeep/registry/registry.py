@@ -719,7 +719,10 @@ class Registry:
                 # Lost the branch to another process (PostgreSQL): if it published
                 # this same version, that is the answer; else the move stands refused.
                 if identity is not None:
-                    self._refuse_known(model, identity)
+                    with self._read() as tx:
+                        m = tx.first(_MODEL_BY_NAME, {"name": model})
+                        if m is not None:
+                            self._refuse_known(tx, m.id, model, identity)
                 raise
         raise RegistryBusyError("could not allocate a version number after 20 attempts; retry")
 
@@ -750,7 +753,7 @@ class Registry:
         now = _now()
         m = tx.first(_MODEL_BY_NAME, {"name": model})
         if m is not None and identity is not None:
-            self._refuse_known(model, identity, tx, m.id)
+            self._refuse_known(tx, m.id, model, identity)
         if m is None:
             if branch not in (None, default_branch):
                 raise RefNotFoundError(
@@ -849,21 +852,13 @@ class Registry:
 
     # -- identities ---------------------------------------------------------------
 
-    def _refuse_known(
-        self, model: str, identity: str, tx: Tx | None = None, model_id: int | None = None
-    ) -> None:
+    @staticmethod
+    def _refuse_known(tx: Tx, model_id: int, model: str, identity: str) -> None:
         """VersionExistsError if a version of ``model`` holds ``identity``."""
-        if tx is None:
-            with self._read() as reading:
-                m = reading.first(_MODEL_BY_NAME, {"name": model})
-                if m is not None:
-                    self._refuse_known(model, identity, reading, m.id)
-            return
         found = tx.rows(_NUMBERS_OF, {"model_id": model_id, "identities": Many([identity])})
         if found:
             number = int(found[0][1])
             raise VersionExistsError(f"{model}:{number} is this version already", number)
-
 
     def identities(self, model: str, numbers: Collection[int] | None = None) -> dict[int, str]:
         """Number → identity (``registry.identity``) of every version of ``model``, or of
