@@ -203,6 +203,14 @@ def _server_failure(orig: BaseException, reason: str, where: str) -> ModelkeepEr
             f"cannot reach the registry database {where} ({detail}); check that the server "
             "is up and the host, port and user in the URL"
         )
+    if "cannot contain nul" in lowered:
+        # Text PostgreSQL cannot hold (SQLite can): the input is at fault, not the server.
+        from modelkeep.errors import UsageError
+
+        return UsageError(
+            "a text given contains a NUL character (\\x00), which the registry cannot "
+            "store or look up: remove it"
+        )
     if name == "UndefinedTable":
         return RegistryDamagedError(
             f"the registry database {where} lacks modelkeep's tables ({reason}); it is not "

@@ -167,7 +167,13 @@ Who = Annotated[Caller, Depends(_caller)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 # The engine's name rule (revision.check_name), so the document says what is refused.
-Name = Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+Name = Annotated[str, Path(max_length=128, pattern=NAME_PATTERN)]
+# A filter by name in the query: the same rule, so a name no model can have (a control
+# character, a NUL the registry cannot even look up) is refused before any query.
+NameFilter = Annotated[str | None, Query(max_length=128, pattern=NAME_PATTERN)]
+# Words of the engine's own making (event actions, report kinds): e.g. monitor.alert.
+WordFilter = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z][a-z0-9._-]*$")]
 
 
 class _Answers:
@@ -331,7 +337,7 @@ def create_app(
     def versions(
         name: Name,
         who: Who,
-        branch: Annotated[str | None, Query(max_length=128)] = None,
+        branch: NameFilter = None,
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> Page:
@@ -406,8 +412,8 @@ def create_app(
     @api.get("/events", response_model=Page, tags=["audit"])
     def events(
         who: Who,
-        model: Annotated[str | None, Query(max_length=128)] = None,
-        action: Annotated[str | None, Query(max_length=64)] = None,
+        model: NameFilter = None,
+        action: WordFilter = None,
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> Page:
@@ -419,9 +425,7 @@ def create_app(
         return _page([e.to_dict() for e in found], limit, offset)
 
     @api.get("/deployments", tags=["serving"])
-    def deployments(
-        who: Who, model: Annotated[str | None, Query(max_length=128)] = None
-    ) -> dict[str, Any]:
+    def deployments(who: Who, model: NameFilter = None) -> dict[str, Any]:
         """Rollouts, and which version every serving replica serves."""
         who.need("read", model)
         return {

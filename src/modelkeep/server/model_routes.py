@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from modelkeep.errors import UsageError
-from modelkeep.server.app import API, Limit, Name, Who, model_of
+from modelkeep.server.app import API, Limit, Name, NameFilter, Who, WordFilter, model_of
 
 Rev = Annotated[str, Path(max_length=300)]
 
@@ -93,7 +93,7 @@ def routes(app_state: Any) -> APIRouter:
         rev: Rev,
         who: Who,
         limit: Limit = 100,
-        kind: Annotated[str | None, Query(max_length=64)] = None,
+        kind: WordFilter = None,
     ) -> list[dict[str, Any]]:
         """Monitoring reports of a version, newest first."""
         who.need("read", model_of(rev))
@@ -108,7 +108,7 @@ def routes(app_state: Any) -> APIRouter:
     @api.get("/schedules", tags=["monitoring"])
     def schedules(
         who: Who,
-        model: Annotated[str | None, Query(max_length=128)] = None,
+        model: NameFilter = None,
         removed: Annotated[bool, Query(description="also those unscheduled")] = False,
     ) -> list[dict[str, Any]]:
         """Scheduled checks (of one model, or of all: then a token for every model)."""
