@@ -44,5 +44,9 @@ def test_every_error_class_has_a_4xx_or_5xx() -> None:
     for _, cls in inspect.getmembers(e, inspect.isclass):
         if issubclass(cls, e.ModelkeepError):
             args = ("x", "trace") if cls is e.TrainerError else ("x",)
-            extra = ([],) if cls is e.WorkingTreeConflictError else ()
+            extras: dict[type, tuple[object, ...]] = {
+                e.WorkingTreeConflictError: ([],),
+                e.VersionExistsError: (1,),
+            }
+            extra = extras.get(cls, ())
             assert 400 <= status_of(cls(*args, *extra)) < 600
