@@ -21,13 +21,14 @@ PROCESSES = 4
 # store for every object: made slow here, so that every process has looked (and found
 # nothing) before any adds — the interleaving a race needs. All start at one moment.
 PUBLISH = """
-import json, sys, time
+import json, pathlib, sys, time
 import modelkeep
 from modelkeep._engine.exchange import Exchange
 
 needs = Exchange._needs
 Exchange._needs = lambda self, *args: (time.sleep(0.3), needs(self, *args))[1]
-root, record, at = sys.argv[1], json.loads(open(sys.argv[2]).read()), float(sys.argv[3])
+root, record = sys.argv[1], json.loads(pathlib.Path(sys.argv[2]).read_text())
+at = float(sys.argv[3])
 with modelkeep.Repo(root) as repo:
     time.sleep(max(0.0, at - time.time()))
     version, new = repo.exchange.publish(record)
@@ -38,10 +39,17 @@ print(json.dumps([version.number, new]))
 def _publish_at_once(root: Path, record_file: Path, cwd: Path) -> list[tuple[int, bool]]:
     at = time.time() + 3.0  # after every child has started and opened the repository
     children = [
-        spawn(PUBLISH, root, record_file, at, cwd=cwd, author="receiver")
-        for _ in range(PROCESSES)
+        spawn(PUBLISH, root, record_file, at, cwd=cwd, author="receiver") for _ in range(PROCESSES)
     ]
-    return [tuple(json.loads(finish(child, 60))) for child in children]  # type: ignore[misc]
+    results, failures = [], []
+    for child in children:  # every one waited for, so none is left running (or its pipes)
+        try:
+            results.append(tuple(json.loads(finish(child, 60))))
+        except AssertionError as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+    return results  # type: ignore[return-value]
 
 
 def test_one_version_however_many_processes_publish_it_at_once(tmp_path: Path) -> None:

@@ -193,7 +193,15 @@ class Exchange(Service):
                     f"{candidate.size} bytes; its tree holds {len(tree.entries)} of {tree.size}"
                 )
             if parents is not None:
-                self._fast_forward(model, branch, parents, record)
+                try:
+                    self._fast_forward(model, branch, parents, record)
+                except ConflictError:
+                    # The branch moved since the look above: to this very version, if
+                    # another process published it meanwhile — then that is the answer.
+                    found = self.ctx.registry.numbers_by_identity(model, [want])
+                    if want in found:
+                        return self.ctx.registry.version(model, found[want]), False
+                    raise
             try:
                 version = self._add(record, candidate, parents, follow_head)
             except VersionExistsError as exc:  # another process published it meanwhile
