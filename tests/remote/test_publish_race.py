@@ -9,6 +9,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from remote_team import MIB, write_random
 
 import modelkeep
@@ -18,15 +19,16 @@ from modelkeep.store.frames import split
 PROCESSES = 4
 
 # Between its first look for the identity and adding the version, a publish checks the
-# store for every object: made slow here, so that every process has looked (and found
-# nothing) before any adds — the interleaving a race needs. All start at one moment.
+# store for every object: made slow here (by a delay each child is given), so that the
+# children interleave as a race needs. All start at one moment.
 PUBLISH = """
 import json, pathlib, sys, time
 import modelkeep
 from modelkeep._engine.exchange import Exchange
 
 needs = Exchange._needs
-Exchange._needs = lambda self, *args: (time.sleep(0.3), needs(self, *args))[1]
+delay = float(sys.argv[4])
+Exchange._needs = lambda self, *args: (time.sleep(delay), needs(self, *args))[1]
 root, record = sys.argv[1], json.loads(pathlib.Path(sys.argv[2]).read_text())
 at = float(sys.argv[3])
 with modelkeep.Repo(root) as repo:
@@ -36,10 +38,12 @@ print(json.dumps([version.number, new]))
 """
 
 
-def _publish_at_once(root: Path, record_file: Path, cwd: Path) -> list[tuple[int, bool]]:
+def _publish_at_once(
+    root: Path, record_file: Path, cwd: Path, delays: list[float]
+) -> list[tuple[int, bool]]:
     at = time.time() + 3.0  # after every child has started and opened the repository
     children = [
-        spawn(PUBLISH, root, record_file, at, cwd=cwd, author="receiver") for _ in range(PROCESSES)
+        spawn(PUBLISH, root, record_file, at, delay, cwd=cwd, author="receiver") for delay in delays
     ]
     results, failures = [], []
     for child in children:  # every one waited for, so none is left running (or its pipes)
@@ -52,7 +56,20 @@ def _publish_at_once(root: Path, record_file: Path, cwd: Path) -> list[tuple[int
     return results  # type: ignore[return-value]
 
 
-def test_one_version_however_many_processes_publish_it_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "delays",
+    [
+        # All slow alike: each finds the branch as it was, and the transaction that
+        # adds the version finds it there already.
+        [0.3] * PROCESSES,
+        # One fast: the others find the branch moved, by the very version they bring.
+        [0.0] + [0.6] * (PROCESSES - 1),
+    ],
+    ids=["together", "one-first"],
+)
+def test_one_version_however_many_processes_publish_it_at_once(
+    tmp_path: Path, delays: list[float]
+) -> None:
     source = modelkeep.Repo.init(tmp_path / "source")
     target = modelkeep.Repo.init(tmp_path / "target")
     try:
@@ -67,7 +84,7 @@ def test_one_version_however_many_processes_publish_it_at_once(tmp_path: Path) -
         for number, version in ((1, first), (2, second)):
             record_file = tmp_path / f"record-{number}.json"
             record_file.write_text(json.dumps(source.exchange.record(version, identities)))
-            results = _publish_at_once(target.root, record_file, tmp_path)
+            results = _publish_at_once(target.root, record_file, tmp_path, delays)
             assert sorted(results) == [(number, False)] * (PROCESSES - 1) + [(number, True)]
             assert [v.number for v in target.log("churn")] == list(range(number, 0, -1))
         assert target.exchange.identities("churn") == identities
