@@ -1,4 +1,4 @@
-"""``TokenCheck`` with a change mark (the team server on SQLite): a verified token is
+"""``TokenCheck`` with a change mark (the team server's, on either engine): a verified token is
 remembered only while the registry is unchanged, so a revocation by any process is seen
 at the next request; a registry that changed for another reason only costs one more
 verification. Without a mark, the time bound is the only one (test_guard.py)."""
@@ -14,7 +14,7 @@ import pytest
 import modelkeep
 from modelkeep.access.guard import TokenCheck
 from modelkeep.errors import AuthenticationError
-from modelkeep.registry.changes import ChangeMark
+from modelkeep.registry.changes import ChangeMark, CountMark, mark_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -27,10 +27,9 @@ def repo(tmp_path: Path) -> Iterator[modelkeep.Repo]:
         yield r
 
 
-def checked(repo: modelkeep.Repo) -> tuple[TokenCheck, ChangeMark]:
-    if repo.registry.file is None:
-        pytest.skip("a change mark is SQLite's (PostgreSQL: the time bound, test_guard.py)")
-    mark = ChangeMark(repo.registry.file)
+def checked(repo: modelkeep.Repo) -> tuple[TokenCheck, ChangeMark | CountMark]:
+    mark = mark_of(repo.registry)  # SQLite's data_version, PostgreSQL's count of writes
+    assert mark is not None
     return TokenCheck.over(repo.tokens, changes=mark), mark
 
 

@@ -147,17 +147,17 @@ class TokenCheck:
 
     @classmethod
     def watching(cls, open_engine: Callable[[], Engine]) -> TokenCheck:
-        """A check over the repository ``open_engine`` opens, with the registry's
-        ``ChangeMark`` where it has one (SQLite): a token revoked by any process is
-        refused at the next request. Elsewhere (PostgreSQL) the time bound."""
-        from modelkeep.registry.changes import ChangeMark
+        """A check over the repository ``open_engine`` opens, with the registry's change
+        mark (``registry.changes.mark_of``): a token revoked by any process is refused
+        at the next request. In memory, the time bound."""
+        from modelkeep.registry.changes import mark_of
 
         probe = open_engine()
         try:
-            file = probe.ctx.registry.file
+            mark = mark_of(probe.ctx.registry)
         finally:
             probe.close()
-        return cls(open_engine, changes=ChangeMark.of(file))
+        return cls(open_engine, changes=mark)
 
     @classmethod
     def over(

@@ -274,6 +274,7 @@ class Registry:
             # Outside a transaction, as it must be.
             self.db.raw(lambda conn: conn.execute("PRAGMA journal_mode=WAL").close())
         self.migrate()
+        self.db.counts_changes = True
 
     def migrate(self) -> None:
         """Bring the schema up to date with Alembic (imported only when needed)."""
@@ -311,7 +312,8 @@ class Registry:
             )
         if found < SCHEMA_VERSION:
             self.migrate()
-        elif found > SCHEMA_VERSION:
+        self.db.counts_changes = True  # meta is there
+        if found > SCHEMA_VERSION:
             raise RepositoryFormatError(
                 f"this repository ({self.where}) uses registry schema {found}, newer than "
                 f"this modelkeep understands ({SCHEMA_VERSION}); upgrade with "

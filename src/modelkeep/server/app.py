@@ -9,14 +9,13 @@ event log records who, through which token, from which address.
 A model a token may not read answers 404, as a model that does not exist: its name is
 not told. Lists are paginated (``limit``, ``offset`` → ``next_offset``).
 
-Nothing here answers from a memory that may be stale. On a SQLite registry, a verified
-token and the answer of ``GET /versions/{rev}`` are kept only while the registry's
-change mark (``registry.changes.ChangeMark``: SQLite's data_version, moved by any commit
-from any process) is the one they were read under, so an alias moved or a token revoked
-anywhere is seen at the next request. A registry without such a mark (PostgreSQL) is
-asked for every answer, and a verified token is remembered for ``TOKEN_SECONDS``: a
-token revoked through another server process keeps working there that long at most
-(through this one, not at all).
+Nothing here answers from a memory that may be stale. A verified token and the answer
+of ``GET /versions/{rev}`` are kept only while the registry's change mark
+(``registry.changes.mark_of``: SQLite's data_version, PostgreSQL's count of write
+transactions, each moved by any commit from any process) is the one they were read
+under, so an alias moved or a token revoked anywhere is seen at the next request. A
+registry without a mark (in memory) is asked for every answer, and a verified token is
+remembered for ``TOKEN_SECONDS``.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ from modelkeep.errors import (
     UsageError,
 )
 from modelkeep.httpstatus import status_of
-from modelkeep.registry.changes import ChangeMark
+from modelkeep.registry.changes import mark_of
 from modelkeep.revision import Revision
 from modelkeep.server.auth import FailureLimiter, TooManyFailures, bearer
 
@@ -59,8 +58,8 @@ API = "/api/v1"
 MAX_BODY = 1 << 20
 MAX_PAGE = 1000
 _UPLOAD = re.compile(API + r"/models/[^/]+/objects")
-# Without a change mark (PostgreSQL), how long a verified token is taken without asking
-# the registry: the longest a token revoked through another process works here.
+# Without a change mark (a registry in memory), how long a verified token is taken
+# without asking the registry: the longest a token revoked elsewhere works here.
 TOKEN_SECONDS = 5.0
 # Resolved versions kept (while the registry is unchanged); all dropped on a change.
 MAX_ANSWERS = 1024
@@ -268,7 +267,7 @@ def create_app(
     """The team server's app over ``repo`` (opened by the caller, shared by every
     request: its registry keeps a connection per thread; closed when the app shuts
     down with ``close_repo``)."""
-    mark = ChangeMark.of(repo.registry.file)
+    mark = mark_of(repo.registry)
     check = TokenCheck.over(
         repo.tokens, CACHE_SECONDS if mark is not None else TOKEN_SECONDS, changes=mark
     )
