@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 
 # Bumped by every migration (which also writes it to the meta table), so an open can
 # tell "needs upgrading" or "too new" without loading Alembic (or SQLAlchemy).
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 REF_KINDS = ("branch", "alias", "tag")
 # Event actions that concern a ref without moving it.

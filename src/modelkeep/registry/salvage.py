@@ -155,8 +155,8 @@ def _copy_table(src: Connection, dst: Connection, table: Table, report: Salvaged
     kept = lost = 0
     for row in _rows(src, table, columns, report):
         values = dict(zip([c.name for c in columns], row, strict=True))
-        if table is t.meta and values.get("key") == "schema_version":
-            continue  # the new registry's own: it is at the current schema
+        if table is t.meta and values.get("key") in ("schema_version", "changes"):
+            continue  # the new registry's own: at the current schema, its own count
         try:
             with dst.begin_nested():
                 dst.execute(insert(table), values)
