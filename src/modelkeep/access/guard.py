@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
     from modelkeep._engine import Engine
+    from modelkeep.registry.changes import ChangeMark, CountMark
     from modelkeep.registry.records import Token
 
 log = logging.getLogger("modelkeep.access")
@@ -139,6 +140,7 @@ class TokenCheck:
         self._engine: Engine | None = None
         self._tokens: Tokens | None = None
         self._owns_engine = True
+        self._owned_mark: ChangeMark | CountMark | None = None
         # One verification at a time: requests arriving together with a new token ask
         # the registry once, and Tokens.verify may write last_used_at.
         self._lock = threading.Lock()
@@ -157,7 +159,9 @@ class TokenCheck:
             mark = mark_of(probe.ctx.registry)
         finally:
             probe.close()
-        return cls(open_engine, changes=mark)
+        check = cls(open_engine, changes=mark)
+        check._owned_mark = mark  # closed with the check: its connection is the check's
+        return check
 
     @classmethod
     def over(
@@ -214,6 +218,8 @@ class TokenCheck:
             self._cache.clear()
             if self._owns_engine:
                 self._drop_engine()
+            if self._owned_mark is not None:
+                self._owned_mark.close()
 
     def _mark(self) -> Hashable | None:
         return None if self._changes is None else self._changes()

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 import urllib.parse
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from modelkeep.registry.db import CHANGES_KEY
@@ -86,6 +87,7 @@ class CountMark:
         self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     def __call__(self) -> tuple[int, int] | None:
         """The mark now; None when it cannot be read (then nothing is known unchanged)."""
@@ -95,6 +97,9 @@ class CountMark:
             try:
                 if self._conn is None:
                     self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=2)
+                    # A mark dropped without close() (an app never started, or never
+                    # shut down) still closes its connection, not the garbage collector.
+                    self._finalizer = weakref.finalize(self, _close_quietly, self._conn)
                 row = self._conn.execute(_READ_COUNT).fetchone()
                 return 0, int(row[0]) if row is not None else 0
             except (psycopg.Error, OSError, ValueError):
@@ -107,9 +112,16 @@ class CountMark:
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
         if conn is not None:
-            with contextlib.suppress(Exception):  # a broken connection: nothing to do
-                conn.close()
+            _close_quietly(conn)
+
+
+def _close_quietly(conn: Any) -> None:
+    with contextlib.suppress(Exception):  # a broken connection: nothing more to do
+        conn.close()
 
 
 def mark_of(registry: Registry) -> ChangeMark | CountMark | None:

@@ -18,9 +18,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute(
-        "INSERT INTO meta (key, value) VALUES ('changes', '0') ON CONFLICT (key) DO NOTHING"
-    )
+    op.execute("INSERT INTO meta (key, value) VALUES ('changes', '0') ON CONFLICT (key) DO NOTHING")
     op.execute("UPDATE meta SET value = '11' WHERE key = 'schema_version'")
 
 
