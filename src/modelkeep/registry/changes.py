@@ -19,7 +19,41 @@ if TYPE_CHECKING:
 _READ_COUNT = f"SELECT value FROM meta WHERE key = '{CHANGES_KEY}'"  # noqa: S608 - a constant
 
 
-class ChangeMark:
+class _Mark:
+    """What both marks hold: a connection of their own, used by one caller at a time
+    (an event loop's thread, a test's), closed by ``close()`` or, when the mark is
+    dropped without it, by a finalizer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    def _opened(self, conn: Any) -> Any:
+        """``conn`` as this mark's connection, closed with the mark."""
+        self._conn = conn
+        self._finalizer = weakref.finalize(self, _close_quietly, conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        if conn is not None:
+            _close_quietly(conn)
+
+
+def _close_quietly(conn: Any) -> None:
+    with contextlib.suppress(Exception):  # a broken connection: nothing more to do
+        conn.close()
+
+
+class ChangeMark(_Mark):
     """A mark of a SQLite registry file's content, cheap enough to read per request
     (about 2 µs): it differs after any commit made by any other connection, in this
     process or another (SQLite's ``PRAGMA data_version``, read on a connection of its
@@ -30,8 +64,7 @@ class ChangeMark:
         self.file = file
         # The connection is used from whichever thread asks (an event loop's, a
         # test's): one at a time.
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        super().__init__()
         self._inode = -1
 
     @classmethod
@@ -52,8 +85,10 @@ class ChangeMark:
                     # timeout 0: a busy file answers None at once instead of stalling
                     # the caller (an event loop); None only costs a cache miss.
                     uri = f"file:{urllib.parse.quote(self.file)}?mode=rw"
-                    self._conn = sqlite3.connect(
-                        uri, uri=True, timeout=0, check_same_thread=False, isolation_level=None
+                    self._opened(
+                        sqlite3.connect(
+                            uri, uri=True, timeout=0, check_same_thread=False, isolation_level=None
+                        )
                     )
                     self._inode = inode
                 return inode, int(self._conn.execute("PRAGMA data_version").fetchone()[0])
@@ -61,17 +96,8 @@ class ChangeMark:
                 self._close()
                 return None
 
-    def close(self) -> None:
-        with self._lock:
-            self._close()
 
-    def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-
-class CountMark:
+class CountMark(_Mark):
     """PostgreSQL's mark: the registry's count of committed write transactions (the
     ``meta`` row ``db.CHANGES_KEY``, which every write transaction of this release moves
     just before it commits), read per request on a connection of its own — one round
@@ -85,9 +111,7 @@ class CountMark:
         # libpq's own URL (no SQLAlchemy driver name); the password, if any, as
         # PGPASSWORD or ~/.pgpass give it, as for the registry's own connections.
         self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
-        self._lock = threading.Lock()
-        self._conn: Any = None
-        self._finalizer: weakref.finalize[Any, Any] | None = None
+        super().__init__()
 
     def __call__(self) -> tuple[int, int] | None:
         """The mark now; None when it cannot be read (then nothing is known unchanged)."""
@@ -96,32 +120,16 @@ class CountMark:
         with self._lock:
             try:
                 if self._conn is None:
-                    self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=2)
-                    # A mark dropped without close() (an app never started, or never
-                    # shut down) still closes its connection, not the garbage collector.
-                    self._finalizer = weakref.finalize(self, _close_quietly, self._conn)
+                    # Dropped without close() (an app never started, or never shut
+                    # down), the mark still closes it, not the garbage collector.
+                    self._opened(
+                        psycopg.connect(self._conninfo, autocommit=True, connect_timeout=2)
+                    )
                 row = self._conn.execute(_READ_COUNT).fetchone()
                 return 0, int(row[0]) if row is not None else 0
             except (psycopg.Error, OSError, ValueError):
                 self._close()
                 return None
-
-    def close(self) -> None:
-        with self._lock:
-            self._close()
-
-    def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
-        if conn is not None:
-            _close_quietly(conn)
-
-
-def _close_quietly(conn: Any) -> None:
-    with contextlib.suppress(Exception):  # a broken connection: nothing more to do
-        conn.close()
 
 
 def mark_of(registry: Registry) -> ChangeMark | CountMark | None:
