@@ -34,9 +34,10 @@ from modelkeep.store.frames import header
 from modelkeep.store.objects import verified as store_verified
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     from modelkeep.registry import Version
+    from modelkeep.store.objects import Incoming, ObjectWriter
 
 # The most objects one negotiation or download answers at once.
 MAX_BATCH = 10_000
@@ -116,7 +117,6 @@ class Exchange(Service):
         Returns (objects, bytes) stored."""
         from modelkeep.errors import CorruptObjectError
 
-        self.ctx.registry.check_writable()
         checked = list(frames)
         for oid, codec, payload in checked:
             try:
@@ -126,12 +126,47 @@ class Exchange(Service):
         # Only a batch whose every frame verified is written: a refused one leaves nothing.
         # Written as it came (encoded by the sender's store): compressing again would
         # cost more than the whole transfer and gain nothing.
+        with self._writing() as writer:
+            for oid, codec, payload in checked:
+                writer.add_stored(oid, codec, payload)
+        return len(checked), sum(len(p) for _, _, p in checked)
+
+    def receive_stream(
+        self,
+        pieces: Iterable[bytes | memoryview],
+        arrived: Callable[[ObjectId, int], None] | None = None,
+    ) -> tuple[int, int]:
+        """Store the objects of a stream of frames as they arrive (a download): each
+        is written while it comes and counts once whole and verified, so a stream that
+        breaks off or brings a damaged object keeps every object before it, and the
+        next pull asks only for the rest. ``arrived(id, bytes)`` follows each object
+        stored (it may raise to refuse the rest). Durable on return. Returns
+        (objects, bytes) stored."""
+        from modelkeep.errors import CorruptObjectError
+        from modelkeep.store.frames import FrameError, read_frames
+
+        broke: BaseException | None = None
+        with self._writing() as writer:
+            sink = _Arrivals(writer, arrived)
+            try:
+                read_frames(pieces, sink)
+            except BaseException as exc:  # what arrived whole is still made durable
+                sink.abort()
+                broke = exc
+        if isinstance(broke, (CorruptObjectError, FrameError)):
+            raise UsageError(f"{broke}: it was damaged on the way; pull again") from None
+        if broke is not None:
+            raise broke
+        return sink.objects, sink.bytes
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[ObjectWriter]:
+        """A write batch of received objects, under the store lock shared."""
+        self.ctx.registry.check_writable()
         with self.ctx.shared():
             self.ctx.follow_upgrade()
             with self.ctx.store.writer() as writer:
-                for oid, codec, payload in checked:
-                    writer.add_stored(oid, codec, payload)
-        return len(checked), sum(len(p) for _, _, p in checked)
+                yield writer
 
     def send(self, oids: Sequence[ObjectId]) -> Iterator[bytes | memoryview]:
         """``oids`` as frames, as stored here (the receiver verifies them)."""
@@ -348,3 +383,37 @@ def _lineage_doc(record: dict[str, Any]) -> dict[str, Any]:
         doc["code"] = dict(record["code"])
     doc["environment"] = dict(record.get("environment") or {})
     return doc
+
+
+class _Arrivals:
+    """The objects of a stream of frames into a write batch (``receive_stream``)."""
+
+    def __init__(
+        self, writer: ObjectWriter, arrived: Callable[[ObjectId, int], None] | None
+    ) -> None:
+        self._writer, self._arrived = writer, arrived
+        self._open: Incoming | None = None
+        self.objects = 0
+        self.bytes = 0
+
+    def begin(self, oid: ObjectId, codec: int, length: int) -> None:
+        self._open = self._writer.receive(oid, codec, length)
+
+    def data(self, piece: memoryview) -> None:
+        assert self._open is not None
+        self._open.write(piece)
+
+    def end(self) -> None:
+        incoming, self._open = self._open, None
+        assert incoming is not None
+        incoming.done()
+        self.objects += 1
+        self.bytes += incoming.length
+        if self._arrived is not None:
+            self._arrived(incoming.oid, incoming.length)
+
+    def abort(self) -> None:
+        """Drop the object the stream broke off in (its temp file goes)."""
+        if self._open is not None:
+            self._open.abort()
+            self._open = None

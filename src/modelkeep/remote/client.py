@@ -7,6 +7,7 @@ local repository catches: 404 → NotFoundError, 409 → ConflictError, and so o
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -123,8 +124,23 @@ class Client:
         headers = {"Content-Type": "application/octet-stream"}
         return self.request("POST", path, content=body, headers=headers).json()
 
-    def post_for_bytes(self, path: str, body: Any) -> bytes:
-        return self.request("POST", path, json=body).content
+    @contextlib.contextmanager
+    def post_for_stream(self, path: str, body: Any) -> Iterator[Iterator[bytes]]:
+        """The answer's body in pieces as they arrive, for a ``with`` block: a
+        download is never gathered whole in memory."""
+        import httpx
+
+        try:
+            with self._http.stream("POST", path, json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._error(response)
+                yield response.iter_bytes()
+        except httpx.TransportError as exc:
+            raise UnreachableError(
+                f"the team server at {self.url} cannot be reached or broke off "
+                f"({exc or type(exc).__name__}): check that it runs, then try again"
+            ) from None
 
     def _error(self, response: httpx.Response) -> ModelkeepError:
         try:

@@ -5,7 +5,8 @@ answers which it lacks; only those are read from the local store and sent, as th
 are stored, in batches of about 32 MiB on a few connections at once. Each batch is
 verified and durable on the server before it answers, so after an interruption the
 next negotiation leaves out every batch that arrived: nothing is sent twice.
-Download is the same the other way, verified here on arrival.
+Download is the same the other way, each object written to disk as it arrives and
+verified before it counts, so an interrupted pull keeps every object that came whole.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from modelkeep.errors import UsageError
 from modelkeep.store import ObjectId
-from modelkeep.store.frames import HEADER, header, split
+from modelkeep.store.frames import HEADER, header
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -116,19 +117,24 @@ def download(
         tick(sum(size_of.values()) - sum(size_of[o] for o in lacking))
 
     def fetch(batch: list[ObjectId]) -> None:
-        asked = {"ids": [o.hex for o in batch]}
-        body = client.post_for_bytes(f"/models/{model}/objects/get", asked)
-        frames = list(split(body))
-        got = {oid for oid, _, _ in frames}
-        if got != set(batch):
+        asked, got = set(batch), set()
+
+        def arrived(oid: ObjectId, _size: int) -> None:
+            if oid not in asked:
+                raise UsageError(f"the server sent object {oid.short}, not asked for: pull again")
+            got.add(oid)
+            if tick is not None:
+                tick(size_of[oid])
+
+        body = {"ids": [o.hex for o in batch]}
+        with client.post_for_stream(f"/models/{model}/objects/get", body) as pieces:
+            count, size = engine.exchange.receive_stream(pieces, arrived)
+        moved.objects += count
+        moved.bytes += size
+        if got != asked:
             raise UsageError(
                 f"the server sent {len(got)} of the {len(batch)} objects asked for: pull again"
             )
-        engine.exchange.receive(frames)
-        moved.objects += len(frames)
-        moved.bytes += sum(len(p) for _, _, p in frames)
-        if tick is not None:
-            tick(sum(size_of[o] for o in batch))
 
     _parallel(list(_batches(lacking, size_of)), fetch)
     return moved

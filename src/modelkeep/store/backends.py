@@ -63,6 +63,83 @@ class Backend(Protocol):
         ...
 
 
+class Blob(Protocol):
+    """A blob being written in pieces: no reader sees it before ``commit()``, and
+    ``abort()`` leaves nothing behind."""
+
+    size: int  # bytes written so far, header included
+
+    def write(self, data: bytes | memoryview) -> None: ...
+
+    def commit(self) -> None:
+        """Store what was written, durably and atomically, as ``put`` does."""
+        ...
+
+    def abort(self) -> None: ...
+
+
+def open_blob(backend: Backend, key: str, header: bytes = b"") -> Blob:
+    """``key`` written in pieces: straight into a temp file on a local disk (a large
+    object arriving over the network is never held whole in memory), gathered in
+    memory for any other backend, which stores a blob in one ``put``."""
+    if isinstance(backend, LocalBackend):
+        return backend.open_blob(key, header)
+    return _GatheredBlob(backend, key, header)
+
+
+class _GatheredBlob:
+    def __init__(self, backend: Backend, key: str, header: bytes) -> None:
+        self._backend, self._key, self._header = backend, key, header
+        self._data = bytearray()
+        self.size = len(header)
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._data += data
+        self.size += memoryview(data).nbytes
+
+    def commit(self) -> None:
+        self._backend.put(self._key, memoryview(self._data), header=self._header)
+
+    def abort(self) -> None:
+        self._data = bytearray()
+
+
+class FileBlob:
+    """A temp file in a ``LocalBackend``, fsynced and renamed into place on commit."""
+
+    def __init__(self, backend: LocalBackend, tmp: Path, final: Path) -> None:
+        self._backend, self._tmp, self.final = backend, tmp, final
+        self._fd: int | None = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert self._fd is not None, "write after commit or abort"
+        view = memoryview(data).cast("B")
+        self.size += view.nbytes
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def commit(self) -> None:
+        assert self._fd is not None, "commit after commit or abort"
+        try:
+            os.fsync(self._fd)
+            self._close()
+            os.replace(self._tmp, self.final)
+        except BaseException:
+            self.abort()
+            raise
+        self._backend._committed(self.final)
+
+    def abort(self) -> None:
+        self._close()
+        self._tmp.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
 class LocalBackend:
     """A folder on a local disk; atomic by temp file + fsync + rename."""
 
@@ -92,6 +169,16 @@ class LocalBackend:
         return data
 
     def put(self, key: str, data: bytes | memoryview, header: bytes = b"") -> None:
+        blob = self.open_blob(key, header)
+        try:
+            blob.write(data)
+        except BaseException:
+            blob.abort()  # a disk that filled up gets its space back
+            raise
+        blob.commit()
+
+    def open_blob(self, key: str, header: bytes = b"") -> FileBlob:
+        """``key`` written in pieces into a temp file, renamed into place by ``commit()``."""
         final = self._path(key)
         if not final.parent.is_dir():
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -99,21 +186,15 @@ class LocalBackend:
             with self._lock:
                 self._dirty_dirs.add(final.parent.parent)
         self._tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self._tmp / f"{uuid.uuid4().hex}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        blob = FileBlob(self, self._tmp / f"{uuid.uuid4().hex}.tmp", final)
         try:
-            try:
-                for part in (header, data):
-                    view = memoryview(part)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, final)
+            blob.write(header)
         except BaseException:
-            tmp.unlink(missing_ok=True)  # a disk that filled up gets its space back
+            blob.abort()
             raise
+        return blob
+
+    def _committed(self, final: Path) -> None:
         with self._lock:
             self._dirty_dirs.add(final.parent)
 

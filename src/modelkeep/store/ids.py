@@ -49,6 +49,12 @@ class ObjectId:
         return self.hex
 
 
+def hasher() -> blake3.blake3:
+    """An incremental hash of content arriving in pieces; its ``digest()`` is an id's
+    ``raw``."""
+    return blake3.blake3()
+
+
 def hash_file(path: str) -> ObjectId:
     """Whole-file BLAKE3 (used for datasets); memory-mapped and multithreaded."""
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)

@@ -31,15 +31,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import zstandard
 
 from modelkeep.errors import CorruptObjectError, ObjectMissingError
+from modelkeep.store.backends import open_blob
 from modelkeep.store.chunking import Chunker, ChunkParams
-from modelkeep.store.ids import ObjectId
+from modelkeep.store.ids import ObjectId, hasher
 from modelkeep.store.trust import Ledger, stat_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from modelkeep.store.backends import Backend
+    from modelkeep.store.backends import Backend, Blob
 
     Progress = Callable[[int], None]
 
@@ -81,6 +82,7 @@ _WORKERS = max(2, min(8, os.cpu_count() or 2))
 # fsynced: 0.39-0.47 s from 2 threads, 0.27-0.33 s from 4, on a 2-core machine).
 _IO_THREADS = 4
 _IO_QUEUE = 8
+_SPILL = 1 << 20  # bytes of an arriving object hashed and written at once
 
 
 def _pool(workers: int, prefix: str = "") -> ThreadPoolExecutor:
@@ -286,19 +288,57 @@ class ObjectWriter:
 
     def _put(self, oid: ObjectId, codec: int, payload: bytes | memoryview) -> None:
         try:
-            mappable = self._store.page_aligned and codec == RAW and len(payload) >= MAP_MIN
-            header = _PAGE_HEADER if mappable else bytes([codec])
-            key = _loose_key(oid)
-            self._store.backend.put(key, payload, header=header)
-            path = self._store.backend.local_path(key) if mappable else None
-            # The bytes just hashed are the bytes written: a mapped read may trust them.
-            st = os.stat(path) if path is not None else None
-            with self._lock:
-                self.bytes_written += len(payload) + len(header)
-                if st is not None:
-                    self._fresh.append((oid, st))
+            blob, mappable = self._open(oid, codec, len(payload))
+            try:
+                blob.write(payload)
+            except BaseException:
+                blob.abort()
+                raise
+            self._commit(oid, blob, mappable)
         finally:
             self._room.release()
+
+    def _open(self, oid: ObjectId, codec: int, length: int) -> tuple[Blob, bool]:
+        """The loose file of a large object, being written; whether it is mappable."""
+        mappable = self._store.page_aligned and codec == RAW and length >= MAP_MIN
+        header = _PAGE_HEADER if mappable else bytes([codec])
+        return open_blob(self._store.backend, _loose_key(oid), header), mappable
+
+    def _commit(self, oid: ObjectId, blob: Blob, mappable: bool) -> None:
+        blob.commit()
+        path = self._store.backend.local_path(_loose_key(oid)) if mappable else None
+        # The bytes just hashed are the bytes written: a mapped read may trust them.
+        st = os.stat(path) if path is not None else None
+        with self._lock:
+            self.bytes_written += blob.size
+            if st is not None:
+                self._fresh.append((oid, st))
+
+    def receive(self, oid: ObjectId, codec: int, length: int) -> Incoming:
+        """An object arriving in pieces, as another store encoded it: a large raw one
+        is hashed and written to its file as each piece comes, so that it is never
+        whole in memory and the disk works while the network does. It counts only
+        once ``done()`` has found it whole and verified."""
+        return Incoming(self, oid, codec, length)
+
+    def _commit_later(self, oid: ObjectId, blob: Blob, mappable: bool) -> None:
+        """Make a fully written, verified blob durable on an I/O thread."""
+        self._room.acquire()  # bounds the open files waiting for their flush
+
+        def commit() -> None:
+            try:
+                self._commit(oid, blob, mappable)
+            finally:
+                self._room.release()
+
+        with self._lock:
+            if oid in self._writing:  # the same object, twice in one batch
+                self._room.release()
+                blob.abort()
+                return
+            if self._io is None:
+                self._io = _pool(_IO_THREADS, "modelkeep-io")
+            self._writing[oid] = self._io.submit(commit)
 
     def _drain(self, raise_errors: bool) -> None:
         with self._lock:
@@ -331,6 +371,83 @@ class ObjectWriter:
         if self._io is not None:
             self._io.shutdown()
             self._io = None
+
+
+class Incoming:
+    """One object arriving in pieces (``ObjectWriter.receive``): ``write`` each piece
+    as it comes, then ``done()``; ``abort()`` if the stream breaks off."""
+
+    def __init__(self, writer: ObjectWriter, oid: ObjectId, codec: int, length: int) -> None:
+        if not 0 <= length <= _MAX_OBJECT:
+            raise CorruptObjectError(f"object {oid.short} is announced at {length} bytes")
+        self.oid, self.codec, self.length = oid, codec, length
+        self._writer = writer
+        self._left = length
+        # Small ones go to the batch's pack, compressed ones are verified decoded:
+        # both are gathered whole first, as they were before streaming.
+        self._streams = codec == RAW and length >= PACK_LIMIT and not writer._known(oid)
+        self._hasher = hasher() if self._streams else None
+        self._blob: Blob | None = None
+        self._mappable = False
+        if self._streams:
+            self._blob, self._mappable = writer._open(oid, codec, length)
+        self._data = bytearray()
+        self._buffer = bytearray(_SPILL if self._streams else 0)
+        self._filled = 0
+
+    def write(self, piece: bytes | memoryview) -> None:
+        size = memoryview(piece).nbytes
+        if size > self._left:
+            self.abort()
+            raise CorruptObjectError(f"object {self.oid.short} is longer than announced")
+        self._left -= size
+        if self._blob is None:
+            self._data += piece
+            return
+        # Hashed and written a MiB at a time, not per network read: each call lets go
+        # of the GIL and must win it back, and four downloading threads that do that
+        # every 64 KiB spend more time waiting for it than hashing.
+        view = memoryview(piece).cast("B")
+        while view:
+            take = min(len(view), _SPILL - self._filled)
+            self._buffer[self._filled : self._filled + take] = view[:take]
+            self._filled += take
+            view = view[take:]
+            if self._filled == _SPILL or not self._left:
+                self._spill()
+
+    def _spill(self) -> None:
+        assert self._blob is not None
+        assert self._hasher is not None
+        full = memoryview(self._buffer)[: self._filled]
+        self._hasher.update(full)
+        self._blob.write(full)
+        self._filled = 0
+
+    def done(self) -> None:
+        """Store it, if it is whole and the content its id names; CorruptObjectError
+        (and nothing stored) otherwise."""
+        if self._left:
+            self.abort()
+            raise CorruptObjectError(f"object {self.oid.short} ended {self._left} bytes short")
+        if self._blob is None or self._hasher is None:
+            verified(self.oid, self.codec, memoryview(self._data))
+            self._writer.add_stored(self.oid, self.codec, bytes(self._data))
+            self._data = bytearray()
+            return
+        if self._hasher.digest() != self.oid.raw:
+            self.abort()
+            raise CorruptObjectError(
+                f"object {self.oid.short} is corrupted (content does not match)"
+            )
+        blob, self._blob = self._blob, None
+        self._writer._commit_later(self.oid, blob, self._mappable)
+
+    def abort(self) -> None:
+        if self._blob is not None:
+            self._blob.abort()
+            self._blob = None
+        self._data = bytearray()
 
 
 T = TypeVar("T")

@@ -1,0 +1,107 @@
+"""A pull that breaks off: the team server killed with SIGKILL in the middle of the
+download, or an object damaged on its way. The pull fails in one line and publishes
+nothing; every object that arrived whole is kept, verified, and the next pull asks
+only for the rest; no temp file is left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from remote_team import MIB, Client, Team, files_of, write_random
+
+import modelkeep
+from modelkeep.errors import UsageError
+
+SIZE = 120 * MIB  # four download batches of at most 32 MiB, fetched at once
+
+
+def _temp_files(repo: modelkeep.Repo) -> list[Path]:
+    tmp = repo.root / ".modelkeep" / "store" / "tmp"
+    return sorted(tmp.iterdir()) if tmp.is_dir() else []
+
+
+def test_kill_9_of_the_server_mid_pull_then_the_pull_again_fetches_only_the_rest(
+    team: Team, client: Client, tmp_path: Path
+) -> None:
+    a = client("a")
+    version = a.commit("big", write_random(tmp_path / "m", SIZE, seed=11), "big")
+    objects = a.exchange.objects_of(version)
+    a.remotes.push("big", token=team.tokens["alice"])
+    b = client("b")
+
+    env = {**os.environ, "MODELKEEP_TOKEN": team.tokens["reader"], "NO_COLOR": "1"}
+    pull = subprocess.Popen(
+        [sys.executable, "-m", "modelkeep", "--repo", str(b.root), "pull", "big"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        # Kill the server as soon as the first of the version's large chunks is stored
+        # here: each lands, renamed into place, the moment it is whole and verified.
+        deadline = time.monotonic() + 60
+        while not objects.keys() & set(b.store.iter_ids()):
+            assert pull.poll() is None, f"the pull ended before any object arrived: {pull}"
+            assert time.monotonic() < deadline, "no object arrived in 60 s"
+            time.sleep(0.001)
+        team.server.kill()
+        out, err = pull.communicate(timeout=60)
+    finally:
+        if pull.poll() is None:
+            pull.kill()
+            pull.communicate()
+    assert pull.returncode == 7, (out, err)
+    message = err.strip()
+    assert "\n" not in message, err
+    assert message.startswith("error: "), err
+    assert "cannot be reached or broke off" in message, err
+
+    # Nothing half-visible here, what arrived is intact, and no temp file is left.
+    with modelkeep.Repo(b.root) as fresh:
+        arrived = {oid for oid in objects if fresh.store.has(oid)}
+        assert 0 < len(arrived) < len(objects), "the kill was not in the middle of the pull"
+        assert fresh.models() == []
+        report = fresh.fsck()
+        assert report.ok, report.problems
+        assert _temp_files(fresh) == []
+
+    # Back on the same repository and port: the pull completes, fetching only the rest.
+    team.restart()
+    done = b.remotes.pull("big", token=team.tokens["reader"])
+    assert [m.local for m in done.versions] == [1]
+    assert done.objects_skipped == len(arrived)
+    assert done.objects_sent == len(objects) - len(arrived)
+    assert b.fsck().ok
+    assert files_of(b, "big:1", tmp_path / "co-b") == files_of(a, "big:1", tmp_path / "co-a")
+
+
+def test_an_object_damaged_on_the_server_is_refused_and_nothing_is_published(
+    team: Team, client: Client, tmp_path: Path
+) -> None:
+    a = client("a")
+    version = a.commit("big", write_random(tmp_path / "m", 8 * MIB, seed=12), "big")
+    a.remotes.push("big", token=team.tokens["alice"])
+    # The server sends objects as stored, unverified: flip the last byte of one of its
+    # large chunks on disk, and the puller is the one to notice.
+    sizes = a.exchange.objects_of(version)
+    damaged = max(sizes, key=lambda oid: sizes[oid])
+    path = team.root / ".modelkeep" / "store" / "objects" / damaged.fanout()
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    b = client("b")
+    with pytest.raises(UsageError, match=rf"object {damaged.short}.*damaged on the way"):
+        b.remotes.pull("big", token=team.tokens["reader"])
+    assert b.models() == []
+    assert not b.store.has(damaged)
+    assert _temp_files(b) == []
+    assert b.fsck().ok
