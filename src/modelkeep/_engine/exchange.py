@@ -88,15 +88,8 @@ class Exchange(Service):
         """Every object ``version`` needs → its size as far as known here (chunks;
         0 for the small tree, manifests and profile): its tree, file manifests,
         chunks, and the objects its artifact names (the reference profile)."""
-        store = self.ctx.store
-        tree = ObjectId(version.tree_id)
-        found = {tree: 0}
-        for entry in store.tree(tree).entries.values():
-            found[entry.file] = 0
-            found.update((c.id, c.size) for c in store.file_manifest(entry.file).chunks)
-        profile = version.artifact.get("profile")
-        if profile:
-            found[ObjectId(profile)] = 0
+        found = dict(self.ctx.store.walk(ObjectId(version.tree_id)))
+        found.update((oid, 0) for oid in _named_by(version.artifact))
         return found
 
     def missing(self, oids: Iterable[ObjectId]) -> list[ObjectId]:
@@ -277,15 +270,8 @@ class Exchange(Service):
         manifest stands for itself: what it names is asked for once it is here)."""
         store = self.ctx.store
         store.refresh()
-        found = {tree}
-        if artifact and artifact.get("profile"):
-            found.add(ObjectId(str(artifact["profile"])))
-        if not store.has(tree):
-            return sorted(found)
-        for entry in store.tree(tree).entries.values():
-            found.add(entry.file)
-            if store.has(entry.file, refresh=False):
-                found.update(c.id for c in store.file_manifest(entry.file).chunks)
+        found = {oid for oid, _ in store.walk(tree, partial=True)}
+        found.update(_named_by(artifact))
         return sorted(found)
 
     def _fast_forward(
@@ -383,6 +369,12 @@ def _lineage_doc(record: dict[str, Any]) -> dict[str, Any]:
         doc["code"] = dict(record["code"])
     doc["environment"] = dict(record.get("environment") or {})
     return doc
+
+
+def _named_by(artifact: Mapping[str, Any] | None) -> list[ObjectId]:
+    """The objects a version's artifact names outside its tree: its reference profile."""
+    profile = (artifact or {}).get("profile")
+    return [ObjectId(str(profile))] if profile else []
 
 
 class _Arrivals:

@@ -37,7 +37,7 @@ from modelkeep.store.ids import ObjectId, hasher
 from modelkeep.store.trust import Ledger, stat_key
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Container, Iterable, Iterator, Sequence
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from modelkeep.store.backends import Backend, Blob
@@ -1032,18 +1032,32 @@ class ObjectStore:
 
     # -- maintenance ------------------------------------------------------------
 
+    def walk(
+        self, tree: ObjectId, *, partial: bool = False, skip: Container[ObjectId] = ()
+    ) -> Iterator[tuple[ObjectId, int]]:
+        """The objects ``tree`` reaches, each with its size (a chunk's; 0 for the tree
+        and the file manifests): the tree, then each file's manifest and its chunks.
+        ``partial``: a tree or manifest not here stands for itself alone (what it names
+        is known once it is here). ``skip``: manifests not to walk again."""
+        yield tree, 0
+        if partial and not self.has(tree, refresh=False):
+            return
+        for entry in self.tree(tree).entries.values():
+            if entry.file in skip:
+                continue
+            yield entry.file, 0
+            if partial and not self.has(entry.file, refresh=False):
+                continue
+            yield from ((c.id, c.size) for c in self.file_manifest(entry.file).chunks)
+
     def referenced_by(self, tree_ids: Iterable[ObjectId]) -> set[ObjectId]:
         """Every object reachable from the given trees."""
         live: set[ObjectId] = set()
         for tid in tree_ids:
-            if tid in live:
-                continue
-            live.add(tid)
-            for entry in self.tree(tid).entries.values():
-                if entry.file in live:
-                    continue
-                live.add(entry.file)
-                live.update(c.id for c in self.file_manifest(entry.file).chunks)
+            if tid not in live:
+                # A manifest is walked once however many versions share its file.
+                for oid, _ in self.walk(tid, skip=live):
+                    live.add(oid)
         return live
 
     def collect_garbage(self, live: set[ObjectId], min_age: float = 0.0) -> tuple[int, int]:
