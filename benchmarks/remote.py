@@ -58,6 +58,8 @@ it, untimed. DVC's pull is still a CLI process (shown, not checked).
   against MLflow's ``registered-models/alias`` route and against a static JSON file of
   the same bytes (the faster static server); then modelkeep again with each client
   paced at ``--resolve-rate`` requests/s, latency counted from when a request was due.
+  With ``--postgres``, the same closed-loop load against a server whose registry is on
+  PostgreSQL (a throw-away cluster started as the tests start it), checked too.
 
 Targets (modelkeep; versions 2..N are the 10 %-changed ones, their median time):
 
@@ -138,7 +140,7 @@ RESOLVE_P99_MS = 20.0
 
 # What the benchmark creates inside the work folder; nothing else is touched (the
 # venvs are kept for the next run: they take minutes to install).
-_CREATED = ("versions", "static", "dvc", "mlflow", "modelkeep", "logs")
+_CREATED = ("versions", "static", "dvc", "mlflow", "modelkeep", "postgres", "logs")
 
 
 # -- processes ----------------------------------------------------------------------------
@@ -920,6 +922,39 @@ def run_modelkeep(
     return out
 
 
+def run_resolve_postgres(args: argparse.Namespace, work: Path, logs: Path) -> dict[str, Any]:
+    """The resolve load against a team server whose registry is on PostgreSQL (a
+    throw-away cluster of Debian's postgresql, started as the tests start it), holding
+    one small version under the alias: what a team running the server of the issue
+    (``--db postgresql://…``) sees."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from services import start_postgres  # the tests' helper: one way to start it
+
+    mk = modelkeep_command()
+    root = work / "postgres"
+    root.mkdir()
+    pg = start_postgres(root / "cluster")
+    try:
+        repo = root / "repo"
+        model_file = root / "weights.bin"
+        model_file.write_bytes(os.urandom(4096))
+        run([*mk, "init", repo, "--db", pg.new_database()])
+        run([*mk, "--repo", repo, "commit", MODEL, model_file, "-m", "one"])
+        run([*mk, "--repo", repo, "alias", "set", f"{MODEL}@{ALIAS}", f"{MODEL}:1"])
+        token = run([*mk, "--repo", repo, "token", "create", "--user", "bench",
+                     "--scope", "read"])[1].stdout.strip()  # fmt: skip
+        port = free_port()
+        argv: list[str | Path] = [*mk, "--repo", repo, "server", "--host", "127.0.0.1",
+                                  "--port", str(port)]  # fmt: skip
+        route = f"/api/v1/versions/{MODEL}@{ALIAS}"
+        with serving("modelkeep server (postgres)", argv, port, "/api/v1/health", logs,
+                     cwd=root) as _srv:  # fmt: skip
+            return {"resolve": resolve_load("modelkeep server, PostgreSQL", port, route,
+                                            token, args.clients, args.resolve_seconds)}  # fmt: skip
+    finally:
+        pg.stop()
+
+
 def _remote_number(moved: dict[str, Any], model: str, local: int | None = None) -> int:
     """The number on the server of ``model``'s version ``local`` (the last one moved when
     ``local`` is None), from a push's or a clone's JSON (``versions``: local, remote)."""
@@ -1049,6 +1084,15 @@ def checks_of(result: dict[str, Any]) -> list[Check]:
         f"p50 {resolve['p50_ms']:.1f} ms, {resolve['per_second']:.0f} requests/s"
         if p99 is not None else (resolve.get("error") or why_mk),
     ))  # fmt: skip
+    on_pg = result.get("postgres")
+    if on_pg is not None:
+        load = on_pg.get("resolve") or {}
+        p99 = load.get("p99_ms")
+        checks.append(Check(
+            "resolve, registry on PostgreSQL: p99", p99, RESOLVE_P99_MS, " ms",
+            f"p50 {load['p50_ms']:.1f} ms, {load['per_second']:.0f} requests/s"
+            if p99 is not None else (load.get("error") or on_pg.get("error") or "not measured"),
+        ))  # fmt: skip
     return checks
 
 
@@ -1164,6 +1208,7 @@ def render(result: dict[str, Any]) -> str:
     paced = f"modelkeep, {cfg['resolve_rate']:g}/s per client"
     loads = [
         ("modelkeep server (1 process)", (mk or {}).get("resolve")),
+        ("modelkeep server, PostgreSQL", (result.get("postgres") or {}).get("resolve")),
         (paced, (mk or {}).get("resolve_paced")),
         ("MLflow server (4 workers)", (ml or {}).get("resolve")),
         ("static file (same body)", (mk or {}).get("static_resolve")),
@@ -1184,7 +1229,8 @@ def render(result: dict[str, Any]) -> str:
         "  (closed loop on shared cores: latency is about clients / throughput; paced:\n"
         "   each client sends on a fixed schedule, latency counted from when a request was due)"
     )
-    for name, section in (("DVC", dvc), ("MLflow", ml), ("modelkeep", mk)):
+    for name, section in (("DVC", dvc), ("MLflow", ml), ("modelkeep", mk),
+                          ("PostgreSQL resolve", result.get("postgres"))):  # fmt: skip
         if section and section.get("error"):
             lines.append(f"  {name} FAILED: {section['error']}")
     res = result["resources"]
@@ -1226,6 +1272,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-mlflow", action="store_true", help="leave MLflow out")
     parser.add_argument("--skip-modelkeep", action="store_true",
                         help="leave modelkeep out (the baselines alone)")  # fmt: skip
+    parser.add_argument("--postgres", action="store_true",
+                        help="also measure resolve with the server's registry on PostgreSQL "
+                             "(Debian's postgresql installed; a throw-away cluster)")  # fmt: skip
     parser.add_argument("--dvc-venv", type=Path, help="default: WORKDIR/dvc-venv")
     parser.add_argument("--mlflow-venv", type=Path, help="default: WORKDIR/mlflow-venv")
     args = parser.parse_args(argv)
@@ -1284,6 +1333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "modelkeep",
                 lambda: run_modelkeep(args, work, logs, paths, changed, restore, expected),
             )
+        if args.postgres:
+            section("postgres", lambda: run_resolve_postgres(args, work, logs), "postgres")
     import modelkeep
 
     result["config"] = {

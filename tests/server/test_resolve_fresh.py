@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -202,3 +203,58 @@ def test_without_a_change_mark_a_token_is_remembered_briefly() -> None:
     app = create_app(repo)
     assert app.state.tokens.seconds == TOKEN_SECONDS <= 5
     repo.close()
+
+
+def test_a_known_answer_reads_the_change_mark_once(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept answer and the remembered token are both checked against one read of
+    the mark (on PostgreSQL each read is a round trip). The app runs in a real uvicorn
+    server in this process, so that the mark can be counted."""
+    import threading
+    import time
+
+    import uvicorn
+
+    import modelkeep.server.app as app_module
+
+    reads: list[object] = []
+    real = app_module.mark_of
+
+    class Counted:
+        def __init__(self, mark: Any) -> None:
+            self.mark = mark
+
+        def __call__(self) -> object:
+            reads.append(self.mark())
+            return reads[-1]
+
+        def close(self) -> None:
+            self.mark.close()
+
+    monkeypatch.setattr(app_module, "mark_of", lambda registry: Counted(real(registry)))
+    with modelkeep.Repo(root) as repo:
+        _, token = repo.tokens.create("mark", "read")
+        config = uvicorn.Config(create_app(repo), host="127.0.0.1", port=0, log_config=None)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not server.started:
+                assert thread.is_alive(), "the server thread died"
+                assert time.monotonic() < deadline, "no server start in 10 s"
+                time.sleep(0.01)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                # Through the route: the first verifies the token (which notes its use,
+                # a change), the second is read under a mark that then holds: kept.
+                resolved(client, token)
+                resolved(client, token)
+                reads.clear()
+                for _ in range(3):
+                    resolved(client, token)
+            assert len(reads) == 3
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)

@@ -176,11 +176,12 @@ class TokenCheck:
         check._tokens, check._owns_engine = tokens, False
         return check
 
-    def cached(self, plaintext: str) -> Token | None:
+    def cached(self, plaintext: str, mark: Hashable | None = None) -> Token | None:
         """The token ``plaintext`` was verified as, if that still holds, or None.
-        Never waits (a change mark is read in microseconds, or not at all): an async
-        handler calls it on its event loop."""
-        return self._fresh(self._cache.get(_key(plaintext)))
+        Never waits long (a change mark is read in microseconds on SQLite, one round
+        trip on PostgreSQL): an async handler calls it on its event loop. ``mark``: the
+        check's change mark as the caller has just read it, not read again here."""
+        return self._fresh(self._cache.get(_key(plaintext)), mark)
 
     def verify(self, plaintext: str) -> Token:
         """The token ``plaintext`` is (AuthenticationError if none), remembered or asked
@@ -224,11 +225,15 @@ class TokenCheck:
     def _mark(self) -> Hashable | None:
         return None if self._changes is None else self._changes()
 
-    def _fresh(self, hit: tuple[float, Hashable | None, Token] | None) -> Token | None:
+    def _fresh(
+        self, hit: tuple[float, Hashable | None, Token] | None, now: Hashable | None = None
+    ) -> Token | None:
         if hit is None or self._clock() >= hit[0]:
             return None
         _, mark, token = hit
-        if self._changes is not None and (mark is None or self._changes() != mark):
+        if self._changes is not None and mark is None:
+            return None
+        if self._changes is not None and (now if now is not None else self._changes()) != mark:
             return None
         return token
 

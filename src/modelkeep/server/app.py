@@ -194,9 +194,11 @@ class _Answers:
             self._seen = mark
         return mark
 
-    def kept(self, rev: str) -> tuple[str, bytes] | None:
-        """The model ``rev`` names and its answer, if known to be current."""
-        return self._bodies.get(rev) if self.current() is not None else None
+    def kept(self, rev: str) -> tuple[Hashable, str, bytes] | None:
+        """The mark now, the model ``rev`` names and its answer, if known to be current."""
+        mark = self.current()
+        hit = self._bodies.get(rev) if mark is not None else None
+        return None if hit is None or mark is None else (mark, *hit)
 
     async def show(self, rev: str, model: str) -> bytes:
         mark = self.current()
@@ -254,10 +256,12 @@ class _KnownAnswers:
         client = scope.get("client")
         try:
             self.state.limiter.check(client[0] if client else "unknown")
-            token = self.state.tokens.cached(bearer(authorization.decode("latin-1")))
+            # The mark just read serves the token too: on PostgreSQL each read is a
+            # round trip, and this was the second one of every resolve.
+            token = self.state.tokens.cached(bearer(authorization.decode("latin-1")), kept[0])
         except ModelkeepError:  # refused: the route says why, and counts a failure
             return None
-        model, body = kept
+        _, model, body = kept
         return body if token is not None and Tokens.allows(token, "read", model) else None
 
 
