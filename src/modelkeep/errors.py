@@ -22,6 +22,7 @@
     ├── ConflictError                        the state is not what the operation needs
     │   ├── RefExistsError
     │   ├── RefMovedError                    a compare-and-swap lost the race
+    │   ├── ObjectsNotHereError              a version published before all its objects
     │   ├── WorkingTreeConflictError         checkout would overwrite changed files
     │   ├── RepositoryExistsError
     │   └── RegistryBusyError                the database stayed locked too long
@@ -173,6 +174,11 @@ class VersionExistsError(ConflictError):
     def __init__(self, message: str, number: int) -> None:
         super().__init__(message)
         self.number = number
+
+
+class ObjectsNotHereError(ConflictError):
+    """A version sent for publishing needs objects the receiving store lacks: they were
+    never sent, or its gc collected them between their upload and the publishing."""
 
 
 class WorkingTreeConflictError(ConflictError):

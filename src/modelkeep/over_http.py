@@ -354,7 +354,7 @@ class RemoteRepo(JobsOverHttp, Repo):
         transfer.upload(self._e, self._client, name, sizes, tick)
         # Its branch as given, else the server's default branch of the model.
         record = {**ex.record(staged, ex.identities(name)), "branch": branch}
-        answer = self._client.post(f"/models/{name}/versions", record, follow_head=True)
+        answer = transfer.publish(self._e, self._client, name, record, sizes, follow_head=True)
         return from_dict(Version, answer["version"])
 
     def _fetch(

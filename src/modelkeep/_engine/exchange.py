@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from modelkeep import lineage
 from modelkeep._engine.engine import Service
-from modelkeep.errors import ConflictError, RefExistsError, UsageError, VersionExistsError
+from modelkeep.errors import (
+    ConflictError,
+    ObjectsNotHereError,
+    RefExistsError,
+    UsageError,
+    VersionExistsError,
+)
 from modelkeep.graph import ancestors
 from modelkeep.registry import DatasetRef
 from modelkeep.registry.identity import identity_of
@@ -210,7 +216,7 @@ class Exchange(Service):
                 parents = [_parent(by_identity, p, model) for p in parent_ids]
             lacking = self.missing(self._needs(ObjectId(candidate.tree_id), candidate.artifact))
             if lacking:
-                raise ConflictError(
+                raise ObjectsNotHereError(
                     f"{len(lacking)} objects of this version of {model} are not here "
                     f"(first: {lacking[0].short}): send them, then publish again"
                 )

@@ -123,15 +123,17 @@ class Remotes:
                     f"which {version.rev} does not descend from: pull, then push again"
                 )
             versions = {n: self.e.ctx.registry.version(model, n) for n in to_send}
+            needs = {n: ex.objects_of(v) for n, v in versions.items()}
             size_of: dict[ObjectId, int] = {}
-            for v in versions.values():
-                size_of.update(ex.objects_of(v))
+            for objects in needs.values():
+                size_of.update(objects)
             tick = progress(f"push {model}", sum(size_of.values())) if size_of else None
             moved = transfer.upload(self.e, client, model, size_of, tick)
             mapped = []
             for n in sorted(wanted):
                 if n in versions:
-                    answer = client.post(f"/models/{model}/versions", ex.record(versions[n], mine))
+                    record = ex.record(versions[n], mine)
+                    answer = transfer.publish(self.e, client, model, record, needs[n])
                     at_remote[mine[n]] = int(answer["version"]["number"])
                     mapped.append(
                         Mapped(model, n, at_remote[mine[n]], mine[n], bool(answer["created"]))
