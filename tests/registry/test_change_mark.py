@@ -20,29 +20,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-def test_the_mark_moves_on_every_commit_and_only_then(tmp_path: Path) -> None:
-    with modelkeep.Repo.init(tmp_path / "repo") as repo:
-        if repo.registry.file is None:
-            pytest.skip("a change mark is SQLite's")
-        mark = ChangeMark(repo.registry.file)
-        first = mark()
-        assert first is not None
-        repo.models()  # reads change nothing
-        assert mark() == first
-        repo.tokens.create("alice", "read")  # a commit by this process's registry
-        second = mark()
-        assert second not in (None, first)
-        script = (
-            "import modelkeep, sys; r = modelkeep.Repo(sys.argv[1]); "
-            "r.tokens.create('bob', 'read'); r.close()"
-        )
-        subprocess.run([sys.executable, "-c", script, str(repo.root)], check=True)
-        third = mark()
-        assert third not in (None, first, second)
-        assert mark() == third
-        mark.close()
-
-
 def test_a_replaced_file_moves_the_mark_and_a_missing_one_has_none(tmp_path: Path) -> None:
     with modelkeep.Repo.init(tmp_path / "repo") as repo:
         file = repo.registry.file
