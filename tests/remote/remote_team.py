@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Iterator
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,3 +167,35 @@ def files_of(repo: modelkeep.Repo, rev: str, dest: Path) -> dict[str, str]:
                     digest.update(block)
             found[p.relative_to(dest).as_posix()] = digest.hexdigest()
     return found
+
+
+def kill_server_mid_transfer(
+    team: Team, root: Path, token: str, args: list[str], objects: Iterable[ObjectId], store: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run ``modelkeep --repo ROOT ARGS`` (a push or a pull) as a process with ``token``,
+    SIGKILL the server as soon as any of ``objects`` lands in ``store`` (the receiving
+    side's ``ObjectStore``), and return how the process ended."""
+    env = {**os.environ, "MODELKEEP_TOKEN": token, "NO_COLOR": "1"}
+    argv = [sys.executable, "-m", "modelkeep", "--repo", str(root), *args]
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    wanted = set(objects)
+    try:
+        deadline = time.monotonic() + 60
+        while not wanted & set(store.iter_ids()):
+            assert proc.poll() is None, f"{args[0]} ended before any object arrived: {proc}"
+            assert time.monotonic() < deadline, "no object arrived in 60 s"
+            time.sleep(0.001)
+        team.server.kill()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)

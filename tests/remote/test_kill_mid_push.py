@@ -5,13 +5,17 @@ again any object that had arrived."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from remote_team import MIB, Client, Team, files_of, snapshot, write_random
+from remote_team import (
+    MIB,
+    Client,
+    Team,
+    files_of,
+    kill_server_mid_transfer,
+    snapshot,
+    write_random,
+)
 
 SIZE = 80 * MIB  # three upload batches of at most 32 MiB, sent at once
 
@@ -27,32 +31,15 @@ def test_kill_9_of_the_server_mid_push_then_the_push_again_sends_only_the_rest(
         before = snapshot(server)
         assert not any(server.store.has(oid) for oid in objects)
 
-    env = {**os.environ, "MODELKEEP_TOKEN": team.tokens["alice"], "NO_COLOR": "1"}
-    push = subprocess.Popen(
-        [sys.executable, "-m", "modelkeep", "--repo", str(a.root), "push", "big"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
-    try:
-        # Kill the server as soon as the first of the version's objects is stored there
-        # (large chunks land one by one while a batch is received; its pack of small
-        # objects, last). A batch whose pack had landed too would be asked for again:
-        # see test_a_restarted_server_does_not_ask_again_for_objects_it_has.
-        with team.repo() as server:
-            deadline = time.monotonic() + 60
-            while not objects.keys() & set(server.store.iter_ids()):
-                assert push.poll() is None, f"the push ended before any object arrived: {push}"
-                assert time.monotonic() < deadline, "no object arrived in 60 s"
-                time.sleep(0.001)
-        team.server.kill()
-        out, err = push.communicate(timeout=60)
-    finally:
-        if push.poll() is None:
-            push.kill()
-            push.communicate()
+    # Kill the server as soon as the first of the version's objects is stored there
+    # (large chunks land one by one while a batch is received; its pack of small
+    # objects, last). A batch whose pack had landed too would be asked for again:
+    # see test_a_restarted_server_does_not_ask_again_for_objects_it_has.
+    with team.repo() as server:
+        push = kill_server_mid_transfer(
+            team, a.root, team.tokens["alice"], ["push", "big"], objects, server.store
+        )
+    out, err = push.stdout, push.stderr
     assert push.returncode == 7, (out, err)
     assert out == ""
     message = err.strip()

@@ -5,14 +5,10 @@ only for the rest; no temp file is left behind."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from remote_team import MIB, Client, Team, files_of, write_random
+from remote_team import MIB, Client, Team, files_of, kill_server_mid_transfer, write_random
 
 import modelkeep
 from modelkeep.errors import UsageError
@@ -34,29 +30,12 @@ def test_kill_9_of_the_server_mid_pull_then_the_pull_again_fetches_only_the_rest
     a.remotes.push("big", token=team.tokens["alice"])
     b = client("b")
 
-    env = {**os.environ, "MODELKEEP_TOKEN": team.tokens["reader"], "NO_COLOR": "1"}
-    pull = subprocess.Popen(
-        [sys.executable, "-m", "modelkeep", "--repo", str(b.root), "pull", "big"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
+    # Kill the server as soon as the first of the version's large chunks is stored
+    # here: each lands, renamed into place, the moment it is whole and verified.
+    pull = kill_server_mid_transfer(
+        team, b.root, team.tokens["reader"], ["pull", "big"], objects, b.store
     )
-    try:
-        # Kill the server as soon as the first of the version's large chunks is stored
-        # here: each lands, renamed into place, the moment it is whole and verified.
-        deadline = time.monotonic() + 60
-        while not objects.keys() & set(b.store.iter_ids()):
-            assert pull.poll() is None, f"the pull ended before any object arrived: {pull}"
-            assert time.monotonic() < deadline, "no object arrived in 60 s"
-            time.sleep(0.001)
-        team.server.kill()
-        out, err = pull.communicate(timeout=60)
-    finally:
-        if pull.poll() is None:
-            pull.kill()
-            pull.communicate()
+    out, err = pull.stdout, pull.stderr
     assert pull.returncode == 7, (out, err)
     message = err.strip()
     assert "\n" not in message, err
