@@ -276,27 +276,38 @@ class ObjectWriter:
                 with self._lock:
                     self.bytes_written += written
             return oid
+        self._on_io(oid, lambda: self._put(oid, codec, payload))
+        return oid
+
+    def _on_io(self, oid: ObjectId, work: Callable[[], None]) -> bool:
+        """Run ``work`` (the write of ``oid``) on an I/O thread, unless ``oid`` is being
+        written already (False). Waits while the I/O queue is full: it bounds the
+        payloads and open files waiting for their turn."""
         self._room.acquire()
+
+        def run() -> None:
+            try:
+                work()
+            finally:
+                self._room.release()
+
         with self._lock:
             if oid in self._writing:
                 self._room.release()
-                return oid
+                return False
             if self._io is None:
                 self._io = _pool(_IO_THREADS, "modelkeep-io")
-            self._writing[oid] = self._io.submit(self._put, oid, codec, payload)
-        return oid
+            self._writing[oid] = self._io.submit(run)
+        return True
 
     def _put(self, oid: ObjectId, codec: int, payload: bytes | memoryview) -> None:
+        blob, mappable = self._open(oid, codec, len(payload))
         try:
-            blob, mappable = self._open(oid, codec, len(payload))
-            try:
-                blob.write(payload)
-            except BaseException:
-                blob.abort()
-                raise
-            self._commit(oid, blob, mappable)
-        finally:
-            self._room.release()
+            blob.write(payload)
+        except BaseException:
+            blob.abort()
+            raise
+        self._commit(oid, blob, mappable)
 
     def _open(self, oid: ObjectId, codec: int, length: int) -> tuple[Blob, bool]:
         """The loose file of a large object, being written; whether it is mappable."""
@@ -323,22 +334,8 @@ class ObjectWriter:
 
     def _commit_later(self, oid: ObjectId, blob: Blob, mappable: bool) -> None:
         """Make a fully written, verified blob durable on an I/O thread."""
-        self._room.acquire()  # bounds the open files waiting for their flush
-
-        def commit() -> None:
-            try:
-                self._commit(oid, blob, mappable)
-            finally:
-                self._room.release()
-
-        with self._lock:
-            if oid in self._writing:  # the same object, twice in one batch
-                self._room.release()
-                blob.abort()
-                return
-            if self._io is None:
-                self._io = _pool(_IO_THREADS, "modelkeep-io")
-            self._writing[oid] = self._io.submit(commit)
+        if not self._on_io(oid, lambda: self._commit(oid, blob, mappable)):
+            blob.abort()  # the same object, twice in one batch
 
     def _drain(self, raise_errors: bool) -> None:
         with self._lock:
