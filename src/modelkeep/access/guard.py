@@ -231,10 +231,11 @@ class TokenCheck:
         if hit is None or self._clock() >= hit[0]:
             return None
         _, mark, token = hit
-        if self._changes is not None and mark is None:
-            return None
-        if self._changes is not None and (now if now is not None else self._changes()) != mark:
-            return None
+        if self._changes is not None:
+            if now is None:
+                now = self._changes()
+            if mark is None or now != mark:
+                return None
         return token
 
     def _verifier(self) -> Tokens:
