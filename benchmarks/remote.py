@@ -1051,6 +1051,14 @@ def _s(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f} s"
 
 
+def _resolve_check(name: str, load: dict[str, Any], why: str) -> Check:
+    """A resolve load's p99 against the target; ``why`` when it was not measured."""
+    p99 = load.get("p99_ms")
+    detail = (f"p50 {load['p50_ms']:.1f} ms, {load['per_second']:.0f} requests/s"
+              if p99 is not None else (load.get("error") or why))  # fmt: skip
+    return Check(name, p99, RESOLVE_P99_MS, " ms", detail)
+
+
 def checks_of(result: dict[str, Any]) -> list[Check]:
     mk = result.get("modelkeep") or {}
     dvc = result.get("dvc") or {}
@@ -1084,23 +1092,15 @@ def checks_of(result: dict[str, Any]) -> list[Check]:
                               CLONE_RATIO,
                               why_mk if clone is None else static.get("error", "not measured"),
                               lambda s: f"{s:.3f} s"))  # fmt: skip
-    resolve = mk.get("resolve") or {}
-    p99 = resolve.get("p99_ms")
-    checks.append(Check(
-        f"resolve {MODEL}@{ALIAS}, {result['config']['clients']} clients: p99", p99,
-        RESOLVE_P99_MS, " ms",
-        f"p50 {resolve['p50_ms']:.1f} ms, {resolve['per_second']:.0f} requests/s"
-        if p99 is not None else (resolve.get("error") or why_mk),
+    checks.append(_resolve_check(
+        f"resolve {MODEL}@{ALIAS}, {result['config']['clients']} clients: p99",
+        mk.get("resolve") or {}, why_mk,
     ))  # fmt: skip
     on_pg = result.get("postgres")
     if on_pg is not None:
-        load = on_pg.get("resolve") or {}
-        p99 = load.get("p99_ms")
-        checks.append(Check(
-            "resolve, registry on PostgreSQL: p99", p99, RESOLVE_P99_MS, " ms",
-            f"p50 {load['p50_ms']:.1f} ms, {load['per_second']:.0f} requests/s"
-            if p99 is not None else (load.get("error") or on_pg.get("error") or "not measured"),
-        ))  # fmt: skip
+        checks.append(_resolve_check("resolve, registry on PostgreSQL: p99",
+                                     on_pg.get("resolve") or {},
+                                     on_pg.get("error") or "not measured"))  # fmt: skip
     return checks
 
 
