@@ -15,29 +15,37 @@ from hypothesis import strategies as st
 
 from modelkeep.errors import CorruptObjectError
 from modelkeep.store import LocalBackend, MemoryBackend, ObjectId, ObjectStore
-from modelkeep.store.frames import FrameError, header, read_frames, split
+from modelkeep.store.frames import FrameError, Pieces, header, read_frames, split
 from modelkeep.store.objects import PACK_LIMIT, RAW, ZSTD
 
 MIB = 1 << 20
 
 
 class _Collect:
-    """A FrameSink that keeps what it is given."""
+    """A FrameSink that keeps what it is given, offering ``room`` bytes at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, room: int = 7) -> None:
         self.objects: list[tuple[ObjectId, int, bytes]] = []
         self._open: tuple[ObjectId, int, bytearray] | None = None
+        self._room = bytearray(room)
+        self._left = 0
 
     def begin(self, oid: ObjectId, codec: int, length: int) -> None:
         assert self._open is None
         self._open = (oid, codec, bytearray())
+        self._left = length
 
-    def data(self, piece: memoryview) -> None:
-        assert self._open is not None
-        self._open[2].extend(piece)
+    def room(self) -> memoryview:
+        assert self._open is not None and self._left > 0
+        return memoryview(self._room)[: self._left]
+
+    def filled(self, count: int) -> None:
+        assert self._open is not None and 0 < count <= min(self._left, len(self._room))
+        self._open[2].extend(self._room[:count])
+        self._left -= count
 
     def end(self) -> None:
-        assert self._open is not None
+        assert self._open is not None and self._left == 0
         oid, codec, data = self._open
         self.objects.append((oid, codec, bytes(data)))
         self._open = None
@@ -56,13 +64,14 @@ def _pieces(body: bytes, cuts: list[int]) -> list[bytes]:
 @given(
     payloads=st.lists(st.binary(max_size=300), max_size=6),
     cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=30),
+    room=st.integers(min_value=1, max_value=400),
 )
 def test_frames_split_anywhere_read_as_the_whole_body_splits(
-    payloads: list[bytes], cuts: list[int]
+    payloads: list[bytes], cuts: list[int], room: int
 ) -> None:
     body = _body(payloads)
-    sink = _Collect()
-    read_frames(_pieces(body, cuts), sink)
+    sink = _Collect(room)
+    read_frames(Pieces(_pieces(body, cuts)), sink)
     assert sink.objects == [(oid, codec, bytes(p)) for oid, codec, p in split(body)]
 
 
@@ -70,7 +79,7 @@ def test_frames_split_anywhere_read_as_the_whole_body_splits(
 def test_a_body_cut_short_inside_a_frame_is_a_frame_error(cut: int) -> None:
     body = _body([b"abcdefgh"])  # a 41-byte header, then 8 bytes
     with pytest.raises(FrameError, match="cut short"):
-        read_frames([body[:cut]], _Collect())
+        read_frames(Pieces([body[:cut]]), _Collect())
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -84,19 +93,31 @@ def _temp_files(store: ObjectStore) -> list[str]:
     return list(store.backend.list("tmp/"))
 
 
-def _arrive(store: ObjectStore, oid: ObjectId, codec: int, payload: bytes, step: int) -> None:
+def _arrive(
+    store: ObjectStore, oid: ObjectId, codec: int, payload: bytes, step: int, by: str = "write"
+) -> None:
+    """``payload`` given to ``write`` ``step`` bytes at a time, or read into ``room``
+    (as a download is) at most ``step`` bytes at a time."""
     with store.writer() as writer:
         incoming = writer.receive(oid, codec, len(payload))
-        for at in range(0, len(payload), step):
-            incoming.write(payload[at : at + step])
+        if by == "write":
+            for at in range(0, len(payload), step):
+                incoming.write(payload[at : at + step])
+        else:
+            source = Pieces([payload])
+            while room := incoming.room():
+                incoming.filled(source.readinto(room[:step]))
         incoming.done()
 
 
+@pytest.mark.parametrize("by", ["write", "room"])
 @pytest.mark.parametrize("size", [0, 1000, PACK_LIMIT, 3 * MIB + 5])
-def test_an_object_arriving_in_pieces_is_stored_as_it_is(store: ObjectStore, size: int) -> None:
+def test_an_object_arriving_in_pieces_is_stored_as_it_is(
+    store: ObjectStore, size: int, by: str
+) -> None:
     data = os.urandom(size)
     oid = ObjectId.of(data)
-    _arrive(store, oid, RAW, data, step=65536)
+    _arrive(store, oid, RAW, data, step=65536 + 3, by=by)
     assert store.get(oid) == data
     assert _temp_files(store) == []
 

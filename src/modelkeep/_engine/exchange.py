@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     from modelkeep.registry import Version
+    from modelkeep.store.frames import Readable
     from modelkeep.store.objects import Incoming, ObjectWriter
 
 # The most objects one negotiation or download answers at once.
@@ -132,10 +133,10 @@ class Exchange(Service):
 
     def receive_stream(
         self,
-        pieces: Iterable[bytes | memoryview],
+        body: Readable,
         arrived: Callable[[ObjectId, int], None] | None = None,
     ) -> tuple[int, int]:
-        """Store the objects of a stream of frames as they arrive (a download): each
+        """Store the objects of a body of frames as they arrive (a download): each
         is written while it comes and counts once whole and verified, so a stream that
         breaks off or brings a damaged object keeps every object before it, and the
         next pull asks only for the rest. ``arrived(id, bytes)`` follows each object
@@ -148,7 +149,7 @@ class Exchange(Service):
         with self._writing() as writer:
             sink = _Arrivals(writer, arrived)
             try:
-                read_frames(pieces, sink)
+                read_frames(body, sink)
             except BaseException as exc:  # what arrived whole is still made durable
                 sink.abort()
                 broke = exc
@@ -397,9 +398,13 @@ class _Arrivals:
     def begin(self, oid: ObjectId, codec: int, length: int) -> None:
         self._open = self._writer.receive(oid, codec, length)
 
-    def data(self, piece: memoryview) -> None:
+    def room(self) -> memoryview:
         assert self._open is not None
-        self._open.write(piece)
+        return self._open.room()
+
+    def filled(self, count: int) -> None:
+        assert self._open is not None
+        self._open.filled(count)
 
     def end(self) -> None:
         incoming, self._open = self._open, None

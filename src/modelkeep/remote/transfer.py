@@ -127,8 +127,8 @@ def download(
                 tick(size_of[oid])
 
         body = {"ids": [o.hex for o in batch]}
-        with client.post_for_stream(f"/models/{model}/objects/get", body) as pieces:
-            count, size = engine.exchange.receive_stream(pieces, arrived)
+        with client.post_for_stream(f"/models/{model}/objects/get", body) as answer:
+            count, size = engine.exchange.receive_stream(answer, arrived)
         moved.objects += count
         moved.bytes += size
         if got != asked:

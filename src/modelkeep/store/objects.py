@@ -371,8 +371,9 @@ class ObjectWriter:
 
 
 class Incoming:
-    """One object arriving in pieces (``ObjectWriter.receive``): ``write`` each piece
-    as it comes, then ``done()``; ``abort()`` if the stream breaks off."""
+    """One object arriving in pieces (``ObjectWriter.receive``): read each piece into
+    ``room()`` (or ``write`` it) as it comes, then ``done()``; ``abort()`` if the stream
+    breaks off."""
 
     def __init__(self, writer: ObjectWriter, oid: ObjectId, codec: int, length: int) -> None:
         if not 0 <= length <= _MAX_OBJECT:
@@ -389,29 +390,41 @@ class Incoming:
         if self._streams:
             self._blob, self._mappable = writer._open(oid, codec, length)
         self._data = bytearray()
-        self._buffer = bytearray(_SPILL if self._streams else 0)
+        # What the network reads into (``room``): an object that streams is hashed and
+        # written from it a MiB at a time, one that is gathered is appended from it.
+        self._buffer = bytearray(min(_SPILL, length))
         self._filled = 0
 
-    def write(self, piece: bytes | memoryview) -> None:
-        size = memoryview(piece).nbytes
-        if size > self._left:
-            self.abort()
-            raise CorruptObjectError(f"object {self.oid.short} is longer than announced")
-        self._left -= size
+    def room(self) -> memoryview:
+        """Where the object's next bytes go (read them in, then ``filled``)."""
+        return memoryview(self._buffer)[self._filled : self._filled + self._left]
+
+    def filled(self, count: int) -> None:
+        """The first ``count`` bytes of the last ``room`` hold the object's next bytes."""
+        assert 0 < count <= min(self._left, len(self._buffer) - self._filled)
+        self._filled += count
+        self._left -= count
         if self._blob is None:
-            self._data += piece
-            return
+            self._data += memoryview(self._buffer)[: self._filled]
+            self._filled = 0
         # Hashed and written a MiB at a time, not per network read: each call lets go
         # of the GIL and must win it back, and four downloading threads that do that
         # every 64 KiB spend more time waiting for it than hashing.
+        elif self._filled == len(self._buffer) or not self._left:
+            self._spill()
+
+    def write(self, piece: bytes | memoryview) -> None:
+        """The object's next bytes, given rather than read into ``room``."""
         view = memoryview(piece).cast("B")
+        if view.nbytes > self._left:
+            self.abort()
+            raise CorruptObjectError(f"object {self.oid.short} is longer than announced")
         while view:
-            take = min(len(view), _SPILL - self._filled)
-            self._buffer[self._filled : self._filled + take] = view[:take]
-            self._filled += take
+            room = self.room()
+            take = min(len(room), len(view))
+            room[:take] = view[:take]
+            self.filled(take)
             view = view[take:]
-            if self._filled == _SPILL or not self._left:
-                self._spill()
 
     def _spill(self) -> None:
         assert self._blob is not None
