@@ -13,9 +13,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-def spawn(
-    script: str, *args: object, cwd: Path, author: str, **env: str
-) -> subprocess.Popen[str]:
+def spawn(script: str, *args: object, cwd: Path, author: str, **env: str) -> subprocess.Popen[str]:
     """Start ``script`` with ``args``; a fixed author, and no git work tree above
     ``cwd`` to describe, so lineage stays quick and quiet. ``env`` adds variables."""
     return subprocess.Popen(

@@ -99,9 +99,7 @@ class Postgres:
 
     def connections(self, database: str) -> int:
         """Backends connected to ``database`` now (pg_stat_activity)."""
-        return int(
-            self.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}'")
-        )
+        return int(self.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}'"))
 
     def stop(self) -> None:
         subprocess.run(

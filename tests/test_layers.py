@@ -81,8 +81,11 @@ def _in(layer: set[str]) -> list[str]:
 
 def _known(units: set[str]) -> set[str]:
     # Names imported from the package root that are not modules (e.g. __version__).
-    return {u for u in units if (PACKAGE / u.split(".")[1]).exists() or
-            (PACKAGE / f"{u.split('.')[1]}.py").exists()}
+    return {
+        u
+        for u in units
+        if (PACKAGE / u.split(".")[1]).exists() or (PACKAGE / f"{u.split('.')[1]}.py").exists()
+    }
 
 
 @pytest.mark.parametrize("module", _in(ENGINE))

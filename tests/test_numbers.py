@@ -56,20 +56,67 @@ BAD = [
     (["monitor", "unschedule", HUGE], "ID:"),
     (["monitor", "daemon", "--once", "--poll", "inf"], "--poll"),
     (["monitor", "daemon", "--once", "--poll", "1e999"], "--poll"),
-    (["deploy", "churn", "--strategy", "canary", "--candidate", "churn:3", "--percent", "nan"],
-     "--percent"),
-    (["deploy", "churn", "--strategy", "canary", "--candidate", "churn:3", "--percent", "0"],
-     "out of range"),
-    (["deploy", "churn", "--strategy", "canary", "--candidate", "churn:3", "--percent", "101"],
-     "out of range"),
-    (["deploy", "churn", "--strategy", "canary", "--candidate", "churn:3", "--percent", HUGE],
-     "--percent"),
-    (["deploy", "churn", "--strategy", "canary", "--candidate", "churn:3",
-      "--steps", "10,50,1e400", "--interval", "1m"], "steps"),
-    (["deploy", "churn", "--strategy", "canary", "--candidate", "churn:3",
-      "--steps", "10,\u0665\u0660", "--interval", "1m"], "steps"),
-    (["deploy", "churn", "--strategy", "canary", "--candidate", "churn:3",
-      "--steps", "10,50", "--interval", "99999999999d"], "out of range; use"),
+    (
+        ["deploy", "churn", "--strategy", "canary", "--candidate", "churn:3", "--percent", "nan"],
+        "--percent",
+    ),
+    (
+        ["deploy", "churn", "--strategy", "canary", "--candidate", "churn:3", "--percent", "0"],
+        "out of range",
+    ),
+    (
+        ["deploy", "churn", "--strategy", "canary", "--candidate", "churn:3", "--percent", "101"],
+        "out of range",
+    ),
+    (
+        ["deploy", "churn", "--strategy", "canary", "--candidate", "churn:3", "--percent", HUGE],
+        "--percent",
+    ),
+    (
+        [
+            "deploy",
+            "churn",
+            "--strategy",
+            "canary",
+            "--candidate",
+            "churn:3",
+            "--steps",
+            "10,50,1e400",
+            "--interval",
+            "1m",
+        ],
+        "steps",
+    ),
+    (
+        [
+            "deploy",
+            "churn",
+            "--strategy",
+            "canary",
+            "--candidate",
+            "churn:3",
+            "--steps",
+            "10,\u0665\u0660",
+            "--interval",
+            "1m",
+        ],
+        "steps",
+    ),
+    (
+        [
+            "deploy",
+            "churn",
+            "--strategy",
+            "canary",
+            "--candidate",
+            "churn:3",
+            "--steps",
+            "10,50",
+            "--interval",
+            "99999999999d",
+        ],
+        "out of range; use",
+    ),
     (["commit", "churn", "model.bin", "--metric", f"a={'9' * 4000}"], "not a finite number"),
     (["commit", "churn", "model.bin", "--metric", f"a={HUGE}"], "not a finite number"),
     (["commit", "churn", "model.bin", "--metric", "a=NaN"], "not a finite number"),
@@ -116,12 +163,28 @@ def test_the_largest_number_still_parses() -> None:
 @pytest.mark.parametrize(
     ("call", "fragment"),
     [
-        (lambda r: r.deploy("churn", strategy="canary", candidate="churn:3",
-                            percent=float("nan")), "percent"),
-        (lambda r: r.deploy("churn", strategy="canary", candidate="churn:3",
-                            steps=[10, float("inf")], interval=60), "steps"),
-        (lambda r: r.deploy("churn", strategy="canary", candidate="churn:3",
-                            steps=[10, 50], interval=1e30), "interval"),
+        (
+            lambda r: r.deploy(
+                "churn", strategy="canary", candidate="churn:3", percent=float("nan")
+            ),
+            "percent",
+        ),
+        (
+            lambda r: r.deploy(
+                "churn",
+                strategy="canary",
+                candidate="churn:3",
+                steps=[10, float("inf")],
+                interval=60,
+            ),
+            "steps",
+        ),
+        (
+            lambda r: r.deploy(
+                "churn", strategy="canary", candidate="churn:3", steps=[10, 50], interval=1e30
+            ),
+            "interval",
+        ),
         (lambda r: r.commit("churn", "model.bin", "x", metrics={"a": 10**5000}), "finite"),
     ],
 )
@@ -138,8 +201,20 @@ def test_the_python_api_bounds_the_same_numbers(
 
 @pytest.mark.parametrize(
     ("value", "ok"),
-    [("12", 12), (" 7 ", 7), ("0", 0), ("-1", None), ("+1", None), ("1.0", None),
-     ("\u0661", None), ("1_0", None), ("", None), (HUGE, None), (True, None), (2**31, None)],
+    [
+        ("12", 12),
+        (" 7 ", 7),
+        ("0", 0),
+        ("-1", None),
+        ("+1", None),
+        ("1.0", None),
+        ("\u0661", None),
+        ("1_0", None),
+        ("", None),
+        (HUGE, None),
+        (True, None),
+        (2**31, None),
+    ],
 )
 def test_whole_numbers_are_ascii_digits_in_range(value: Any, ok: int | None) -> None:
     if ok is None:
@@ -151,9 +226,21 @@ def test_whole_numbers_are_ascii_digits_in_range(value: Any, ok: int | None) -> 
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("30s", 30.0), ("10m", 600.0), ("2h", 7200.0), ("1d", 86400.0), ("1.5", 1.5),
-     ("366d", 366 * 86400.0), ("367d", None), ("99999999999d", None), ("\u0661h", None),
-     ("-1s", None), ("1w", None), (float("inf"), None), (float("nan"), None)],
+    [
+        ("30s", 30.0),
+        ("10m", 600.0),
+        ("2h", 7200.0),
+        ("1d", 86400.0),
+        ("1.5", 1.5),
+        ("366d", 366 * 86400.0),
+        ("367d", None),
+        ("99999999999d", None),
+        ("\u0661h", None),
+        ("-1s", None),
+        ("1w", None),
+        (float("inf"), None),
+        (float("nan"), None),
+    ],
 )
 def test_durations_are_bounded(value: Any, seconds: float | None) -> None:
     if seconds is None:

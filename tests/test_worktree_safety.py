@@ -95,7 +95,12 @@ def test_links_inside_the_folder_are_kept_as_links(repo: modelkeep.Repo, tmp_pat
     v = repo.commit("churn", model, "with links")
     files = {f.path: f for f in repo.files(v)}
     assert set(files) == {
-        "weights.bin", "sub/config.json", "latest.bin", "sub/up.bin", "conf", "dangling"
+        "weights.bin",
+        "sub/config.json",
+        "latest.bin",
+        "sub/up.bin",
+        "conf",
+        "dangling",
     }
     assert files["latest.bin"].size == len("weights.bin")  # the target, not the bytes
     out = tmp_path / "out"
@@ -115,9 +120,7 @@ def test_links_inside_the_folder_are_kept_as_links(repo: modelkeep.Repo, tmp_pat
     assert repo.status(v.rev, out).modified == ["latest.bin"]
 
 
-def test_a_file_named_on_the_command_line_is_followed(
-    repo: modelkeep.Repo, tmp_path: Path
-) -> None:
+def test_a_file_named_on_the_command_line_is_followed(repo: modelkeep.Repo, tmp_path: Path) -> None:
     real = tmp_path / "real.bin"
     real.write_bytes(b"content")
     named = tmp_path / "model.bin"
@@ -188,9 +191,7 @@ def test_every_conflict_is_listed_at_once(repo: modelkeep.Repo, tmp_path: Path) 
     assert repo.status("churn:1", out).clean
 
 
-def test_a_changed_file_and_a_blocker_are_both_listed(
-    repo: modelkeep.Repo, tmp_path: Path
-) -> None:
+def test_a_changed_file_and_a_blocker_are_both_listed(repo: modelkeep.Repo, tmp_path: Path) -> None:
     v = repo.commit("churn", _folder(tmp_path), "v1")
     out = tmp_path / "out"
     out.mkdir()

@@ -61,8 +61,15 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     x.assign(label=(x["a"] > 0).astype(int)).to_csv(base / "train.csv", index=False)
     with modelkeep.Repo.init(root) as repo:
         model = LogisticRegression().fit(x, x["a"] > 0)
-        repo.commit("churn", model, "one", data=[str(base / "train.csv")], target="label",
-                    input_example=x.head(), metrics={"f1": 0.9})
+        repo.commit(
+            "churn",
+            model,
+            "one",
+            data=[str(base / "train.csv")],
+            target="label",
+            input_example=x.head(),
+            metrics={"f1": 0.9},
+        )
         repo.commit("churn", model, "two", metrics={"f1": 0.91})
         repo.promote("churn:1", "production")
         repo.tag("churn:2", "validated")
@@ -84,7 +91,11 @@ def reader(template: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODELKEEP_")}
         return subprocess.run(
             [*READER, "modelkeep", "--repo", str(root), *map(str, args)],
-            capture_output=True, text=True, env=env, cwd=out, timeout=120,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=out,
+            timeout=120,
         )
 
     run.root = root  # type: ignore[attr-defined]

@@ -33,9 +33,7 @@ RACE_SECONDS = float(os.environ.get("MODELKEEP_RACE_SECONDS", "60"))
 
 
 @pytest.fixture
-def shared(
-    postgres: Any, s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Any:
+def shared(postgres: Any, s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A fresh repository on PostgreSQL + S3, its folder at ``tmp_path / "repo"``; gc
     here collects at once (no grace period: these tests race it against commits)."""
     monkeypatch.setenv("MODELKEEP_GC_GRACE", "0")

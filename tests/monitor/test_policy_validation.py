@@ -60,8 +60,10 @@ def test_a_rule_on_a_metric_never_measured_is_refused_with_the_valid_ones(
     assert snapshot(root) == before
 
 
-@pytest.mark.parametrize(("model", "metric"), [("churn", "f1"), ("price", "rmse"),
-                                               ("blob", "drift_share"), ("blob", "accuracy")])
+@pytest.mark.parametrize(
+    ("model", "metric"),
+    [("churn", "f1"), ("price", "rmse"), ("blob", "drift_share"), ("blob", "accuracy")],
+)
 def test_metrics_the_task_measures_are_accepted(
     cli: Any, root: Path, model: str, metric: str
 ) -> None:
@@ -76,9 +78,7 @@ def test_the_python_api_validates_metric_names_too(root: Path) -> None:
         repo.set_policy("price", "rules:\n  - metric: accuracy\n    below: 0.9\n", fmt="yaml")
 
 
-def test_a_missing_policy_file_is_not_found_and_a_folder_is_bad_input(
-    cli: Any, root: Path
-) -> None:
+def test_a_missing_policy_file_is_not_found_and_a_folder_is_bad_input(cli: Any, root: Path) -> None:
     missing = cli(root, "monitor", "policy", "churn", root / "nope.toml")
     assert missing.code == 3
     assert "no such policy file" in missing.one_line_error()
@@ -90,21 +90,26 @@ def test_a_missing_policy_file_is_not_found_and_a_folder_is_bad_input(
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("rules:\n  - metric: f1\n    below: 0.5\n    windows: " + "9" * 5000 + "\n",
-         "more digits than a policy needs"),
+        (
+            "rules:\n  - metric: f1\n    below: 0.5\n    windows: " + "9" * 5000 + "\n",
+            "more digits than a policy needs",
+        ),
         ("rules:\n  - metric: f1\n    below: " + "9" * 5000 + "\n", "more digits"),
-        ("rules:\n  - metric: f1\n    below: 0.5\n    cooldown: 99999999999d\n",
-         "cooldown"),
+        ("rules:\n  - metric: f1\n    below: 0.5\n    cooldown: 99999999999d\n", "cooldown"),
         ('rules:\n  - metric: f1\n    below: "reference - \u0660.1"\n', "must be a number"),
-        ("rules:\n  - metric: f1\n    below: 0.5\n    name: " + "x" * 5000 + "\n",
-         "name must be text"),
-        ("rules:\n  - metric: f1\n    below: 0.5\n    action: update\n    min_rows: "
-         + "9" * 30 + "\n", "min_rows must be a whole number"),
+        (
+            "rules:\n  - metric: f1\n    below: 0.5\n    name: " + "x" * 5000 + "\n",
+            "name must be text",
+        ),
+        (
+            "rules:\n  - metric: f1\n    below: 0.5\n    action: update\n    min_rows: "
+            + "9" * 30
+            + "\n",
+            "min_rows must be a whole number",
+        ),
     ],
 )
-def test_numbers_in_policies_are_bounded(
-    cli: Any, root: Path, text: str, fragment: str
-) -> None:
+def test_numbers_in_policies_are_bounded(cli: Any, root: Path, text: str, fragment: str) -> None:
     path = _policy(root, text, "policy.yaml")
     before = snapshot(root)
     res = cli(root, "monitor", "policy", "churn", path)
@@ -120,8 +125,18 @@ def test_the_help_shows_its_example_as_written_and_it_attaches(cli: Any, root: P
     block = [line for line in help_text.splitlines() if line.startswith("      ")]
     example = textwrap.dedent("\n".join(block))
     # Each key on its own line, its comment after it: not run together by rewrapping.
-    for key in ("name", "metric", "below", "windows", "action", "cooldown", "webhook",
-                "above", "strategy", "gate"):
+    for key in (
+        "name",
+        "metric",
+        "below",
+        "windows",
+        "action",
+        "cooldown",
+        "webhook",
+        "above",
+        "strategy",
+        "gate",
+    ):
         assert re.search(rf"^{key} = ", example, re.M), f"{key} is not on a line of its own"
     assert example.count("[[rule]]") == 2
     res = cli(root, "monitor", "policy", "churn", _policy(root, example), "--json")

@@ -70,7 +70,8 @@ DAMAGE = {"truncated": _truncate, "garbage": _garbage, "empty": _empty}
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 @pytest.mark.parametrize(
-    "args", [["log", "churn"], ["models"], ["show", "churn:1"], ["fsck"], ["events"]],
+    "args",
+    [["log", "churn"], ["models"], ["show", "churn:1"], ["fsck"], ["events"]],
     ids=lambda a: a[0],
 )
 def test_a_damaged_registry_is_one_line_that_names_the_file_and_a_safe_recovery(

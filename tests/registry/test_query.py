@@ -107,9 +107,11 @@ def _python(repo: modelkeep.Repo, keep: Any) -> list[int]:
         ("labels.reviewed_by = 'alice'", lambda v: v.labels.get("reviewed_by") == "alice"),
         (
             "metrics.f1 > 0.2 and params.dataset = 'ds-0' and labels.reviewed_by = 'alice'",
-            lambda v: v.metrics["f1"] > 0.2
-            and v.params["dataset"] == "ds-0"
-            and v.labels.get("reviewed_by") == "alice",
+            lambda v: (
+                v.metrics["f1"] > 0.2
+                and v.params["dataset"] == "ds-0"
+                and v.labels.get("reviewed_by") == "alice"
+            ),
         ),
         ("metrics.rmse < 0.2", lambda v: "rmse" in v.metrics and v.metrics["rmse"] < 0.2),
         ("not labels.stage = 'prod'", lambda v: v.labels.get("stage") != "prod"),
@@ -146,8 +148,16 @@ def test_labels_change_and_every_change_is_an_event(repo: modelkeep.Repo) -> Non
 
 
 def test_the_cli_filters_orders_and_labels(cli: Any, repo: modelkeep.Repo, tmp_path: Path) -> None:
-    res = cli(repo.root, "log", "churn", "--where", "labels.reviewed_by = 'alice'",
-              "--order-by", "metrics.f1", "--json")
+    res = cli(
+        repo.root,
+        "log",
+        "churn",
+        "--where",
+        "labels.reviewed_by = 'alice'",
+        "--order-by",
+        "metrics.f1",
+        "--json",
+    )
     assert res.code == 0, res.err
     assert [v["number"] for v in __import__("json").loads(res.out)] == [11, 3]
     bad = cli(repo.root, "log", "churn", "--where", "metrics.f1 >")

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from remote_team import MIB, Client, Team, files_of, write_random
 
+from modelkeep.errors import AuthenticationError, NotFoundError
 from modelkeep.remote import client as http_client
+from modelkeep.store import ObjectId
 
 
 def _pull_and_compare(team: Team, client: Client, tmp_path: Path) -> None:
@@ -94,3 +96,25 @@ def test_a_kept_connection_the_server_closed_since_is_replaced(
         team.restart()  # which closes it on the server's side
         assert body_size(c) == first
         assert connects == 2
+
+
+def test_an_error_answer_is_the_error_it_names(team: Team, client: Client, tmp_path: Path) -> None:
+    a = client("a")
+    version = a.commit("small", write_random(tmp_path / "m", MIB, seed=6), "small")
+    a.remotes.push("small", token=team.tokens["alice"])
+    known = sorted(o.hex for o in a.exchange.objects_of(version))
+    with http_client.Client(team.url, team.tokens["reader"]) as c:
+        unknown = {"ids": [ObjectId.of(b"never stored").hex]}
+        with (
+            pytest.raises(NotFoundError, match="not here"),
+            c.post_for_stream("/models/small/objects/get", unknown),
+        ):
+            pass
+        # The connection that answered the error is not kept for the next request.
+        assert c._idle == []
+    with (
+        http_client.Client(team.url, "mkt_0_not-a-token") as c,
+        pytest.raises(AuthenticationError),
+        c.post_for_stream("/models/small/objects/get", {"ids": known}),
+    ):
+        pass

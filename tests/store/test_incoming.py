@@ -36,16 +36,19 @@ class _Collect:
         self._left = length
 
     def room(self) -> memoryview:
-        assert self._open is not None and self._left > 0
+        assert self._open is not None
+        assert self._left > 0
         return memoryview(self._room)[: self._left]
 
     def filled(self, count: int) -> None:
-        assert self._open is not None and 0 < count <= min(self._left, len(self._room))
+        assert self._open is not None
+        assert 0 < count <= min(self._left, len(self._room))
         self._open[2].extend(self._room[:count])
         self._left -= count
 
     def end(self) -> None:
-        assert self._open is not None and self._left == 0
+        assert self._open is not None
+        assert self._left == 0
         oid, codec, data = self._open
         self.objects.append((oid, codec, bytes(data)))
         self._open = None

@@ -160,7 +160,8 @@ class Client:
         except BaseException:
             connection.close()
             raise
-        if response.isclosed():  # read to its end: the connection may serve again
+        # Read to its end, on a connection the server keeps open: it may serve again.
+        if response.isclosed() and connection.sock is not None:
             with self._idle_lock:
                 self._idle.append(connection)
         else:
