@@ -190,11 +190,14 @@ class Client:
         if response.status >= 400:
             import httpx
 
-            answer = httpx.Response(
-                response.status, headers=response.getheaders(), content=response.read()
-            )
+            try:
+                content = response.read()
+            except (OSError, http.client.HTTPException):
+                content = b""  # the status alone names the error
             connection.close()
-            raise self._error(answer)
+            raise self._error(
+                httpx.Response(response.status, headers=response.getheaders(), content=content)
+            )
         return response, connection
 
     def _connect(self, host: str, port: int) -> http.client.HTTPConnection:
