@@ -9,12 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import modelkeep
-from modelkeep.registry.changes import ChangeMark, mark_of
+from modelkeep.registry.changes import COUNT_TRIGGER, COUNTED_TABLES, ChangeMark, CountMark, mark_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -69,3 +69,61 @@ def test_the_mark_of_either_engine_moves_on_every_commit_by_anyone_and_only_then
             repo.tokens.create("carol", "no-such-scope")
         assert mark() == third
         mark.close()
+
+
+@pytest.mark.local_engine  # picks PostgreSQL itself
+def test_a_change_made_by_hand_in_sql_moves_postgresqls_mark(postgres: Any) -> None:
+    """Triggers count every statement that writes a registry table, whoever runs it: an
+    admin in psql moves the mark as modelkeep does, a rolled-back change does not, and
+    every table has its trigger (a migration that adds a table must add one)."""
+    import psycopg
+
+    from modelkeep.registry import Registry
+
+    url = postgres.new_database()
+    reg = Registry(url)
+    try:
+        reg.create()
+        mark = mark_of(reg)
+        assert isinstance(mark, CountMark)
+        seen = {mark()}
+        with psycopg.connect(url, autocommit=True) as conn:
+            for statement in (
+                "INSERT INTO models (name, default_branch, created_at, kind) "
+                "VALUES ('by-hand', 'main', now(), 'model')",
+                "UPDATE models SET default_branch = 'dev' WHERE name = 'by-hand'",
+                "INSERT INTO meta (key, value) VALUES ('setting.by-hand', 'x')",
+                "UPDATE meta SET value = 'y' WHERE key = 'setting.by-hand'",
+                "DELETE FROM meta WHERE key = 'setting.by-hand'",
+                "DELETE FROM models WHERE name = 'by-hand'",
+            ):
+                conn.execute(statement)
+                now = mark()
+                assert now not in seen, statement
+                seen.add(now)
+            conn.execute("BEGIN")
+            conn.execute("UPDATE models SET name = name")
+            assert mark() in seen  # not before it commits
+            conn.execute("ROLLBACK")
+            assert mark() in seen  # and what was rolled back moved nothing
+            tables = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+                )
+            }
+            counted = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT event_object_table FROM information_schema.triggers "
+                    "WHERE trigger_name LIKE %s",
+                    (f"{COUNT_TRIGGER}%",),
+                )
+            }
+        assert tables - counted == {"alembic_version"}
+        assert set(COUNTED_TABLES) | {"meta"} == counted
+        mark.close()
+    finally:
+        reg.dispose()
+        postgres.drop_database(url)

@@ -258,3 +258,32 @@ def test_a_known_answer_reads_the_change_mark_once(
         finally:
             server.should_exit = True
             thread.join(timeout=10)
+
+
+def test_an_alias_moved_by_hand_in_sql_is_answered_at_the_next_request(tmp_path: Path) -> None:
+    """A change made behind modelkeep's back (an admin's UPDATE, on the registry's own
+    database: SQLite here, PostgreSQL under MODELKEEP_TEST_ENGINE=pg-s3) is seen too."""
+    from sqlalchemy import text
+
+    with modelkeep.Repo.init(tmp_path / "repo") as repo:
+        x = np.random.default_rng(0).normal(size=(40, 3))
+        y = (x[:, 0] > 0).astype(int)
+        for c in (1.0, 0.1):
+            repo.commit("churn", LogisticRegression(C=c).fit(x, y), f"C={c}")
+        repo.set_alias("churn@production", "churn:1")
+        _, token = repo.tokens.create("bob", "read")
+        with start_server(repo.root) as server, httpx.Client(base_url=server.url) as client:
+            for target in (2, 1, 2):
+                for _ in range(3):  # known: kept, and sent before routing
+                    resolved(client, token)
+                with repo.registry.engine.begin() as conn:
+                    conn.execute(
+                        text(
+                            "UPDATE refs SET version_id = (SELECT versions.id FROM versions "
+                            "JOIN models ON versions.model_id = models.id "
+                            "WHERE models.name = 'churn' AND versions.number = :n) "
+                            "WHERE name = 'production'"
+                        ),
+                        {"n": target},
+                    )
+                assert resolved(client, token) == target

@@ -1,4 +1,4 @@
-"""Whether a SQLite registry changed since a moment: what lets a server keep an answer
+"""Whether a registry changed since a moment: what lets a server keep an answer
 (a resolved alias, a verified token) for as long as it is still right, and no longer."""
 
 from __future__ import annotations
@@ -11,12 +11,53 @@ import urllib.parse
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from modelkeep.registry.db import CHANGES_KEY
-
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from modelkeep.registry.registry import Registry
 
+# The key in meta of PostgreSQL's count of changes (see ``counting_statements``).
+CHANGES_KEY = "changes"
 _READ_COUNT = f"SELECT value FROM meta WHERE key = '{CHANGES_KEY}'"  # noqa: S608 - a constant
+
+# The registry's tables as of schema 12, each of whose writes moves PostgreSQL's count.
+# A migration that adds a table adds its trigger with ``counting_statements([table])``
+# (a test checks that every table has one).
+COUNTED_TABLES = (
+    "models", "versions", "version_parents", "version_identities", "datasets", "refs",
+    "deployments", "replicas", "monitor_reports", "monitor_schedules", "labels",
+    "policies", "events", "tokens",
+)  # fmt: skip
+COUNT_TRIGGER = "counts_changes"  # the name of each table's trigger
+_BUMP = (
+    f"INSERT INTO meta (key, value) VALUES ('{CHANGES_KEY}', '1') ON CONFLICT (key) "  # noqa: S608 - a constant
+    "DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)"
+)
+
+
+def counting_statements(tables: Sequence[str], *, meta: bool = False) -> list[str]:
+    """PostgreSQL DDL that has every write to ``tables`` (and with ``meta``, to meta's
+    rows but the count's own: settings live there) move the count: a trigger per
+    statement, not per row, since one move per change is all a reader needs. The count
+    moves inside the writing transaction, so it is seen when, and only if, that
+    commits."""
+    statements = [
+        "CREATE OR REPLACE FUNCTION modelkeep_count_change() RETURNS trigger "
+        f"LANGUAGE plpgsql AS $$ BEGIN {_BUMP}; RETURN NULL; END $$"
+    ]
+    for table in tables:
+        statements.append(
+            f"CREATE TRIGGER {COUNT_TRIGGER} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
+            f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION modelkeep_count_change()"
+        )
+    if meta:
+        for verb, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+            statements.append(
+                f"CREATE TRIGGER {COUNT_TRIGGER}_{verb.lower()} AFTER {verb} ON meta "
+                f"FOR EACH ROW WHEN ({row}.key <> '{CHANGES_KEY}') "
+                "EXECUTE FUNCTION modelkeep_count_change()"
+            )
+    return statements
 
 
 class _Mark:
@@ -98,12 +139,11 @@ class ChangeMark(_Mark):
 
 
 class CountMark(_Mark):
-    """PostgreSQL's mark: the registry's count of committed write transactions (the
-    ``meta`` row ``db.CHANGES_KEY``, which every write transaction of this release moves
-    just before it commits), read per request on a connection of its own — one round
+    """PostgreSQL's mark: the registry's count of changes (the ``meta`` row
+    ``CHANGES_KEY``, which triggers move on every statement that writes a registry
+    table, whoever runs it), read per request on a connection of its own — one round
     trip, a fraction of a millisecond on a near server. Exact as SQLite's is: a change
-    committed before the read is seen by it. Writes made outside modelkeep (by hand, in
-    SQL) do not move it."""
+    committed before the read is seen by it, one made by hand in SQL included."""
 
     def __init__(self, url: str) -> None:
         from sqlalchemy.engine import make_url

@@ -452,15 +452,6 @@ def _transient(exc: BaseException) -> bool:
     )  # fmt: skip
 
 
-# The key in meta of PostgreSQL's count of committed write transactions, and its bump
-# (in each write transaction, just before it commits: visible when, and only if, it is).
-CHANGES_KEY = "changes"
-_COUNT_CHANGE = (
-    f"INSERT INTO meta (key, value) VALUES ('{CHANGES_KEY}', '1') ON CONFLICT (key) "  # noqa: S608 - a constant
-    "DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)"
-)
-
-
 class Database:
     """Where the registry's rows live, and how a transaction is had on them."""
 
@@ -483,10 +474,6 @@ class Database:
         self._sa_local = _SaLocal()
         self._bridge: Engine | None = None
         self.postgres = url.partition("://")[0].split("+")[0] in ("postgresql", "postgres")
-        # PostgreSQL: every write transaction counts itself in meta (CHANGES_KEY) once
-        # the schema holds meta (the registry says so after checking it): the change
-        # mark a server reads per request, as SQLite's data_version is.
-        self.counts_changes = False
 
     # -- SQLite connections -------------------------------------------------------
 
@@ -649,10 +636,6 @@ class Database:
         try:
             try:
                 yield tx
-                if write and self.postgres and self.counts_changes:
-                    from sqlalchemy import text
-
-                    conn.execute(text(_COUNT_CHANGE))
             finally:
                 local.tx, local.depth = None, 0
             conn.commit()

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 
 # Bumped by every migration (which also writes it to the meta table), so an open can
 # tell "needs upgrading" or "too new" without loading Alembic (or SQLAlchemy).
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 REF_KINDS = ("branch", "alias", "tag")
 # Event actions that concern a ref without moving it.
@@ -274,7 +274,6 @@ class Registry:
             # Outside a transaction, as it must be.
             self.db.raw(lambda conn: conn.execute("PRAGMA journal_mode=WAL").close())
         self.migrate()
-        self.db.counts_changes = True
 
     def migrate(self) -> None:
         """Bring the schema up to date with Alembic (imported only when needed)."""
@@ -312,7 +311,6 @@ class Registry:
             )
         if found < SCHEMA_VERSION:
             self.migrate()
-        self.db.counts_changes = True  # meta is there
         if found > SCHEMA_VERSION:
             raise RepositoryFormatError(
                 f"this repository ({self.where}) uses registry schema {found}, newer than "
