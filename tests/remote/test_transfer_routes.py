@@ -235,3 +235,51 @@ def test_a_just_started_server_gives_its_packed_objects(
         "POST", "/models/fraud/objects/get", team.tokens["reader"], json={"ids": objects}
     )
     assert got.status_code == 200, got.text
+
+
+def test_a_token_limited_to_some_models_gets_only_objects_their_versions_need(
+    start: Callable[..., Team], tmp_path: Path
+) -> None:
+    def setup(repo: modelkeep.Repo) -> None:
+        repo.commit("fraud", write_random(tmp_path / "f", 600_000, seed=3), "f")
+        repo.commit("churn", write_random(tmp_path / "c", 600_000, seed=4), "c")
+
+    team = start(setup)
+    carol = team.tokens["carol"]  # write on churn* only
+
+    def objects_of(rev: str) -> list[str]:
+        with team.repo() as server:
+            return sorted(o.hex for o in server.exchange.objects_of(server.resolve(rev)))
+
+    def get(ids: list[str]) -> httpx.Response:
+        return team.http("POST", "/models/churn/objects/get", carol, json={"ids": ids})
+
+    churn, fraud = objects_of("churn:1"), objects_of("fraud:1")
+    assert not set(churn) & set(fraud)
+    assert get(churn).status_code == 200
+    # fraud's objects asked for under churn, whose versions do not need them: answered
+    # as objects the server lacks, neither their bytes nor that they are here.
+    absent = get([*churn, "ab" * 32])
+    assert absent.json()["error"].startswith("1 of the objects asked for are not here")
+    for ids, outside in ((fraud, len(fraud)), ([*churn, fraud[0]], 1)):
+        refused = get(ids)
+        assert refused.status_code == absent.status_code == 404, refused.text
+        assert refused.json()["error"] == absent.json()["error"].replace(
+            "1 of", f"{outside} of"
+        ).replace("ab" * 6, fraud[0][:12])
+    # An unlimited token is not asked which model needs them.
+    assert (
+        team.http(
+            "POST", "/models/churn/objects/get", team.tokens["reader"], json={"ids": fraud}
+        ).status_code
+        == 200
+    )
+    # Once a version of churn needs those bytes too (a copy of fraud's file), they are
+    # churn's as well: the server walks the version added since it last looked.
+    with team.repo() as server:
+        server.commit("churn", tmp_path / "f", "fraud's weights, reused")
+    shared = sorted(set(objects_of("churn:2")) & set(fraud))
+    assert shared
+    got = get(shared)
+    assert got.status_code == 200, got.text
+    assert len(got.content) > 500_000

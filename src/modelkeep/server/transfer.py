@@ -6,13 +6,20 @@ durable before the answer), then publishes the version (``POST …/versions``), 
 is refused until every object it needs is here. A pull reads a version's record with
 its object list (``…/record``) and fetches what it lacks (``…/objects/get``).
 
-An object is asked for by its id within a model the token may read or write; ids are
-content hashes, so a token learns nothing from one it could not already name.
+An object is asked for by its id within a model the token may read or write. A token
+limited to some models (``churn*``) gets only objects some version of the model it
+names needs: an id learned elsewhere (a log, a token since narrowed) does not open
+another model's bytes. It is answered as a missing object (404), so whether the server
+holds it is not told either. ``…/objects/missing`` still tells a writer which ids are
+here at all: without it a push could not leave out what the server has, and an id is a
+hash of the bytes, so it tells only that bytes the asker already has are stored.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -23,6 +30,11 @@ from modelkeep.errors import NotFoundError, UsageError
 from modelkeep.server.app import API, Name, Who, model_of
 from modelkeep.store import ObjectId
 from modelkeep.store.frames import FrameError, split
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from modelkeep.repo import Repo
 
 # One upload batch: the client sends at most this much per request (the body limit
 # of every other route is 1 MiB).
@@ -57,9 +69,44 @@ _FRAMES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class ModelObjects:
+    """The objects each model's versions need, as far as read: versions are never
+    removed nor changed, so what was read stays true, and a lookup that misses walks
+    only the versions added since. Kept for the ``models`` most recently asked about."""
+
+    def __init__(self, repo: Repo, models: int = 16) -> None:
+        self._repo = repo
+        self._models = models
+        self._lock = threading.Lock()
+        # model → (objects its versions need, the version numbers walked)
+        self._known: OrderedDict[str, tuple[set[ObjectId], set[int]]] = OrderedDict()
+
+    def outside(self, model: str, oids: Sequence[ObjectId]) -> list[ObjectId]:
+        """Those of ``oids`` no version of ``model`` needs."""
+        with self._lock:
+            known = self._known.pop(model, None)
+            objects, walked = known if known is not None else (set(), set())
+            self._known[model] = objects, walked
+            while len(self._known) > self._models:
+                self._known.popitem(last=False)
+        rest = [o for o in oids if o not in objects]
+        if not rest:
+            return []
+        # Walked outside the lock (a tree walk reads objects); two requests that both
+        # walk a new version add the same ids.
+        for version in self._repo.registry.versions(model):
+            if version.number not in walked:
+                found = self._repo.exchange.objects_of(version)
+                with self._lock:
+                    objects.update(found)
+                    walked.add(version.number)
+        return [o for o in rest if o not in objects]
+
+
 def routes(app_state: Any) -> APIRouter:
     """The routes over the repository in ``app_state.repo``."""
     api = APIRouter(prefix=API, tags=["transfer"])
+    needed = ModelObjects(app_state.repo)
 
     def exchange() -> Any:
         return app_state.repo.exchange
@@ -115,6 +162,8 @@ def routes(app_state: Any) -> APIRouter:
         ids = [ObjectId(i) for i in body.ids]
         # Missing ones fail before the answer starts (404), not halfway through it.
         lacking = exchange().missing(ids)
+        if not lacking and who.token.models != "*":
+            lacking = needed.outside(name, ids)
         if lacking:
             raise NotFoundError(
                 f"{len(lacking)} of the objects asked for are not here (first: "
